@@ -1,0 +1,139 @@
+//! Configuration: the typed, validated [`Config`] and [`load`], which layers built-in defaults <
+//! the TOML file < `ESMD__` environment variables (interface.md §2) and checks every rule before
+//! anything starts. Every problem names its full key.
+//!
+//! Lower modules take their own section (`&StorageConfig`, `&FunctionConfig`...), never the whole
+//! `Config`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::domain::queue::{QueueName, QueueSettings};
+
+mod load;
+mod raw;
+
+pub use load::{load, ConfigError, LoadOptions, Loaded};
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[storage]`
+    pub storage: StorageConfig,
+    /// `[log]`
+    pub log: LogConfig,
+    /// `[queues.NAME]`, by name.
+    pub queues: BTreeMap<QueueName, QueueSettings>,
+    /// `[functions.NAME]`, by name.
+    pub functions: BTreeMap<String, FunctionConfig>,
+    /// `[mappings.NAME]`, by name.
+    pub mappings: BTreeMap<String, MappingConfig>,
+}
+
+/// `[server]`: the HTTP listener and the identity used in URLs and ARNs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// `listen`: address to bind, e.g. `127.0.0.1:9324`.
+    pub listen: String,
+    /// `region`: used in ARNs and events' `awsRegion`.
+    pub region: String,
+    /// `account_id`: used in queue URLs and ARNs.
+    pub account_id: String,
+    /// `auth_token`: when set, required on every request but `/healthz`.
+    pub auth_token: Option<String>,
+    /// `shutdown_grace`: how long in-flight invocations may run on after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// `[storage]`: the SQLite file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageConfig {
+    /// `path`, already resolved against `$STATE_DIRECTORY` when relative.
+    pub path: PathBuf,
+    /// `synchronous`.
+    pub synchronous: Synchronous,
+}
+
+/// SQLite's `synchronous` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// An acknowledged write survives power loss.
+    #[default]
+    Full,
+    /// An acknowledged write survives a crash of esmd, not of the machine.
+    Normal,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    /// `level`: an EnvFilter directive (`info`, `esmd=debug`); `RUST_LOG` overrides it.
+    pub level: String,
+    /// `format`.
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[functions.NAME]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionConfig {
+    /// `timeout`: an invocation still running after this is a function error (default 3s, as
+    /// Lambda's).
+    pub timeout: Duration,
+    /// What to invoke.
+    pub target: FunctionTarget,
+}
+
+/// How a function is invoked (interface.md §4).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FunctionTarget {
+    /// `type = "http"`: POST the event to `url`.
+    Http {
+        /// `url`
+        url: String,
+    },
+    /// `type = "command"`: run `argv` with the event on stdin.
+    Command {
+        /// `command`: program and arguments, never run through a shell.
+        argv: Vec<String>,
+        /// `env`: extra environment variables.
+        env: BTreeMap<String, String>,
+        /// `working_dir`
+        working_dir: Option<PathBuf>,
+    },
+    /// `type = "log"`: built in; logs each record and succeeds.
+    Log,
+}
+
+/// `[mappings.NAME]`: one event source mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappingConfig {
+    /// `queue`: the queue polled.
+    pub queue: QueueName,
+    /// `function`: the function invoked (a key of `functions`).
+    pub function: String,
+    /// `enabled`
+    pub enabled: bool,
+    /// `batch_size`: 1..10000 standard, 1..10 FIFO (default 10).
+    pub batch_size: u32,
+    /// `batching_window`: 0..300s, none on FIFO (default 0).
+    pub batching_window: Duration,
+    /// `max_payload`: invocation payload cap in bytes, whole event included (default 6 MiB).
+    pub max_payload: u64,
+    /// `max_concurrency`: 2..1000 (default 5).
+    pub max_concurrency: u32,
+    /// `report_batch_item_failures` (default false).
+    pub report_batch_item_failures: bool,
+}

@@ -1,0 +1,318 @@
+//! Queue names and queue settings: the SQS queue attributes with AWS's ranges and defaults
+//! (semantics.md §6.1).
+
+use std::fmt;
+use std::time::Duration;
+
+use super::Rejection;
+
+/// Longest visibility timeout, and the cap on a message's total invisibility after one receive.
+pub const MAX_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+/// Longest queue or message delay.
+pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
+/// Shortest retention period.
+pub const MIN_RETENTION: Duration = Duration::from_secs(60);
+/// Longest retention period.
+pub const MAX_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
+/// Smallest `MaximumMessageSize`.
+pub const MIN_MESSAGE_SIZE: u32 = 1024;
+/// Largest `MaximumMessageSize` (1 MiB since 2025).
+pub const MAX_MESSAGE_SIZE: u32 = 1_048_576;
+/// Longest long-poll wait.
+pub const MAX_RECEIVE_WAIT: Duration = Duration::from_secs(20);
+/// FIFO deduplication window.
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(300);
+/// Minimum spacing of two purges of one queue.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A validated queue name: 1 to 80 characters of `[A-Za-z0-9_-]`, with an optional `.fifo`
+/// suffix (counted in the 80) that makes the queue a FIFO queue.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueueName(String);
+
+impl QueueName {
+    /// Parses a queue name, with AWS's message on failure.
+    pub fn parse(name: &str) -> Result<Self, Rejection> {
+        let stem = name.strip_suffix(".fifo").unwrap_or(name);
+        let ok = !stem.is_empty()
+            && name.len() <= 80
+            && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(QueueName(name.to_owned()))
+        } else {
+            Err(Rejection::invalid(
+                "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length",
+            ))
+        }
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the name ends in `.fifo`.
+    pub fn is_fifo(&self) -> bool {
+        self.0.ends_with(".fifo")
+    }
+
+    /// The queue's kind, from its name.
+    pub fn kind(&self) -> QueueKind {
+        if self.is_fifo() {
+            QueueKind::Fifo
+        } else {
+            QueueKind::Standard
+        }
+    }
+}
+
+impl fmt::Display for QueueName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Standard or FIFO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    /// At-least-once, best-effort order.
+    Standard,
+    /// Ordered per message group, deduplicated.
+    Fifo,
+}
+
+/// Where FIFO deduplication IDs are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DedupScope {
+    /// Across the whole queue (AWS default).
+    #[default]
+    Queue,
+    /// Within each message group.
+    MessageGroup,
+}
+
+impl DedupScope {
+    /// The SQS attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DedupScope::Queue => "queue",
+            DedupScope::MessageGroup => "messageGroup",
+        }
+    }
+
+    /// Parses the SQS attribute value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "queue" => Some(DedupScope::Queue),
+            "messageGroup" => Some(DedupScope::MessageGroup),
+            _ => None,
+        }
+    }
+}
+
+/// FIFO throughput mode (accepted and reported; esmd has no throughput quota to apply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FifoThroughputLimit {
+    /// AWS default.
+    #[default]
+    PerQueue,
+    /// High-throughput mode; only with `messageGroup` deduplication scope.
+    PerMessageGroupId,
+}
+
+impl FifoThroughputLimit {
+    /// The SQS attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FifoThroughputLimit::PerQueue => "perQueue",
+            FifoThroughputLimit::PerMessageGroupId => "perMessageGroupId",
+        }
+    }
+
+    /// Parses the SQS attribute value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "perQueue" => Some(FifoThroughputLimit::PerQueue),
+            "perMessageGroupId" => Some(FifoThroughputLimit::PerMessageGroupId),
+            _ => None,
+        }
+    }
+}
+
+/// A redrive policy: where messages go after too many receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redrive {
+    /// The dead-letter queue (same account, same kind).
+    pub dead_letter_queue: QueueName,
+    /// Receives allowed before the next receive moves the message (1..=1000).
+    pub max_receive_count: u32,
+}
+
+/// Every settable attribute of a queue, with AWS's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// `VisibilityTimeout`, 0s..12h, default 30s.
+    pub visibility_timeout: Duration,
+    /// `DelaySeconds`, 0s..15min, default 0.
+    pub delay: Duration,
+    /// `MessageRetentionPeriod`, 60s..14days, default 4 days.
+    pub retention: Duration,
+    /// `MaximumMessageSize` in bytes, 1KiB..1MiB, default 1MiB.
+    pub max_message_size: u32,
+    /// `ReceiveMessageWaitTimeSeconds`, 0s..20s, default 0.
+    pub receive_wait: Duration,
+    /// `RedrivePolicy`.
+    pub redrive: Option<Redrive>,
+    /// `RedriveAllowPolicy` as the JSON string given (kept and reported, not enforced).
+    pub redrive_allow_policy: Option<String>,
+    /// `ContentBasedDeduplication` (FIFO only).
+    pub content_based_deduplication: bool,
+    /// `DeduplicationScope` (FIFO only).
+    pub deduplication_scope: DedupScope,
+    /// `FifoThroughputLimit` (FIFO only).
+    pub fifo_throughput_limit: FifoThroughputLimit,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            visibility_timeout: Duration::from_secs(30),
+            delay: Duration::ZERO,
+            retention: Duration::from_secs(4 * 24 * 3600),
+            max_message_size: MAX_MESSAGE_SIZE,
+            receive_wait: Duration::ZERO,
+            redrive: None,
+            redrive_allow_policy: None,
+            content_based_deduplication: false,
+            deduplication_scope: DedupScope::Queue,
+            fifo_throughput_limit: FifoThroughputLimit::PerQueue,
+        }
+    }
+}
+
+/// A problem with one setting: the setting's name (as in the config file) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingProblem {
+    /// The config key within the queue's table, e.g. `visibility_timeout`.
+    pub key: &'static str,
+    /// What is wrong, e.g. `45000s is above the maximum of 12h`.
+    pub message: String,
+}
+
+impl QueueSettings {
+    /// Checks every range and the FIFO-only rules; returns every problem found.
+    pub fn problems(&self, kind: QueueKind) -> Vec<SettingProblem> {
+        let mut out = Vec::new();
+        let mut range = |key, v: Duration, min: Duration, max: Duration| {
+            if v < min || v > max {
+                out.push(SettingProblem {
+                    key,
+                    message: format!(
+                        "{} is outside the range {}..{}",
+                        humantime::format_duration(v),
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                });
+            }
+        };
+        range("visibility_timeout", self.visibility_timeout, Duration::ZERO, MAX_VISIBILITY_TIMEOUT);
+        range("delay", self.delay, Duration::ZERO, MAX_DELAY);
+        range("retention", self.retention, MIN_RETENTION, MAX_RETENTION);
+        range("receive_wait", self.receive_wait, Duration::ZERO, MAX_RECEIVE_WAIT);
+        if !(MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE).contains(&self.max_message_size) {
+            out.push(SettingProblem {
+                key: "max_message_size",
+                message: format!(
+                    "{} bytes is outside the range {MIN_MESSAGE_SIZE}..{MAX_MESSAGE_SIZE}",
+                    self.max_message_size
+                ),
+            });
+        }
+        if let Some(r) = &self.redrive {
+            if !(1..=1000).contains(&r.max_receive_count) {
+                out.push(SettingProblem {
+                    key: "max_receive_count",
+                    message: format!("{} is outside the range 1..1000", r.max_receive_count),
+                });
+            }
+            if r.dead_letter_queue.kind() != kind {
+                out.push(SettingProblem {
+                    key: "dead_letter_queue",
+                    message: format!(
+                        "{} is not of the same type as this queue (a FIFO queue needs a FIFO dead-letter queue, a standard queue a standard one)",
+                        r.dead_letter_queue
+                    ),
+                });
+            }
+        }
+        if kind == QueueKind::Standard {
+            if self.content_based_deduplication {
+                out.push(SettingProblem {
+                    key: "content_based_deduplication",
+                    message: "is only allowed on a FIFO queue (a name ending in .fifo)".into(),
+                });
+            }
+            if self.deduplication_scope != DedupScope::Queue {
+                out.push(SettingProblem {
+                    key: "deduplication_scope",
+                    message: "is only allowed on a FIFO queue (a name ending in .fifo)".into(),
+                });
+            }
+            if self.fifo_throughput_limit != FifoThroughputLimit::PerQueue {
+                out.push(SettingProblem {
+                    key: "fifo_throughput_limit",
+                    message: "is only allowed on a FIFO queue (a name ending in .fifo)".into(),
+                });
+            }
+        } else if self.fifo_throughput_limit == FifoThroughputLimit::PerMessageGroupId
+            && self.deduplication_scope != DedupScope::MessageGroup
+        {
+            out.push(SettingProblem {
+                key: "fifo_throughput_limit",
+                message: "perMessageGroupId requires deduplication_scope = \"messageGroup\"".into(),
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(QueueName::parse("orders").is_ok());
+        assert!(QueueName::parse("events.fifo").unwrap().is_fifo());
+        assert!(QueueName::parse(".fifo").is_err());
+        assert!(QueueName::parse("a.b").is_err());
+        assert!(QueueName::parse(&"a".repeat(80)).is_ok());
+        assert!(QueueName::parse(&"a".repeat(81)).is_err());
+        assert!(QueueName::parse(&format!("{}.fifo", "a".repeat(75))).is_ok());
+        assert!(QueueName::parse(&format!("{}.fifo", "a".repeat(76))).is_err());
+        assert!(QueueName::parse("").is_err());
+    }
+
+    #[test]
+    fn default_settings_are_valid_for_both_kinds() {
+        assert!(QueueSettings::default().problems(QueueKind::Standard).is_empty());
+        assert!(QueueSettings::default().problems(QueueKind::Fifo).is_empty());
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        let s = QueueSettings {
+            visibility_timeout: Duration::from_secs(43_201),
+            retention: Duration::from_secs(59),
+            max_message_size: 1023,
+            content_based_deduplication: true,
+            ..Default::default()
+        };
+        let keys: Vec<_> = s.problems(QueueKind::Standard).iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            ["visibility_timeout", "retention", "max_message_size", "content_based_deduplication"]
+        );
+    }
+}

@@ -1,0 +1,232 @@
+//! SQLite persistence: the queue engine. Owns every SQL statement and every queue rule that needs
+//! the stored state (semantics.md §6): sends with delay and deduplication, receives with
+//! visibility timeouts and FIFO group blocking, receipt-handle checks, redrive to dead-letter
+//! queues, retention, purge. Knows nothing about HTTP or invocation.
+//!
+//! Shape: one write connection (SQLite has one writer anyway; a single connection means writes
+//! queue in tokio instead of spinning on `SQLITE_BUSY`) and a small read pool, both opened with
+//! typed `SqliteConnectOptions` (WAL, `synchronous` from the config, busy timeout). Every write
+//! is one short `BEGIN IMMEDIATE` transaction; nothing slow ever runs inside one. Time comes from
+//! the injected [`Clock`] and is bound into SQL as a parameter.
+//!
+//! Waking: every change that can make a message receivable bumps the queue's watch channel, so
+//! long polls and pollers wake at once instead of re-querying on a timer; a message that becomes
+//! visible by the passage of time is waited for with a timer on its `visible_at`.
+
+mod fifo;
+mod messages;
+mod open;
+mod queues;
+mod rows;
+mod wake;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+
+use crate::clock::Clock;
+use crate::domain::message::{Message, NewMessage, SendReceipt};
+use crate::domain::queue::{QueueName, QueueSettings};
+use crate::domain::{Rejection, Timestamp};
+
+pub use open::OpenError;
+
+/// A cheap, cloneable handle on the database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    clock: Clock,
+    wake: wake::Wakers,
+}
+
+/// A queue as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueInfo {
+    /// Internal id (appears inside receipt handles).
+    pub id: i64,
+    /// The name.
+    pub name: QueueName,
+    /// Every attribute.
+    pub settings: QueueSettings,
+    /// Queue tags.
+    pub tags: BTreeMap<String, String>,
+    /// `CreatedTimestamp`.
+    pub created_at: Timestamp,
+    /// `LastModifiedTimestamp`.
+    pub last_modified_at: Timestamp,
+}
+
+/// How many messages a queue holds, by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueCounts {
+    /// Receivable now (`ApproximateNumberOfMessages`).
+    pub visible: u64,
+    /// Received and not yet visible again (`ApproximateNumberOfMessagesNotVisible`).
+    pub in_flight: u64,
+    /// Waiting out a delay (`ApproximateNumberOfMessagesDelayed`).
+    pub delayed: u64,
+    /// When the oldest message still stored was sent (retention clock).
+    pub oldest_sent_at: Option<Timestamp>,
+}
+
+/// What a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The request broke an SQS rule; the rejection says which.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// The database could not do the work (full disk, locked, I/O); retriable.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Unavailable(e)
+    }
+}
+
+/// Per-entry results of a batch operation, in request order.
+pub type EntryResults<T> = Vec<Result<T, Rejection>>;
+
+impl Store {
+    /// The clock this store reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Creates a queue, or returns the existing one unchanged. The `bool` says whether it was
+    /// created. The caller applies CreateQueue's attribute-comparison rule.
+    ///
+    /// # Errors
+    /// `Rejected` if `settings` break a rule (e.g. the dead-letter queue does not exist).
+    pub async fn create_queue(
+        &self,
+        name: &QueueName,
+        settings: &QueueSettings,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(QueueInfo, bool), StoreError> {
+        queues::create(self, name, settings, tags).await
+    }
+
+    /// Creates the queue or overwrites its settings (the configuration file wins over earlier
+    /// runtime changes).
+    pub async fn ensure_queue(&self, name: &QueueName, settings: &QueueSettings) -> Result<QueueInfo, StoreError> {
+        queues::ensure(self, name, settings).await
+    }
+
+    /// Replaces a queue's settings (SetQueueAttributes after merging).
+    pub async fn set_settings(&self, name: &QueueName, settings: &QueueSettings) -> Result<QueueInfo, StoreError> {
+        queues::set_settings(self, name, settings).await
+    }
+
+    /// One queue.
+    ///
+    /// # Errors
+    /// `Rejected(QueueDoesNotExist)` for an unknown name.
+    pub async fn queue(&self, name: &QueueName) -> Result<QueueInfo, StoreError> {
+        queues::get(self, name).await
+    }
+
+    /// Every queue, sorted by name.
+    pub async fn queues(&self) -> Result<Vec<QueueInfo>, StoreError> {
+        queues::list(self).await
+    }
+
+    /// Deletes a queue and all its messages.
+    pub async fn delete_queue(&self, name: &QueueName) -> Result<(), StoreError> {
+        queues::delete(self, name).await
+    }
+
+    /// Deletes every message of a queue in every state and clears FIFO deduplication.
+    ///
+    /// # Errors
+    /// `Rejected(PurgeQueueInProgress)` within 60 s of the previous purge.
+    pub async fn purge(&self, name: &QueueName) -> Result<(), StoreError> {
+        queues::purge(self, name).await
+    }
+
+    /// Adds or replaces tags.
+    pub async fn tag(&self, name: &QueueName, tags: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        queues::tag(self, name, tags).await
+    }
+
+    /// Removes tags.
+    pub async fn untag(&self, name: &QueueName, keys: &[String]) -> Result<(), StoreError> {
+        queues::untag(self, name, keys).await
+    }
+
+    /// Queues whose redrive policy names `name` as their dead-letter queue.
+    pub async fn dead_letter_sources(&self, name: &QueueName) -> Result<Vec<QueueName>, StoreError> {
+        queues::dead_letter_sources(self, name).await
+    }
+
+    /// Message counts by state.
+    pub async fn counts(&self, name: &QueueName) -> Result<QueueCounts, StoreError> {
+        messages::counts(self, name).await
+    }
+
+    /// Sends messages (one for SendMessage, up to ten for SendMessageBatch) in one transaction.
+    /// Each entry is validated on its own; a rejected entry does not stop the others.
+    pub async fn send(&self, queue: &QueueName, batch: Vec<NewMessage>) -> Result<EntryResults<SendReceipt>, StoreError> {
+        messages::send(self, queue, batch).await
+    }
+
+    /// Receives up to `max` messages now (a short poll), making them invisible for `visibility`
+    /// (the queue's visibility timeout when `None`). Messages whose receive count would exceed the
+    /// queue's `max_receive_count` are moved to the dead-letter queue instead of returned.
+    pub async fn receive(&self, queue: &QueueName, max: u32, visibility: Option<Duration>) -> Result<Vec<Message>, StoreError> {
+        messages::receive(self, queue, max, visibility).await
+    }
+
+    /// Receives like [`Store::receive`], but if nothing is available waits up to `wait` for a
+    /// message to become available (a send, a visibility timeout or delay running out, a
+    /// visibility change) and returns as soon as one does.
+    ///
+    /// # Cancel safety
+    /// Cancel safe while waiting; a receive that has claimed messages returns them.
+    pub async fn receive_wait(
+        &self,
+        queue: &QueueName,
+        max: u32,
+        visibility: Option<Duration>,
+        wait: Duration,
+    ) -> Result<Vec<Message>, StoreError> {
+        messages::receive_wait(self, queue, max, visibility, wait).await
+    }
+
+    /// Deletes messages by receipt handle, applying the stale-handle rules (standard: a handle
+    /// whose visibility ran out still deletes; FIFO: it is refused).
+    pub async fn delete(&self, queue: &QueueName, handles: &[String]) -> Result<EntryResults<()>, StoreError> {
+        messages::delete(self, queue, handles).await
+    }
+
+    /// Changes the visibility timeout of received messages, counted from now, within the 12-hour
+    /// cap from their receive.
+    pub async fn change_visibility(
+        &self,
+        queue: &QueueName,
+        entries: &[(String, Duration)],
+    ) -> Result<EntryResults<()>, StoreError> {
+        messages::change_visibility(self, queue, entries).await
+    }
+
+    /// Deletes messages past their queue's retention and expired deduplication entries. Runs
+    /// periodically; receives also skip expired messages, so retention holds between sweeps.
+    pub async fn sweep(&self) -> Result<u64, StoreError> {
+        messages::sweep(self).await
+    }
+
+    /// Resolves when `queue` may have a receivable message that it did not have when `since`
+    /// was taken (see [`Store::wake_token`]), or after `timeout`.
+    pub async fn wait_for_messages(&self, queue_id: i64, since: u64, timeout: Duration) {
+        self.wake.wait(queue_id, since, timeout).await
+    }
+
+    /// The current wake counter of a queue, to pass to [`Store::wait_for_messages`].
+    pub fn wake_token(&self, queue_id: i64) -> u64 {
+        self.wake.token(queue_id)
+    }
+}
