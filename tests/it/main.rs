@@ -1,0 +1,12 @@
+//! The one integration-test binary (one link step on a 2-core machine). Each module tests one
+//! part of esmd through its public surface: real SQLite files in temporary directories, real
+//! HTTP on port 0, real processes.
+
+mod api_rest;
+mod api_sqs;
+mod common;
+mod config;
+mod daemon;
+mod invoke;
+mod poller;
+mod store;
