@@ -21,6 +21,7 @@ mod rows;
 mod wake;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
@@ -29,6 +30,7 @@ use crate::clock::Clock;
 use crate::domain::message::{Message, NewMessage, SendReceipt};
 use crate::domain::queue::{QueueName, QueueSettings};
 use crate::domain::{Rejection, Timestamp};
+use crate::metrics::Metrics;
 
 pub use open::OpenError;
 
@@ -39,6 +41,7 @@ pub struct Store {
     reader: SqlitePool,
     clock: Clock,
     wake: wake::Wakers,
+    metrics: Arc<Metrics>,
 }
 
 /// A queue as stored.

@@ -82,7 +82,7 @@ pub fn md5_hex(bytes: &[u8]) -> String {
 pub fn md5_of_attributes<'a>(attrs: impl IntoIterator<Item = (&'a String, &'a AttributeValue)>) -> Option<String> {
     let mut hasher = Md5::new();
     let mut any = false;
-    let mut put = |h: &mut Md5, b: &[u8]| {
+    let put = |h: &mut Md5, b: &[u8]| {
         h.update((b.len() as u32).to_be_bytes());
         h.update(b);
     };

@@ -1,1 +1,455 @@
-//! (being written)
+//! Message rows: send, receive (with redrive), delete, change visibility, counts, retention.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use sqlx::{Sqlite, Transaction};
+
+use super::rows::{encode_attributes, to_ms, MessageRow, MESSAGE_COLUMNS};
+use super::{fifo, queues, EntryResults, QueueCounts, QueueInfo, Store, StoreError};
+use crate::domain::attributes::{md5_hex, md5_of_attributes, AttributeValue};
+use crate::domain::message::{Message, NewMessage, ReceiptHandle, SendReceipt};
+use crate::domain::queue::{DedupScope, QueueName, DEDUP_WINDOW, MAX_VISIBILITY_TIMEOUT};
+use crate::domain::{RejectCode, Rejection, Timestamp};
+
+type Tx = Transaction<'static, Sqlite>;
+
+/// How many claim rounds one receive makes when redrive moves some of what it claimed.
+const MAX_CLAIM_ROUNDS: usize = 8;
+
+pub(super) async fn send(store: &Store, queue: &QueueName, batch: Vec<NewMessage>) -> Result<EntryResults<SendReceipt>, StoreError> {
+    let now = store.clock.now().as_millis();
+    let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
+    let q = queues::require(&mut tx, queue).await?;
+    let fifo = queue.is_fifo();
+    let mut results = Vec::with_capacity(batch.len());
+    let mut accepted = 0u64;
+    for m in batch {
+        if let Err(r) = m.validate(queue.kind(), &q.settings, false) {
+            results.push(Err(r));
+            continue;
+        }
+        let mut receipt = SendReceipt {
+            message_id: uuid::Uuid::new_v4().to_string(),
+            md5_of_body: md5_hex(m.body.as_bytes()),
+            md5_of_attributes: md5_of_attributes(&m.attributes),
+            md5_of_system_attributes: m.trace_header.as_ref().map(|t| {
+                let sys = [("AWSTraceHeader".to_owned(), AttributeValue::string(t.clone()))];
+                md5_of_attributes(sys.iter().map(|(k, v)| (k, v))).expect("one attribute")
+            }),
+            sequence_number: None,
+        };
+        let mut dedup_id = None;
+        let mut is_head = false;
+        if fifo {
+            let group = m.group_id.as_deref().expect("validated: FIFO messages have a group");
+            let id = m.dedup_id.clone().unwrap_or_else(|| hex::encode(Sha256::digest(m.body.as_bytes())));
+            let scope = match q.settings.deduplication_scope {
+                DedupScope::Queue => "",
+                DedupScope::MessageGroup => group,
+            };
+            let seen: Option<(String, Option<String>)> = sqlx::query_as(
+                "SELECT message_id, sequence_number FROM dedup \
+                 WHERE queue_id = ? AND scope = ? AND dedup_id = ? AND expires_at > ?",
+            )
+            .bind(q.id)
+            .bind(scope)
+            .bind(&id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((message_id, sequence_number)) = seen {
+                // Accepted, not delivered: the original's id and sequence number.
+                receipt.message_id = message_id;
+                receipt.sequence_number = sequence_number;
+                results.push(Ok(receipt));
+                continue;
+            }
+            let seq = fifo::next_sequences(&mut tx, q.id, 1, now).await?.remove(0);
+            sqlx::query(
+                "INSERT OR REPLACE INTO dedup (queue_id, scope, dedup_id, message_id, sequence_number, expires_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(q.id)
+            .bind(scope)
+            .bind(&id)
+            .bind(&receipt.message_id)
+            .bind(&seq)
+            .bind(now + to_ms(DEDUP_WINDOW))
+            .execute(&mut *tx)
+            .await?;
+            is_head = fifo::is_empty_group(&mut tx, q.id, group).await?;
+            receipt.sequence_number = Some(seq);
+            dedup_id = Some(id);
+        }
+        let delay = m.delay.filter(|_| !fifo).unwrap_or(q.settings.delay);
+        sqlx::query(
+            "INSERT INTO messages (queue_id, message_id, body, attributes, md5_of_body, md5_of_attributes, \
+             trace_header, group_id, dedup_id, sequence_number, sent_at, retain_from, visible_at, is_head) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(q.id)
+        .bind(&receipt.message_id)
+        .bind(&m.body)
+        .bind(encode_attributes(&m.attributes))
+        .bind(&receipt.md5_of_body)
+        .bind(&receipt.md5_of_attributes)
+        .bind(&m.trace_header)
+        .bind(&m.group_id)
+        .bind(&dedup_id)
+        .bind(&receipt.sequence_number)
+        .bind(now)
+        .bind(now)
+        .bind(now + to_ms(delay))
+        .bind(is_head)
+        .execute(&mut *tx)
+        .await?;
+        accepted += 1;
+        results.push(Ok(receipt));
+    }
+    tx.commit().await?;
+    if accepted > 0 {
+        store.wake.notify(q.id);
+        store.metrics.messages_sent(queue.as_str(), accepted);
+    }
+    Ok(results)
+}
+
+/// Deletes the queue's messages that are past retention, in every state.
+async fn expire(tx: &mut Tx, q: &QueueInfo, now: i64) -> Result<u64, StoreError> {
+    let cutoff = now - to_ms(q.settings.retention);
+    let gone: Vec<(Option<String>,)> =
+        sqlx::query_as("DELETE FROM messages WHERE queue_id = ? AND retain_from <= ? RETURNING group_id")
+            .bind(q.id)
+            .bind(cutoff)
+            .fetch_all(&mut **tx)
+            .await?;
+    if q.name.is_fifo() && !gone.is_empty() {
+        fifo::rehead(tx, q.id, gone.iter().filter_map(|(g,)| g.as_deref())).await?;
+    }
+    Ok(gone.len() as u64)
+}
+
+async fn claim(tx: &mut Tx, q: &QueueInfo, want: u32, now: i64, until: i64, token: i64) -> Result<Vec<MessageRow>, StoreError> {
+    let set = "SET visible_at = ?1, in_flight = 1, receive_count = receive_count + 1, \
+               first_receive_at = COALESCE(first_receive_at, ?2), received_at = ?2, receipt = ?3";
+    if !q.name.is_fifo() {
+        let sql = format!(
+            "UPDATE messages {set} WHERE id IN (SELECT id FROM messages WHERE queue_id = ?4 AND visible_at <= ?2 \
+             ORDER BY visible_at LIMIT ?5) RETURNING {MESSAGE_COLUMNS}"
+        );
+        let mut rows: Vec<MessageRow> = sqlx::query_as(&sql)
+            .bind(until)
+            .bind(now)
+            .bind(token)
+            .bind(q.id)
+            .bind(i64::from(want))
+            .fetch_all(&mut **tx)
+            .await?;
+        rows.sort_by_key(|r| r.id);
+        return Ok(rows);
+    }
+    let ids = fifo::pick(tx, q.id, want, now).await?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("UPDATE messages {set} WHERE id IN (SELECT value FROM json_each(?4)) RETURNING {MESSAGE_COLUMNS}");
+    let mut rows: Vec<MessageRow> = sqlx::query_as(&sql)
+        .bind(until)
+        .bind(now)
+        .bind(token)
+        .bind(serde_json::to_string(&ids).expect("ids serialize"))
+        .fetch_all(&mut **tx)
+        .await?;
+    let order: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    rows.sort_by_key(|r| order[&r.id]);
+    Ok(rows)
+}
+
+/// Moves rows that exceeded the redrive policy to the dead-letter queue. Returns how many moved
+/// (zero if the dead-letter queue no longer exists, in which case nothing moves).
+async fn dead_letter(tx: &mut Tx, src: &QueueInfo, rows: &[MessageRow], now: i64) -> Result<Option<i64>, StoreError> {
+    let Some(redrive) = &src.settings.redrive else { return Ok(None) };
+    let Some(dlq) = queues::lookup(tx, &redrive.dead_letter_queue).await? else { return Ok(None) };
+    let fifo = dlq.name.is_fifo();
+    let seqs = if fifo { fifo::next_sequences(tx, dlq.id, rows.len(), now).await? } else { Vec::new() };
+    for (i, row) in rows.iter().enumerate() {
+        let is_head = match (&row.group_id, fifo) {
+            (Some(g), true) => fifo::is_empty_group(tx, dlq.id, g).await?,
+            _ => false,
+        };
+        // The receive that triggered the move does not count: the DLQ shows the source's count
+        // plus its own receives. Standard DLQs keep the original retention clock; FIFO ones
+        // restart it, and replace the deduplication id with the message id.
+        sqlx::query(
+            "INSERT INTO messages (queue_id, message_id, body, attributes, md5_of_body, md5_of_attributes, \
+             trace_header, group_id, dedup_id, sequence_number, dead_letter_source, sent_at, retain_from, visible_at, \
+             in_flight, receive_count, first_receive_at, is_head) \
+             SELECT ?1, message_id, body, attributes, md5_of_body, md5_of_attributes, trace_header, group_id, \
+             CASE WHEN ?2 THEN message_id ELSE dedup_id END, ?3, ?4, sent_at, \
+             CASE WHEN ?2 THEN ?5 ELSE retain_from END, ?5, 0, receive_count - 1, first_receive_at, ?6 \
+             FROM messages WHERE id = ?7",
+        )
+        .bind(dlq.id)
+        .bind(fifo)
+        .bind(seqs.get(i))
+        .bind(src.name.as_str())
+        .bind(now)
+        .bind(is_head)
+        .bind(row.id)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("DELETE FROM messages WHERE id = ?").bind(row.id).execute(&mut **tx).await?;
+    }
+    if src.name.is_fifo() {
+        fifo::rehead(tx, src.id, rows.iter().filter_map(|r| r.group_id.as_deref())).await?;
+    }
+    Ok(Some(dlq.id))
+}
+
+pub(super) async fn receive(store: &Store, queue: &QueueName, max: u32, visibility: Option<Duration>) -> Result<Vec<Message>, StoreError> {
+    let now = store.clock.now().as_millis();
+    let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
+    let q = queues::require(&mut tx, queue).await?;
+    expire(&mut tx, &q, now).await?;
+    let until = now + to_ms(visibility.unwrap_or(q.settings.visibility_timeout));
+    let token: i64 = rand::random();
+    let mut out: Vec<MessageRow> = Vec::new();
+    let mut moved = 0u64;
+    let mut woken_dlq = None;
+    for _ in 0..MAX_CLAIM_ROUNDS {
+        let want = max.saturating_sub(out.len() as u32);
+        if want == 0 {
+            break;
+        }
+        let rows = claim(&mut tx, &q, want, now, until, token).await?;
+        if rows.is_empty() {
+            break;
+        }
+        let limit = q.settings.redrive.as_ref().map_or(u32::MAX, |r| r.max_receive_count);
+        let (over, keep): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.receive_count as u32 > limit);
+        out.extend(keep);
+        if over.is_empty() {
+            break;
+        }
+        match dead_letter(&mut tx, &q, &over, now).await? {
+            Some(dlq) => {
+                moved += over.len() as u64;
+                woken_dlq = Some(dlq);
+            }
+            // The dead-letter queue is gone: deliver rather than lose the messages.
+            None => out.extend(over),
+        }
+    }
+    tx.commit().await?;
+    if let Some(dlq) = woken_dlq {
+        store.wake.notify(dlq);
+        store.metrics.messages_dead_lettered(queue.as_str(), moved);
+    }
+    if !out.is_empty() {
+        store.metrics.messages_received(queue.as_str(), out.len() as u64);
+    }
+    Ok(out.into_iter().map(|r| r.into_message(q.id)).collect())
+}
+
+/// When the next message of the queue becomes receivable by the passage of time, if any.
+async fn next_visible(store: &Store, q: &QueueInfo, now: i64) -> Result<Option<Timestamp>, StoreError> {
+    let sql = if q.name.is_fifo() {
+        "SELECT MIN(visible_at) FROM messages WHERE queue_id = ? AND is_head = 1 AND visible_at > ?"
+    } else {
+        "SELECT MIN(visible_at) FROM messages WHERE queue_id = ? AND visible_at > ?"
+    };
+    let (at,): (Option<i64>,) = sqlx::query_as(sql).bind(q.id).bind(now).fetch_one(&store.reader).await?;
+    Ok(at.map(Timestamp::from_millis))
+}
+
+pub(super) async fn receive_wait(
+    store: &Store,
+    queue: &QueueName,
+    max: u32,
+    visibility: Option<Duration>,
+    wait: Duration,
+) -> Result<Vec<Message>, StoreError> {
+    let q = queues::get(store, queue).await?;
+    let deadline = store.clock.now().plus(wait);
+    loop {
+        let token = store.wake.token(q.id);
+        let got = receive(store, queue, max, visibility).await?;
+        let now = store.clock.now();
+        if !got.is_empty() || now >= deadline {
+            return Ok(got);
+        }
+        let until = match next_visible(store, &q, now.as_millis()).await? {
+            Some(t) if t < deadline => t,
+            _ => deadline,
+        };
+        tokio::select! {
+            _ = store.wake.wait(q.id, token, wait) => {}
+            _ = store.clock.sleep_until(until) => {}
+        }
+    }
+}
+
+fn not_available(handle: &str) -> Rejection {
+    Rejection::bad_value(
+        "ReceiptHandle",
+        handle,
+        "Message does not exist or is not available for visibility timeout change.",
+    )
+}
+
+#[derive(sqlx::FromRow)]
+struct LeaseRow {
+    receipt: Option<i64>,
+    visible_at: i64,
+    received_at: Option<i64>,
+    group_id: Option<String>,
+    is_head: bool,
+}
+
+async fn lease(tx: &mut Tx, h: &ReceiptHandle) -> Result<Option<LeaseRow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT receipt, visible_at, received_at, group_id, is_head FROM messages WHERE id = ? AND queue_id = ?",
+    )
+    .bind(h.row_id)
+    .bind(h.queue_id)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+fn parse_for(q: &QueueInfo, handle: &str) -> Result<ReceiptHandle, Rejection> {
+    let h = ReceiptHandle::parse(handle)?;
+    if h.queue_id != q.id {
+        return Err(Rejection::new(
+            RejectCode::ReceiptHandleIsInvalid,
+            format!("The input receipt handle \"{handle}\" is not a valid receipt handle."),
+        ));
+    }
+    Ok(h)
+}
+
+pub(super) async fn delete(store: &Store, queue: &QueueName, handles: &[String]) -> Result<EntryResults<()>, StoreError> {
+    let now = store.clock.now().as_millis();
+    let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
+    let q = queues::require(&mut tx, queue).await?;
+    let mut results = Vec::with_capacity(handles.len());
+    let mut deleted = 0u64;
+    for handle in handles {
+        let h = match parse_for(&q, handle) {
+            Ok(h) => h,
+            Err(r) => {
+                results.push(Err(r));
+                continue;
+            }
+        };
+        let Some(row) = lease(&mut tx, &h).await? else {
+            // Already deleted (or expired): deleting again succeeds.
+            results.push(Ok(()));
+            continue;
+        };
+        let current = row.receipt == Some(h.token);
+        if q.name.is_fifo() && !(current && row.visible_at > now) {
+            results.push(Err(Rejection::bad_value("ReceiptHandle", handle, "The receipt handle has expired.")));
+            continue;
+        }
+        // Standard: a handle whose visibility ran out still deletes, unless the message was
+        // received again since (then the newer receiver owns it and the call is a no-op).
+        if current {
+            sqlx::query("DELETE FROM messages WHERE id = ?").bind(h.row_id).execute(&mut *tx).await?;
+            deleted += 1;
+            if row.is_head {
+                fifo::rehead(&mut tx, q.id, row.group_id.as_deref()).await?;
+            }
+        }
+        results.push(Ok(()));
+    }
+    tx.commit().await?;
+    if deleted > 0 {
+        store.metrics.messages_deleted(queue.as_str(), deleted);
+        if q.name.is_fifo() {
+            store.wake.notify(q.id);
+        }
+    }
+    Ok(results)
+}
+
+pub(super) async fn change_visibility(
+    store: &Store,
+    queue: &QueueName,
+    entries: &[(String, Duration)],
+) -> Result<EntryResults<()>, StoreError> {
+    let now = store.clock.now().as_millis();
+    let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
+    let q = queues::require(&mut tx, queue).await?;
+    let mut results = Vec::with_capacity(entries.len());
+    for (handle, timeout) in entries {
+        let h = match parse_for(&q, handle) {
+            Ok(h) => h,
+            Err(r) => {
+                results.push(Err(r));
+                continue;
+            }
+        };
+        let row = lease(&mut tx, &h).await?;
+        let Some(row) = row.filter(|r| r.receipt == Some(h.token)) else {
+            results.push(Err(not_available(handle)));
+            continue;
+        };
+        let until = now + to_ms(*timeout);
+        if *timeout > MAX_VISIBILITY_TIMEOUT || until - row.received_at.unwrap_or(now) > to_ms(MAX_VISIBILITY_TIMEOUT) {
+            results.push(Err(Rejection::bad_value(
+                "VisibilityTimeout",
+                timeout.as_secs(),
+                "Total VisibilityTimeout for the message is beyond the limit [43200 seconds]",
+            )));
+            continue;
+        }
+        sqlx::query("UPDATE messages SET visible_at = ?, in_flight = 1 WHERE id = ?")
+            .bind(until)
+            .bind(h.row_id)
+            .execute(&mut *tx)
+            .await?;
+        let _ = row.visible_at;
+        results.push(Ok(()));
+    }
+    tx.commit().await?;
+    store.wake.notify(q.id);
+    Ok(results)
+}
+
+pub(super) async fn counts(store: &Store, queue: &QueueName) -> Result<QueueCounts, StoreError> {
+    let q = queues::get(store, queue).await?;
+    let now = store.clock.now().as_millis();
+    let (visible, in_flight, delayed): (i64, i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(visible_at <= ?1), 0), COALESCE(SUM(visible_at > ?1 AND in_flight = 1), 0), \
+         COALESCE(SUM(visible_at > ?1 AND in_flight = 0), 0) FROM messages WHERE queue_id = ?2",
+    )
+    .bind(now)
+    .bind(q.id)
+    .fetch_one(&store.reader)
+    .await?;
+    let (oldest,): (Option<i64>,) = sqlx::query_as("SELECT MIN(retain_from) FROM messages WHERE queue_id = ?")
+        .bind(q.id)
+        .fetch_one(&store.reader)
+        .await?;
+    Ok(QueueCounts {
+        visible: visible as u64,
+        in_flight: in_flight as u64,
+        delayed: delayed as u64,
+        oldest_sent_at: oldest.map(Timestamp::from_millis),
+    })
+}
+
+pub(super) async fn sweep(store: &Store) -> Result<u64, StoreError> {
+    let mut total = 0;
+    for q in queues::list(store).await? {
+        let now = store.clock.now().as_millis();
+        let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
+        total += expire(&mut tx, &q, now).await?;
+        tx.commit().await?;
+    }
+    let now = store.clock.now().as_millis();
+    sqlx::query("DELETE FROM dedup WHERE expires_at <= ?").bind(now).execute(&store.writer).await?;
+    Ok(total)
+}

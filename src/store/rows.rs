@@ -1,1 +1,131 @@
-//! (being written)
+//! Row structs and their conversion to domain types: the only place that knows column names
+//! and types.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sqlx::FromRow;
+
+use super::QueueInfo;
+use crate::domain::attributes::Attributes;
+use crate::domain::message::{Message, ReceiptHandle, SENDER_ID};
+use crate::domain::queue::{DedupScope, FifoThroughputLimit, QueueName, QueueSettings, Redrive};
+use crate::domain::Timestamp;
+
+/// Columns of `queues` (all of them).
+pub const QUEUE_COLUMNS: &str = "id, name, fifo, visibility_timeout_ms, delay_ms, retention_ms, max_message_size, \
+     receive_wait_ms, dead_letter_queue, max_receive_count, redrive_allow_policy, content_based_dedup, dedup_scope, \
+     fifo_throughput_limit, tags, created_at, last_modified_at";
+
+#[derive(FromRow)]
+pub struct QueueRow {
+    id: i64,
+    name: String,
+    #[allow(dead_code)]
+    fifo: bool,
+    visibility_timeout_ms: i64,
+    delay_ms: i64,
+    retention_ms: i64,
+    max_message_size: i64,
+    receive_wait_ms: i64,
+    dead_letter_queue: Option<String>,
+    max_receive_count: Option<i64>,
+    redrive_allow_policy: Option<String>,
+    content_based_dedup: bool,
+    dedup_scope: String,
+    fifo_throughput_limit: String,
+    tags: String,
+    created_at: i64,
+    last_modified_at: i64,
+}
+
+fn ms(v: i64) -> Duration {
+    Duration::from_millis(u64::try_from(v).unwrap_or(0))
+}
+
+/// Milliseconds of a duration as stored.
+pub fn to_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl QueueRow {
+    /// The domain view. Values were validated on the way in; a damaged row degrades to
+    /// defaults rather than failing every request on the queue.
+    pub fn into_info(self) -> QueueInfo {
+        let redrive = match (self.dead_letter_queue, self.max_receive_count) {
+            (Some(q), Some(n)) => QueueName::parse(&q)
+                .ok()
+                .map(|dead_letter_queue| Redrive { dead_letter_queue, max_receive_count: n as u32 }),
+            _ => None,
+        };
+        QueueInfo {
+            id: self.id,
+            name: QueueName::parse(&self.name).expect("stored queue names were validated"),
+            settings: QueueSettings {
+                visibility_timeout: ms(self.visibility_timeout_ms),
+                delay: ms(self.delay_ms),
+                retention: ms(self.retention_ms),
+                max_message_size: self.max_message_size as u32,
+                receive_wait: ms(self.receive_wait_ms),
+                redrive,
+                redrive_allow_policy: self.redrive_allow_policy,
+                content_based_deduplication: self.content_based_dedup,
+                deduplication_scope: DedupScope::parse(&self.dedup_scope).unwrap_or_default(),
+                fifo_throughput_limit: FifoThroughputLimit::parse(&self.fifo_throughput_limit).unwrap_or_default(),
+            },
+            tags: serde_json::from_str::<BTreeMap<String, String>>(&self.tags).unwrap_or_default(),
+            created_at: Timestamp::from_millis(self.created_at),
+            last_modified_at: Timestamp::from_millis(self.last_modified_at),
+        }
+    }
+}
+
+/// Columns of `messages` that a receive returns.
+pub const MESSAGE_COLUMNS: &str = "id, message_id, body, attributes, md5_of_body, trace_header, group_id, dedup_id, \
+     sequence_number, dead_letter_source, sent_at, receive_count, first_receive_at, receipt";
+
+#[derive(FromRow, Debug)]
+pub struct MessageRow {
+    pub id: i64,
+    pub message_id: String,
+    pub body: String,
+    pub attributes: Option<String>,
+    pub md5_of_body: String,
+    pub trace_header: Option<String>,
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+    pub sequence_number: Option<String>,
+    pub dead_letter_source: Option<String>,
+    pub sent_at: i64,
+    pub receive_count: i64,
+    pub first_receive_at: Option<i64>,
+    pub receipt: Option<i64>,
+}
+
+/// Serializes user attributes for storage; `None` when there are none.
+pub fn encode_attributes(a: &Attributes) -> Option<String> {
+    (!a.is_empty()).then(|| serde_json::to_string(a).expect("attributes serialize"))
+}
+
+impl MessageRow {
+    /// The domain message, with a receipt handle for `queue_id`.
+    pub fn into_message(self, queue_id: i64) -> Message {
+        let token = self.receipt.unwrap_or(0);
+        Message {
+            receipt_handle: ReceiptHandle { queue_id, row_id: self.id, token }.encode(),
+            message_id: self.message_id,
+            body: self.body,
+            md5_of_body: self.md5_of_body,
+            attributes: self.attributes.and_then(|a| serde_json::from_str(&a).ok()).unwrap_or_default(),
+            trace_header: self.trace_header,
+            sent_at: Timestamp::from_millis(self.sent_at),
+            receive_count: self.receive_count as u32,
+            first_receive_at: Timestamp::from_millis(self.first_receive_at.unwrap_or(self.sent_at)),
+            sender_id: SENDER_ID.to_owned(),
+            group_id: self.group_id,
+            dedup_id: self.dedup_id,
+            sequence_number: self.sequence_number,
+            dead_letter_source: self.dead_letter_source.and_then(|q| QueueName::parse(&q).ok()),
+        }
+    }
+}

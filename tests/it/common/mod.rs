@@ -1,1 +1,68 @@
-//! Shared test fixtures.
+//! Shared test fixtures: a store on a temporary SQLite file with a manual clock, and helpers.
+
+#![allow(dead_code)]
+
+pub mod api;
+
+use std::time::Duration;
+
+use esmd::clock::Clock;
+use esmd::config::{StorageConfig, Synchronous};
+use esmd::domain::queue::{QueueName, QueueSettings};
+use esmd::domain::Timestamp;
+use esmd::store::Store;
+use tempfile::TempDir;
+
+/// A fixed, realistic start time for manual clocks (2026-01-01T00:00:00Z).
+pub const T0: i64 = 1_767_225_600_000;
+
+/// A store on a fresh database file in its own temporary directory, with a manual clock.
+pub struct TestStore {
+    pub store: Store,
+    pub clock: Clock,
+    pub dir: TempDir,
+}
+
+impl TestStore {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = Clock::manual(Timestamp::from_millis(T0));
+        let store = Store::open(&storage(&dir), clock.clone()).await.expect("open store");
+        TestStore { store, clock, dir }
+    }
+
+    /// Closes the database and opens the same file again, as a restart would.
+    pub async fn restart(self) -> Self {
+        self.store.close().await;
+        let store = Store::open(&storage(&self.dir), self.clock.clone()).await.expect("reopen store");
+        TestStore { store, ..self }
+    }
+
+    /// Creates a queue with `settings`.
+    pub async fn queue(&self, name: &str, settings: QueueSettings) -> QueueName {
+        let name = q(name);
+        self.store.ensure_queue(&name, &settings).await.expect("create queue");
+        name
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+}
+
+pub fn storage(dir: &TempDir) -> StorageConfig {
+    StorageConfig { path: dir.path().join("esmd.db"), synchronous: Synchronous::Full }
+}
+
+pub fn q(name: &str) -> QueueName {
+    QueueName::parse(name).expect("valid queue name")
+}
+
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Awaits `fut` for at most `limit`, panicking with `what` if it takes longer.
+pub async fn within<T>(limit: Duration, what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {what}"))
+}
