@@ -1,1 +1,186 @@
-fn main() {}
+//! The `esmd` binary: parses the command line, loads the configuration, installs logging, runs
+//! the daemon or a client command, and maps failures to exit codes (interface.md §1): 0 after a
+//! clean shutdown, 78 for a bad configuration (before any port is bound or the database is
+//! touched), 1 for anything else, with one line on stderr naming the cause.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use esmd::config::{self, Config, ConfigError, LoadOptions};
+
+/// EX_CONFIG from sysexits.h.
+const EX_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(name = "esmd", version, about = "AWS Lambda's SQS event source mapping on your own machine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the daemon in the foreground until SIGTERM or SIGINT.
+    Run {
+        /// Configuration file (default: $ESMD_CONFIG, then ./config/esmd.toml, then built-in defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validates the configuration and prints the effective configuration.
+    CheckConfig {
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Sends one message to a running daemon and prints its message id.
+    Send {
+        /// The queue.
+        #[arg(long)]
+        queue: String,
+        /// MessageGroupId (FIFO queues).
+        #[arg(long)]
+        group: Option<String>,
+        /// MessageDeduplicationId (FIFO queues).
+        #[arg(long)]
+        dedup: Option<String>,
+        /// Delay, e.g. 5s.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        delay: Option<Duration>,
+        /// A message attribute, NAME=TYPE:VALUE (repeatable; Binary values in base64).
+        #[arg(long = "attr")]
+        attrs: Vec<String>,
+        /// The daemon's URL (default: from the configuration's server.listen).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Configuration file (for the endpoint and auth token).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The body, or - to read it from stdin.
+        body: String,
+    },
+    /// Lists the queues of a running daemon.
+    Queues {
+        /// The daemon's URL (default: from the configuration's server.listen).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Configuration file (for the endpoint and auth token).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Run { config } => {
+            let cfg = match load(config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            esmd::telemetry::init(&cfg.log);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => return fail(&e),
+            };
+            let result = runtime.block_on(esmd::daemon::run(cfg));
+            // Abandoned invocations (past the grace period) must not hold the process open.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::CheckConfig { config } => match load(config) {
+            Ok(cfg) => {
+                print!("{}", config::render(&cfg));
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Send { queue, group, dedup, delay, attrs, endpoint, config, body } => {
+            let (endpoint, auth_token) = match client_target(endpoint, config) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
+            let body = if body == "-" {
+                let mut s = String::new();
+                if let Err(e) = std::io::stdin().read_to_string(&mut s) {
+                    return fail(&e);
+                }
+                s
+            } else {
+                body
+            };
+            let args = esmd::client::SendArgs { queue, body, group, dedup, delay, attrs, auth_token };
+            client(async { esmd::client::send(&endpoint, args).await })
+        }
+        Command::Queues { endpoint, config } => {
+            let (endpoint, auth_token) = match client_target(endpoint, config) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
+            client(async { esmd::client::queues_with_token(&endpoint, auth_token.as_deref()).await })
+        }
+    }
+}
+
+fn load(config_path: Option<PathBuf>) -> Result<Config, ExitCode> {
+    match config::load(&LoadOptions { config_path, ..Default::default() }) {
+        Ok(loaded) => Ok(loaded.config),
+        Err(e) => {
+            match &e {
+                ConfigError::Invalid { problems } => {
+                    eprintln!("esmd: invalid configuration ({} problem{}):", problems.len(), if problems.len() == 1 { "" } else { "s" });
+                    for p in problems {
+                        eprintln!("  {p}");
+                    }
+                }
+                other => eprintln!("esmd: {}", chain(other)),
+            }
+            Err(ExitCode::from(EX_CONFIG))
+        }
+    }
+}
+
+/// The endpoint and token a client command uses: `--endpoint`, else `server.listen` from the
+/// configuration (a wildcard address is reached through loopback).
+fn client_target(endpoint: Option<String>, config_path: Option<PathBuf>) -> Result<(String, Option<String>), ExitCode> {
+    let cfg = load(config_path)?;
+    let endpoint = endpoint.unwrap_or_else(|| {
+        let listen = cfg.server.listen.replace("0.0.0.0:", "127.0.0.1:").replace("[::]:", "[::1]:");
+        format!("http://{listen}")
+    });
+    Ok((endpoint, cfg.server.auth_token))
+}
+
+fn client<E: std::error::Error>(fut: impl std::future::Future<Output = Result<String, E>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    match runtime.block_on(fut) {
+        Ok(out) => {
+            println!("{}", out.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
+}
+
+fn fail(e: &dyn std::error::Error) -> ExitCode {
+    eprintln!("esmd: {}", chain(e));
+    ExitCode::FAILURE
+}

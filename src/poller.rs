@@ -1,1 +1,88 @@
-//! (being written)
+//! Event source mappings: a [`Poller`] per enabled mapping polls its queue in batches and invokes
+//! its function synchronously, exactly as Lambda's SQS event source mapping does (semantics.md
+//! §1 to §4).
+//!
+//! A poller runs `max_concurrency` identical workers, like Lambda's concurrent pollers: each
+//! collects a batch (batch size, batching window, payload cap), invokes, settles, and starts its
+//! next window when the invocation finished. Because every worker claims through the store, the
+//! store's rules give the guarantees: a claimed message is invisible to the other workers, and a
+//! FIFO group with a message in flight is not handed out again, so two invocations never hold the
+//! same group. Cancellation only interrupts waiting; a claimed batch is always invoked and settled
+//! (or, past the shutdown grace period, abandoned to its visibility timeout).
+
+mod batch;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{FunctionConfig, MappingConfig};
+use crate::invoke::Invoker;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+pub use batch::Batch;
+
+/// Everything a mapping's workers need to know, resolved once from the configuration.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    /// The mapping's name (`[mappings.NAME]`).
+    pub name: String,
+    /// Its settings.
+    pub config: MappingConfig,
+    /// The function's name.
+    pub function_name: String,
+    /// The function's settings.
+    pub function: FunctionConfig,
+    /// The queue's ARN, for `eventSourceARN`.
+    pub queue_arn: String,
+    /// The region, for `awsRegion`.
+    pub region: String,
+    /// The queue's visibility timeout when the mapping was built.
+    pub queue_visibility_timeout: Duration,
+}
+
+impl Mapping {
+    /// The visibility timeout messages are claimed with. With a batching window, Lambda raises it
+    /// to `window + function timeout + 30 s` when the queue's is shorter than `window + timeout`,
+    /// so that messages collected early in a window do not reappear before they are invoked.
+    pub fn claim_visibility(&self) -> Option<Duration> {
+        let window = self.config.batching_window;
+        let needed = window + self.function.timeout;
+        (!window.is_zero() && needed > self.queue_visibility_timeout).then(|| needed + Duration::from_secs(30))
+    }
+}
+
+/// One mapping's poller.
+#[derive(Debug, Clone)]
+pub struct Poller {
+    mapping: Arc<Mapping>,
+    store: Store,
+    invoker: Invoker,
+    metrics: Arc<Metrics>,
+}
+
+impl Poller {
+    /// A poller for `mapping`.
+    pub fn new(mapping: Mapping, store: Store, invoker: Invoker, metrics: Arc<Metrics>) -> Self {
+        metrics.register_mapping(&mapping.name, &mapping.function_name);
+        Poller { mapping: Arc::new(mapping), store, invoker, metrics }
+    }
+
+    /// The mapping this poller serves.
+    pub fn mapping(&self) -> &Mapping {
+        &self.mapping
+    }
+
+    /// Starts the workers on `tracker`. They stop claiming when `cancel` fires; a batch already
+    /// claimed is still invoked and settled.
+    pub fn spawn(self, tracker: &TaskTracker, cancel: &CancellationToken) {
+        for n in 0..self.mapping.config.max_concurrency {
+            let worker = worker::Worker::new(self.clone(), n);
+            tracker.spawn(worker.run(cancel.clone()));
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! One poller worker: collect a batch, invoke, settle, repeat (semantics.md §2.3).
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Batch, Poller};
+use crate::domain::event::{encode_record, parse_batch_response, BatchResponse};
+use crate::domain::message::Message;
+use crate::invoke::{InvokeTarget, Invocation};
+use crate::metrics::{MappingEvent, Outcome};
+
+/// Longest single long poll (SQS's limit; Lambda polls with it).
+const LONG_POLL: Duration = Duration::from_secs(20);
+/// Pause after a store error before polling again.
+const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
+pub(super) struct Worker {
+    poller: Poller,
+    n: u32,
+    /// Messages received but not yet invoked because the previous batch was full; they seed the
+    /// next batch, still in flight under this worker's receipt handles.
+    carry: Vec<(Message, String)>,
+}
+
+impl Worker {
+    pub(super) fn new(poller: Poller, n: u32) -> Self {
+        Worker { poller, n, carry: Vec::new() }
+    }
+
+    pub(super) async fn run(mut self, cancel: CancellationToken) {
+        let m = &self.poller.mapping;
+        tracing::debug!(mapping = %m.name, worker = self.n, "poller worker started");
+        while !cancel.is_cancelled() {
+            match self.collect(&cancel).await {
+                Ok(Some(batch)) => self.invoke_and_settle(batch).await,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(mapping = %self.poller.mapping.name, error = %e, "poll failed, retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = tokio::time::sleep(ERROR_BACKOFF) => {}
+                    }
+                }
+            }
+        }
+        self.release_carry().await;
+        tracing::debug!(mapping = %self.poller.mapping.name, worker = self.n, "poller worker stopped");
+    }
+
+    /// Messages carried but never invoked go back to the queue at once on shutdown.
+    async fn release_carry(&mut self) {
+        if self.carry.is_empty() {
+            return;
+        }
+        let m = &self.poller.mapping;
+        let entries: Vec<_> = self.carry.drain(..).map(|(msg, _)| (msg.receipt_handle, Duration::ZERO)).collect();
+        if let Err(e) = self.poller.store.change_visibility(&m.config.queue, &entries).await {
+            tracing::warn!(mapping = %m.name, error = %e, "could not release carried messages; they return after their visibility timeout");
+        }
+    }
+
+    /// Collects one batch. `Ok(None)`: nothing to invoke (cancelled, or a window closed empty).
+    async fn collect(&mut self, cancel: &CancellationToken) -> Result<Option<Batch>, crate::store::StoreError> {
+        let m = self.poller.mapping.clone();
+        let store = &self.poller.store;
+        let max_records = m.config.batch_size as usize;
+        let max_payload = usize::try_from(m.config.max_payload).unwrap_or(usize::MAX);
+        let visibility = m.claim_visibility();
+        let window = m.config.batching_window;
+        let mut batch = Batch::default();
+        let mut full = false;
+
+        // Seed with what the previous batch could not take, extending its visibility so it does
+        // not reappear while this batch fills and runs.
+        if !self.carry.is_empty() {
+            let vt = visibility.unwrap_or(m.queue_visibility_timeout);
+            let entries: Vec<_> = self.carry.iter().map(|(msg, _)| (msg.receipt_handle.clone(), vt)).collect();
+            store.change_visibility(&m.config.queue, &entries).await?;
+            for (msg, record) in std::mem::take(&mut self.carry) {
+                if let Err(back) = batch.try_push(msg, record, max_records, max_payload) {
+                    self.carry.push(back);
+                    full = true;
+                }
+            }
+            if window.is_zero() || full {
+                return Ok(self.finish(batch));
+            }
+        }
+
+        // The window starts now, when the previous invocation finished (semantics.md §2.1).
+        let deadline = Instant::now() + window;
+        loop {
+            let wait = if window.is_zero() { LONG_POLL } else { deadline.saturating_duration_since(Instant::now()).min(LONG_POLL) };
+            let want = (max_records - batch.len()) as u32;
+            let received = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    // Give back what this window collected: it was never invoked.
+                    let pending: Vec<_> = batch.take_messages().into_iter().map(|msg| (self.record(&msg), msg)).collect();
+                    self.carry.extend(pending.into_iter().map(|(r, msg)| (msg, r)));
+                    return Ok(None);
+                }
+                r = store.receive_wait(&m.config.queue, want, visibility, wait) => r?,
+            };
+            self.poller.metrics.mapping_event(&m.name, MappingEvent::Polled, received.len() as u64);
+            for msg in received {
+                let record = self.record(&msg);
+                if full {
+                    self.carry.push((msg, record));
+                } else if let Err(back) = batch.try_push(msg, record, max_records, max_payload) {
+                    self.carry.push(back);
+                    full = true;
+                }
+            }
+            let window_over = window.is_zero() || Instant::now() >= deadline;
+            if full || batch.len() >= max_records || window_over {
+                break;
+            }
+        }
+        Ok(self.finish(batch))
+    }
+
+    fn record(&self, msg: &Message) -> String {
+        let m = &self.poller.mapping;
+        encode_record(msg, &m.queue_arn, &m.region)
+    }
+
+    /// Returns the batch to invoke, or `None` if it is empty. A carried record too large for
+    /// any batch on its own is left in flight (it returns after its visibility timeout and, with
+    /// a redrive policy, ends in the dead-letter queue) rather than sent over the cap.
+    fn finish(&mut self, batch: Batch) -> Option<Batch> {
+        if batch.is_empty() && !self.carry.is_empty() {
+            let m = &self.poller.mapping;
+            let (msg, record) = self.carry.remove(0);
+            tracing::error!(
+                mapping = %m.name, message_id = %msg.message_id, record_bytes = record.len(), max_payload = m.config.max_payload,
+                "a record alone exceeds max_payload; it is not invoked and returns after its visibility timeout"
+            );
+        }
+        (!batch.is_empty()).then_some(batch)
+    }
+
+    async fn invoke_and_settle(&mut self, batch: Batch) {
+        let poller = &self.poller;
+        let m = &poller.mapping;
+        let n = batch.len() as u64;
+        let payload = batch.event();
+        poller.metrics.invocation_started(&m.name, batch.len(), payload.len());
+        poller.metrics.mapping_event(&m.name, MappingEvent::Invoked, n);
+        let target = InvokeTarget { function: &m.function_name, mapping: &m.name, region: &m.region, config: &m.function };
+        let started = Instant::now();
+        let invocation = poller.invoker.invoke(&target, payload).await;
+        let ids: HashSet<&str> = batch.messages().iter().map(|msg| msg.message_id.as_str()).collect();
+        let (outcome, failed): (Outcome, Option<BTreeSet<String>>) = match invocation {
+            Invocation::Returned(_) if !m.config.report_batch_item_failures => (Outcome::Success, Some(BTreeSet::new())),
+            Invocation::Returned(body) => match parse_batch_response(body.as_deref(), &ids) {
+                BatchResponse::AllSucceeded => (Outcome::Success, Some(BTreeSet::new())),
+                BatchResponse::SomeFailed(f) => (Outcome::PartialFailure, Some(f)),
+                BatchResponse::Invalid(why) => {
+                    tracing::warn!(mapping = %m.name, function = %m.function_name, reason = %why, "malformed batchItemFailures response; the whole batch failed");
+                    (Outcome::Error, None)
+                }
+            },
+            Invocation::FunctionError(_) => (Outcome::Error, None),
+            Invocation::TimedOut => (Outcome::Timeout, None),
+        };
+        poller.metrics.invocation_finished(&m.name, &m.function_name, outcome, started.elapsed());
+        let failed_groups: BTreeSet<String>;
+        match failed {
+            None => {
+                // Delete nothing: the batch returns after its visibility timeout.
+                poller.metrics.mapping_event(&m.name, MappingEvent::FailedInvoke, n);
+                failed_groups = batch.messages().iter().filter_map(|msg| msg.group_id.clone()).collect();
+            }
+            Some(failed) => {
+                let handles: Vec<String> = batch
+                    .messages()
+                    .iter()
+                    .filter(|msg| !failed.contains(&msg.message_id))
+                    .map(|msg| msg.receipt_handle.clone())
+                    .collect();
+                failed_groups = batch
+                    .messages()
+                    .iter()
+                    .filter(|msg| failed.contains(&msg.message_id))
+                    .filter_map(|msg| msg.group_id.clone())
+                    .collect();
+                self.delete(&handles).await;
+            }
+        }
+        // FIFO: carried messages of a group that failed must wait for the failed ones to be
+        // retried first; leave them in flight so they come back behind them, in order.
+        if m.config.queue.is_fifo() && !failed_groups.is_empty() {
+            self.carry.retain(|(msg, _)| msg.group_id.as_ref().is_none_or(|g| !failed_groups.contains(g)));
+        }
+    }
+
+    async fn delete(&self, handles: &[String]) {
+        if handles.is_empty() {
+            return;
+        }
+        let m = &self.poller.mapping;
+        match self.poller.store.delete(&m.config.queue, handles).await {
+            Ok(results) => {
+                let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
+                self.poller.metrics.mapping_event(&m.name, MappingEvent::Deleted, ok);
+                for r in results.into_iter().filter_map(Result::err) {
+                    tracing::warn!(mapping = %m.name, error = %r, "could not delete a processed message; it will be delivered again");
+                }
+            }
+            Err(e) => tracing::error!(mapping = %m.name, error = %e, "could not delete processed messages; they will be delivered again"),
+        }
+    }
+}
