@@ -19,6 +19,7 @@ mod open;
 mod queues;
 mod rows;
 mod wake;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub struct Store {
     clock: Clock,
     wake: wake::Wakers,
     metrics: Arc<Metrics>,
+    ops: tokio::sync::mpsc::Sender<writer::Op>,
 }
 
 /// A queue as stored.
@@ -82,13 +84,18 @@ pub enum StoreError {
     Rejected(#[from] Rejection),
     /// The database could not do the work (full disk, locked, I/O); retriable.
     #[error("the database is unavailable")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] Arc<sqlx::Error>),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Unavailable(e)
+        StoreError::Unavailable(Arc::new(e))
     }
+}
+
+/// The writer task is gone: only while the store is closing.
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable(Arc::new(sqlx::Error::PoolClosed))
 }
 
 /// Per-entry results of a batch operation, in request order.
@@ -174,14 +181,25 @@ impl Store {
     /// Sends messages (one for SendMessage, up to ten for SendMessageBatch) in one transaction.
     /// Each entry is validated on its own; a rejected entry does not stop the others.
     pub async fn send(&self, queue: &QueueName, batch: Vec<NewMessage>) -> Result<EntryResults<SendReceipt>, StoreError> {
-        messages::send(self, queue, batch).await
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.submit(writer::Op::Send { queue: queue.clone(), batch, reply }, rx).await
+    }
+
+    async fn submit<T>(
+        &self,
+        op: writer::Op,
+        rx: tokio::sync::oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.ops.send(op).await.map_err(|_| writer_gone())?;
+        rx.await.map_err(|_| writer_gone())?
     }
 
     /// Receives up to `max` messages now (a short poll), making them invisible for `visibility`
     /// (the queue's visibility timeout when `None`). Messages whose receive count would exceed the
     /// queue's `max_receive_count` are moved to the dead-letter queue instead of returned.
     pub async fn receive(&self, queue: &QueueName, max: u32, visibility: Option<Duration>) -> Result<Vec<Message>, StoreError> {
-        messages::receive(self, queue, max, visibility).await
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.submit(writer::Op::Receive { queue: queue.clone(), max, visibility, reply }, rx).await
     }
 
     /// Receives like [`Store::receive`], but if nothing is available waits up to `wait` for a
@@ -203,7 +221,8 @@ impl Store {
     /// Deletes messages by receipt handle, applying the stale-handle rules (standard: a handle
     /// whose visibility ran out still deletes; FIFO: it is refused).
     pub async fn delete(&self, queue: &QueueName, handles: &[String]) -> Result<EntryResults<()>, StoreError> {
-        messages::delete(self, queue, handles).await
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.submit(writer::Op::Delete { queue: queue.clone(), handles: handles.to_vec(), reply }, rx).await
     }
 
     /// Changes the visibility timeout of received messages, counted from now, within the 12-hour
@@ -213,7 +232,9 @@ impl Store {
         queue: &QueueName,
         entries: &[(String, Duration)],
     ) -> Result<EntryResults<()>, StoreError> {
-        messages::change_visibility(self, queue, entries).await
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let op = writer::Op::ChangeVisibility { queue: queue.clone(), entries: entries.to_vec(), reply };
+        self.submit(op, rx).await
     }
 
     /// Deletes messages past their queue's retention and expired deduplication entries. Runs

@@ -7,21 +7,26 @@ use sha2::{Digest, Sha256};
 use sqlx::{Sqlite, Transaction};
 
 use super::rows::{encode_attributes, to_ms, MessageRow, MESSAGE_COLUMNS};
+use super::writer::{Counter, Effects};
 use super::{fifo, queues, EntryResults, QueueCounts, QueueInfo, Store, StoreError};
 use crate::domain::attributes::{md5_hex, md5_of_attributes, AttributeValue};
 use crate::domain::message::{Message, NewMessage, ReceiptHandle, SendReceipt};
 use crate::domain::queue::{DedupScope, QueueName, DEDUP_WINDOW, MAX_VISIBILITY_TIMEOUT};
 use crate::domain::{RejectCode, Rejection, Timestamp};
 
-type Tx = Transaction<'static, Sqlite>;
+pub(super) type Tx = Transaction<'static, Sqlite>;
 
 /// How many claim rounds one receive makes when redrive moves some of what it claimed.
 const MAX_CLAIM_ROUNDS: usize = 8;
 
-pub(super) async fn send(store: &Store, queue: &QueueName, batch: Vec<NewMessage>) -> Result<EntryResults<SendReceipt>, StoreError> {
-    let now = store.clock.now().as_millis();
-    let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
-    let q = queues::require(&mut tx, queue).await?;
+pub(super) async fn send(
+    tx: &mut Tx,
+    fx: &mut Effects,
+    queue: &QueueName,
+    batch: Vec<NewMessage>,
+    now: i64,
+) -> Result<EntryResults<SendReceipt>, StoreError> {
+    let q = queues::require(tx, queue).await?;
     let fifo = queue.is_fifo();
     let mut results = Vec::with_capacity(batch.len());
     let mut accepted = 0u64;
@@ -57,7 +62,7 @@ pub(super) async fn send(store: &Store, queue: &QueueName, batch: Vec<NewMessage
             .bind(scope)
             .bind(&id)
             .bind(now)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
             if let Some((message_id, sequence_number)) = seen {
                 // Accepted, not delivered: the original's id and sequence number.
@@ -66,7 +71,7 @@ pub(super) async fn send(store: &Store, queue: &QueueName, batch: Vec<NewMessage
                 results.push(Ok(receipt));
                 continue;
             }
-            let seq = fifo::next_sequences(&mut tx, q.id, 1, now).await?.remove(0);
+            let seq = fifo::next_sequences(tx, q.id, 1, now).await?.remove(0);
             sqlx::query(
                 "INSERT OR REPLACE INTO dedup (queue_id, scope, dedup_id, message_id, sequence_number, expires_at) \
                  VALUES (?, ?, ?, ?, ?, ?)",
@@ -77,9 +82,9 @@ pub(super) async fn send(store: &Store, queue: &QueueName, batch: Vec<NewMessage
             .bind(&receipt.message_id)
             .bind(&seq)
             .bind(now + to_ms(DEDUP_WINDOW))
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-            is_head = fifo::is_empty_group(&mut tx, q.id, group).await?;
+            is_head = fifo::is_empty_group(tx, q.id, group).await?;
             receipt.sequence_number = Some(seq);
             dedup_id = Some(id);
         }
@@ -103,15 +108,14 @@ pub(super) async fn send(store: &Store, queue: &QueueName, batch: Vec<NewMessage
         .bind(now)
         .bind(now + to_ms(delay))
         .bind(is_head)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         accepted += 1;
         results.push(Ok(receipt));
     }
-    tx.commit().await?;
     if accepted > 0 {
-        store.wake.notify(q.id);
-        store.metrics.messages_sent(queue.as_str(), accepted);
+        fx.wake(q.id);
+        fx.count(Counter::Sent, queue, accepted);
     }
     Ok(results)
 }
@@ -208,11 +212,16 @@ async fn dead_letter(tx: &mut Tx, src: &QueueInfo, rows: &[MessageRow], now: i64
     Ok(Some(dlq.id))
 }
 
-pub(super) async fn receive(store: &Store, queue: &QueueName, max: u32, visibility: Option<Duration>) -> Result<Vec<Message>, StoreError> {
-    let now = store.clock.now().as_millis();
-    let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
-    let q = queues::require(&mut tx, queue).await?;
-    expire(&mut tx, &q, now).await?;
+pub(super) async fn receive(
+    tx: &mut Tx,
+    fx: &mut Effects,
+    queue: &QueueName,
+    max: u32,
+    visibility: Option<Duration>,
+    now: i64,
+) -> Result<Vec<Message>, StoreError> {
+    let q = queues::require(tx, queue).await?;
+    expire(tx, &q, now).await?;
     let until = now + to_ms(visibility.unwrap_or(q.settings.visibility_timeout));
     let token: i64 = rand::random();
     let mut out: Vec<MessageRow> = Vec::new();
@@ -223,7 +232,7 @@ pub(super) async fn receive(store: &Store, queue: &QueueName, max: u32, visibili
         if want == 0 {
             break;
         }
-        let rows = claim(&mut tx, &q, want, now, until, token).await?;
+        let rows = claim(tx, &q, want, now, until, token).await?;
         if rows.is_empty() {
             break;
         }
@@ -233,7 +242,7 @@ pub(super) async fn receive(store: &Store, queue: &QueueName, max: u32, visibili
         if over.is_empty() {
             break;
         }
-        match dead_letter(&mut tx, &q, &over, now).await? {
+        match dead_letter(tx, &q, &over, now).await? {
             Some(dlq) => {
                 moved += over.len() as u64;
                 woken_dlq = Some(dlq);
@@ -242,14 +251,11 @@ pub(super) async fn receive(store: &Store, queue: &QueueName, max: u32, visibili
             None => out.extend(over),
         }
     }
-    tx.commit().await?;
     if let Some(dlq) = woken_dlq {
-        store.wake.notify(dlq);
-        store.metrics.messages_dead_lettered(queue.as_str(), moved);
+        fx.wake(dlq);
+        fx.count(Counter::DeadLettered, queue, moved);
     }
-    if !out.is_empty() {
-        store.metrics.messages_received(queue.as_str(), out.len() as u64);
-    }
+    fx.count(Counter::Received, queue, out.len() as u64);
     Ok(out.into_iter().map(|r| r.into_message(q.id)).collect())
 }
 
@@ -275,7 +281,7 @@ pub(super) async fn receive_wait(
     let deadline = store.clock.now().plus(wait);
     loop {
         let token = store.wake.token(q.id);
-        let got = receive(store, queue, max, visibility).await?;
+        let got = store.receive(queue, max, visibility).await?;
         let now = store.clock.now();
         if !got.is_empty() || now >= deadline {
             return Ok(got);
@@ -329,10 +335,14 @@ fn parse_for(q: &QueueInfo, handle: &str) -> Result<ReceiptHandle, Rejection> {
     Ok(h)
 }
 
-pub(super) async fn delete(store: &Store, queue: &QueueName, handles: &[String]) -> Result<EntryResults<()>, StoreError> {
-    let now = store.clock.now().as_millis();
-    let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
-    let q = queues::require(&mut tx, queue).await?;
+pub(super) async fn delete(
+    tx: &mut Tx,
+    fx: &mut Effects,
+    queue: &QueueName,
+    handles: &[String],
+    now: i64,
+) -> Result<EntryResults<()>, StoreError> {
+    let q = queues::require(tx, queue).await?;
     let mut results = Vec::with_capacity(handles.len());
     let mut deleted = 0u64;
     for handle in handles {
@@ -343,7 +353,7 @@ pub(super) async fn delete(store: &Store, queue: &QueueName, handles: &[String])
                 continue;
             }
         };
-        let Some(row) = lease(&mut tx, &h).await? else {
+        let Some(row) = lease(tx, &h).await? else {
             // Already deleted (or expired): deleting again succeeds.
             results.push(Ok(()));
             continue;
@@ -356,32 +366,29 @@ pub(super) async fn delete(store: &Store, queue: &QueueName, handles: &[String])
         // Standard: a handle whose visibility ran out still deletes, unless the message was
         // received again since (then the newer receiver owns it and the call is a no-op).
         if current {
-            sqlx::query("DELETE FROM messages WHERE id = ?").bind(h.row_id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM messages WHERE id = ?").bind(h.row_id).execute(&mut **tx).await?;
             deleted += 1;
             if row.is_head {
-                fifo::rehead(&mut tx, q.id, row.group_id.as_deref()).await?;
+                fifo::rehead(tx, q.id, row.group_id.as_deref()).await?;
             }
         }
         results.push(Ok(()));
     }
-    tx.commit().await?;
-    if deleted > 0 {
-        store.metrics.messages_deleted(queue.as_str(), deleted);
-        if q.name.is_fifo() {
-            store.wake.notify(q.id);
-        }
+    fx.count(Counter::Deleted, queue, deleted);
+    if deleted > 0 && q.name.is_fifo() {
+        fx.wake(q.id);
     }
     Ok(results)
 }
 
 pub(super) async fn change_visibility(
-    store: &Store,
+    tx: &mut Tx,
+    fx: &mut Effects,
     queue: &QueueName,
     entries: &[(String, Duration)],
+    now: i64,
 ) -> Result<EntryResults<()>, StoreError> {
-    let now = store.clock.now().as_millis();
-    let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
-    let q = queues::require(&mut tx, queue).await?;
+    let q = queues::require(tx, queue).await?;
     let mut results = Vec::with_capacity(entries.len());
     for (handle, timeout) in entries {
         let h = match parse_for(&q, handle) {
@@ -391,7 +398,7 @@ pub(super) async fn change_visibility(
                 continue;
             }
         };
-        let row = lease(&mut tx, &h).await?;
+        let row = lease(tx, &h).await?;
         let Some(row) = row.filter(|r| r.receipt == Some(h.token)) else {
             results.push(Err(not_available(handle)));
             continue;
@@ -408,13 +415,12 @@ pub(super) async fn change_visibility(
         sqlx::query("UPDATE messages SET visible_at = ?, in_flight = 1 WHERE id = ?")
             .bind(until)
             .bind(h.row_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         let _ = row.visible_at;
         results.push(Ok(()));
     }
-    tx.commit().await?;
-    store.wake.notify(q.id);
+    fx.wake(q.id);
     Ok(results)
 }
 

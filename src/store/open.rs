@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use sqlx::SqlitePool;
+
+use super::writer::Writer;
 use super::{wake::Wakers, Store};
 use crate::clock::Clock;
 use crate::config::{StorageConfig, Synchronous};
@@ -84,13 +87,21 @@ impl Store {
             .connect_with(base.read_only(true))
             .await
             .map_err(open_err)?;
-        Ok(Store { writer, reader, clock, wake: Wakers::default(), metrics: Arc::new(Metrics::new()) })
+        Ok(Self::assemble(writer, reader, clock, Arc::new(Metrics::new())))
+    }
+
+    fn assemble(writer: SqlitePool, reader: SqlitePool, clock: Clock, metrics: Arc<Metrics>) -> Store {
+        let wake = Wakers::default();
+        let (ops, rx) = tokio::sync::mpsc::channel(4096);
+        let task = Writer { pool: writer.clone(), clock: clock.clone(), wake: wake.clone(), metrics: metrics.clone() };
+        // The writer task ends when the last Store clone (the last sender) is dropped.
+        tokio::spawn(task.run(rx));
+        Store { writer, reader, clock, wake, metrics, ops }
     }
 
     /// Records queue counters on `metrics` from now on.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = metrics;
-        self
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        Self::assemble(self.writer, self.reader, self.clock, metrics)
     }
 
     /// Closes both pools, waiting for open statements to finish.

@@ -1,0 +1,207 @@
+//! Group commit: the message operations (send, receive, delete, change visibility) go through one
+//! writer task, which runs every operation waiting in its queue inside ONE transaction and
+//! answers them all after ONE commit. While a commit's fsync is in progress new requests pile up
+//! and share the next one, so `synchronous = full` costs one fsync per group rather than per
+//! request, and no acknowledged write is ever answered before it is durable.
+//!
+//! An operation that is rejected (an SQS rule) has written nothing, so the group goes on. A
+//! database error aborts the group: it is rolled back and every operation in it gets
+//! `StoreError::Unavailable`, which is retriable; nothing in it was acknowledged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::messages;
+use super::wake::Wakers;
+use super::{EntryResults, StoreError};
+use crate::clock::Clock;
+use crate::domain::message::{Message, NewMessage, SendReceipt};
+use crate::domain::queue::QueueName;
+use crate::metrics::Metrics;
+
+/// Most operations one transaction takes.
+const MAX_GROUP: usize = 512;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A message operation waiting for the writer.
+pub(super) enum Op {
+    Send { queue: QueueName, batch: Vec<NewMessage>, reply: Reply<EntryResults<SendReceipt>> },
+    Receive { queue: QueueName, max: u32, visibility: Option<Duration>, reply: Reply<Vec<Message>> },
+    Delete { queue: QueueName, handles: Vec<String>, reply: Reply<EntryResults<()>> },
+    ChangeVisibility { queue: QueueName, entries: Vec<(String, Duration)>, reply: Reply<EntryResults<()>> },
+}
+
+/// Queue counters to bump once the transaction has committed.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Counter {
+    Sent,
+    Received,
+    Deleted,
+    DeadLettered,
+}
+
+/// Side effects of a group, applied only after it commits.
+#[derive(Default)]
+pub(super) struct Effects {
+    wake: Vec<i64>,
+    counters: Vec<(Counter, QueueName, u64)>,
+}
+
+impl Effects {
+    pub(super) fn wake(&mut self, queue_id: i64) {
+        self.wake.push(queue_id);
+    }
+
+    pub(super) fn count(&mut self, counter: Counter, queue: &QueueName, n: u64) {
+        if n > 0 {
+            self.counters.push((counter, queue.clone(), n));
+        }
+    }
+
+    fn apply(mut self, wakers: &Wakers, metrics: &Metrics) {
+        self.wake.sort_unstable();
+        self.wake.dedup();
+        for q in self.wake {
+            wakers.notify(q);
+        }
+        for (c, q, n) in self.counters {
+            let q = q.as_str();
+            match c {
+                Counter::Sent => metrics.messages_sent(q, n),
+                Counter::Received => metrics.messages_received(q, n),
+                Counter::Deleted => metrics.messages_deleted(q, n),
+                Counter::DeadLettered => metrics.messages_dead_lettered(q, n),
+            }
+        }
+    }
+}
+
+/// The writer task's inputs.
+pub(super) struct Writer {
+    pub pool: SqlitePool,
+    pub clock: Clock,
+    pub wake: Wakers,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A finished operation and where its answer goes.
+enum Done {
+    Send(Reply<EntryResults<SendReceipt>>, Result<EntryResults<SendReceipt>, StoreError>),
+    Receive(Reply<Vec<Message>>, Result<Vec<Message>, StoreError>),
+    Entries(Reply<EntryResults<()>>, Result<EntryResults<()>, StoreError>),
+}
+
+impl Done {
+    fn send_reply(self) {
+        match self {
+            Done::Send(r, v) => drop(r.send(v)),
+            Done::Receive(r, v) => drop(r.send(v)),
+            Done::Entries(r, v) => drop(r.send(v)),
+        }
+    }
+
+    fn fail(self, e: &Arc<sqlx::Error>) {
+        let err = || StoreError::Unavailable(e.clone());
+        match self {
+            Done::Send(r, _) => drop(r.send(Err(err()))),
+            Done::Receive(r, _) => drop(r.send(Err(err()))),
+            Done::Entries(r, _) => drop(r.send(Err(err()))),
+        }
+    }
+}
+
+fn op_fail(op: Op, e: &Arc<sqlx::Error>) {
+    let err = || StoreError::Unavailable(e.clone());
+    match op {
+        Op::Send { reply, .. } => drop(reply.send(Err(err()))),
+        Op::Receive { reply, .. } => drop(reply.send(Err(err()))),
+        Op::Delete { reply, .. } | Op::ChangeVisibility { reply, .. } => drop(reply.send(Err(err()))),
+    }
+}
+
+fn db_error<T>(r: &Result<T, StoreError>) -> Option<Arc<sqlx::Error>> {
+    match r {
+        Err(StoreError::Unavailable(e)) => Some(e.clone()),
+        _ => None,
+    }
+}
+
+impl Writer {
+    /// Runs until every sender is gone.
+    pub(super) async fn run(self, mut rx: mpsc::Receiver<Op>) {
+        while let Some(first) = rx.recv().await {
+            let mut ops = vec![first];
+            while ops.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.execute(ops).await;
+        }
+    }
+
+    async fn execute(&self, ops: Vec<Op>) {
+        let mut tx = match self.pool.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => tx,
+            Err(e) => {
+                let e = Arc::new(e);
+                ops.into_iter().for_each(|op| op_fail(op, &e));
+                return;
+            }
+        };
+        let mut fx = Effects::default();
+        let mut done = Vec::with_capacity(ops.len());
+        let mut ops = ops.into_iter();
+        let mut failure = None;
+        for op in ops.by_ref() {
+            let now = self.clock.now().as_millis();
+            let (d, err) = match op {
+                Op::Send { queue, batch, reply } => {
+                    let r = messages::send(&mut tx, &mut fx, &queue, batch, now).await;
+                    let err = db_error(&r);
+                    (Done::Send(reply, r), err)
+                }
+                Op::Receive { queue, max, visibility, reply } => {
+                    let r = messages::receive(&mut tx, &mut fx, &queue, max, visibility, now).await;
+                    let err = db_error(&r);
+                    (Done::Receive(reply, r), err)
+                }
+                Op::Delete { queue, handles, reply } => {
+                    let r = messages::delete(&mut tx, &mut fx, &queue, &handles, now).await;
+                    let err = db_error(&r);
+                    (Done::Entries(reply, r), err)
+                }
+                Op::ChangeVisibility { queue, entries, reply } => {
+                    let r = messages::change_visibility(&mut tx, &mut fx, &queue, &entries, now).await;
+                    let err = db_error(&r);
+                    (Done::Entries(reply, r), err)
+                }
+            };
+            done.push(d);
+            if let Some(e) = err {
+                failure = Some(e);
+                break;
+            }
+        }
+        let failure = match failure {
+            Some(e) => Some(e),
+            None => tx.commit().await.err().map(Arc::new),
+        };
+        match failure {
+            None => {
+                fx.apply(&self.wake, &self.metrics);
+                done.into_iter().for_each(Done::send_reply);
+            }
+            Some(e) => {
+                tracing::warn!(error = %e, operations = done.len(), "database write failed; the requests were refused and may be retried");
+                done.into_iter().for_each(|d| d.fail(&e));
+                ops.for_each(|op| op_fail(op, &e));
+            }
+        }
+    }
+}
