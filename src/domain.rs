@@ -5,6 +5,7 @@
 //! input happens here, once, so that everything past the edge can trust its types.
 
 pub mod attributes;
+pub mod event;
 pub mod message;
 pub mod queue;
 pub mod rejection;
