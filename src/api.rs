@@ -1,1 +1,102 @@
-//! (being written)
+//! The HTTP surface (interface.md §3): the SQS JSON protocol on `POST /`, the REST shim under
+//! `/queues`, and `/healthz`, `/readyz`, `/metrics`. Owns request framing (body limits, content
+//! types, targets), decoding into domain types, and encoding results and errors exactly as SQS
+//! does. Every queue rule lives in the store; this layer only translates.
+//!
+//! Shape: [`router`] builds one axum `Router` over an [`AppState`] of cheap handles (no lock
+//! around the state); [`serve`] runs it on a listener the caller bound until a cancellation token
+//! fires. The token is also handed to the handlers (as an extension) so that long polls end at
+//! once on shutdown with an empty answer instead of holding the graceful shutdown for 20 s.
+//!
+//! Never panics on input, never logs request bodies, and answers every bad request with a clear
+//! error in the shape of the protocol that was spoken.
+
+mod admin;
+mod auth;
+mod body;
+mod error;
+mod rest;
+mod sqs;
+mod state;
+
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use state::{AppState, Readiness};
+
+/// The largest legal SQS JSON request body, in bytes; anything larger is refused with 413
+/// before it is read.
+///
+/// The largest request is a SendMessage(Batch) whose messages add up to 1 MiB (bodies plus
+/// attribute names, types and values; `BatchRequestTooLong` above that). JSON can make that
+/// payload up to six times larger: botocore's `json.dumps` escapes DEL and every non-ASCII
+/// character (`\u007f` is 6 bytes for 1), supplementary characters become surrogate pairs (12
+/// bytes for 4), and binary values grow by 4/3 in base64. Around the payload come members that do
+/// not count toward the 1 MiB: ten entry ids (80 bytes), group and deduplication ids (128 each,
+/// doubled by escaping), trace headers, the queue URL and the JSON punctuation, well under
+/// 256 KiB. So: 6 × 1 MiB + 256 KiB = 6,553,600 bytes.
+pub const MAX_SQS_BODY: usize = 6 * 1_048_576 + 256 * 1024;
+
+/// The largest legal REST shim body: the raw message body, at most 1 MiB (attributes travel in
+/// the query string).
+pub const MAX_REST_BODY: usize = 1_048_576;
+
+/// Cancellation of the server, visible to handlers so that long polls can end early.
+#[derive(Clone, Debug)]
+pub(crate) struct Shutdown(pub(crate) CancellationToken);
+
+/// Builds every route over `state`.
+pub fn router(state: AppState) -> Router {
+    let authed = Router::new()
+        .route("/", post(sqs::endpoint).fallback(sqs::wrong_method))
+        .route(
+            "/queues",
+            get(rest::list_queues).fallback(rest::method_not_allowed),
+        )
+        .route(
+            "/queues/{name}",
+            get(rest::get_queue).fallback(rest::method_not_allowed),
+        )
+        .route(
+            "/queues/{name}/messages",
+            post(rest::send_message).fallback(rest::method_not_allowed),
+        )
+        .route(
+            "/readyz",
+            get(admin::readyz).fallback(rest::method_not_allowed),
+        )
+        .route(
+            "/metrics",
+            get(admin::metrics).fallback(rest::method_not_allowed),
+        )
+        .fallback(rest::not_found)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ));
+    Router::new()
+        .route(
+            "/healthz",
+            get(admin::healthz).fallback(rest::method_not_allowed),
+        )
+        .merge(authed)
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `cancel` fires, then stops accepting, lets in-flight
+/// requests finish (long polls return empty at once) and returns.
+///
+/// # Errors
+/// An I/O error of the listener.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    let app = router.layer(Extension(Shutdown(cancel.clone())));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
+}

@@ -24,6 +24,7 @@
 //! - The api and the poller never talk directly: the store wakes pollers when messages arrive.
 
 pub mod api;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod daemon;

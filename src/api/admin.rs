@@ -1,0 +1,69 @@
+//! Operational endpoints: `/healthz` (200 while the process serves), `/readyz` (200 once the
+//! daemon says it is ready, else 503 with the reason) and `/metrics` (queue gauges refreshed from
+//! the store, then the Prometheus text exposition).
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::error::log_failure;
+use super::AppState;
+
+/// The Prometheus text exposition content type.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
+
+/// `GET /healthz`
+pub(crate) async fn healthz() -> Response {
+    (StatusCode::OK, Json(json!({ "status": "ok" }))).into_response()
+}
+
+/// `GET /readyz`
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    match state.readiness.not_ready_reason() {
+        None => (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not ready", "reason": reason })),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /metrics`: refreshes every queue's gauges from the store, then renders. A store failure
+/// leaves the gauges as they were (and is logged); the rest still renders.
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    refresh_queue_gauges(&state).await;
+    (
+        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn refresh_queue_gauges(state: &AppState) {
+    let queues = match state.store.queues().await {
+        Ok(q) => q,
+        Err(e) => {
+            log_failure("metrics: list queues", &e);
+            return;
+        }
+    };
+    let now = state.store.clock().now();
+    for q in queues {
+        match state.store.counts(&q.name).await {
+            Ok(c) => {
+                let age = c.oldest_sent_at.map_or(0.0, |t| now.since(t).as_secs_f64());
+                state.metrics.set_queue_state(
+                    q.name.as_str(),
+                    c.visible,
+                    c.in_flight,
+                    c.delayed,
+                    age,
+                );
+            }
+            Err(e) => log_failure("metrics: count messages", &e),
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! Errors as the wire shows them. [`SqsError`] is an SQS JSON protocol error: the `__type` shape
+//! name, the `x-amzn-query-error: <LegacyCode>;<Fault>` header that query-compatible clients
+//! (boto3, the AWS SDKs) read the error code from, and the status (400; 403 for
+//! PurgeQueueInProgress; 413, 500, 503 for framing and server trouble). [`RestError`] is the REST
+//! shim's `{"error", "message"}` body. Client mistakes are not logged above debug; server
+//! trouble is logged once, with its whole cause chain, and answered with a generic message.
+
+use std::borrow::Cow;
+
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::domain::{RejectCode, Rejection};
+use crate::store::StoreError;
+
+/// The SQS JSON protocol's content type.
+pub(crate) const AMZ_JSON: &str = "application/x-amz-json-1.0";
+
+/// Header carrying the request id on every SQS answer.
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
+
+/// Header carrying the query-protocol error code and fault.
+const QUERY_ERROR: HeaderName = HeaderName::from_static("x-amzn-query-error");
+
+/// How SQS names an error: `__type` shape, legacy (query) code, HTTP status.
+pub(crate) fn wire(code: RejectCode) -> (&'static str, &'static str, StatusCode) {
+    use RejectCode::*;
+    let bad = StatusCode::BAD_REQUEST;
+    match code {
+        InvalidParameterValue => (
+            "com.amazonaws.sqs#InvalidParameterValueException",
+            "InvalidParameterValue",
+            bad,
+        ),
+        MissingParameter => (
+            "com.amazonaws.sqs#MissingRequiredParameterException",
+            "MissingParameter",
+            bad,
+        ),
+        InvalidMessageContents => (
+            "com.amazonaws.sqs#InvalidMessageContents",
+            "InvalidMessageContents",
+            bad,
+        ),
+        ReceiptHandleIsInvalid => (
+            "com.amazonaws.sqs#ReceiptHandleIsInvalid",
+            "ReceiptHandleIsInvalid",
+            bad,
+        ),
+        MessageNotInflight => (
+            "com.amazonaws.sqs#MessageNotInflight",
+            "AWS.SimpleQueueService.MessageNotInflight",
+            bad,
+        ),
+        InvalidAttributeName => (
+            "com.amazonaws.sqs#InvalidAttributeName",
+            "InvalidAttributeName",
+            bad,
+        ),
+        InvalidAttributeValue => (
+            "com.amazonaws.sqs#InvalidAttributeValue",
+            "InvalidAttributeValue",
+            bad,
+        ),
+        QueueAlreadyExists => (
+            "com.amazonaws.sqs#QueueNameExists",
+            "QueueAlreadyExists",
+            bad,
+        ),
+        QueueDoesNotExist => (
+            "com.amazonaws.sqs#QueueDoesNotExist",
+            "AWS.SimpleQueueService.NonExistentQueue",
+            bad,
+        ),
+        PurgeQueueInProgress => (
+            "com.amazonaws.sqs#PurgeQueueInProgress",
+            "AWS.SimpleQueueService.PurgeQueueInProgress",
+            StatusCode::FORBIDDEN,
+        ),
+        QueueDeletedRecently => (
+            "com.amazonaws.sqs#QueueDeletedRecently",
+            "AWS.SimpleQueueService.QueueDeletedRecently",
+            bad,
+        ),
+        BatchEntryIdsNotDistinct => (
+            "com.amazonaws.sqs#BatchEntryIdsNotDistinct",
+            "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
+            bad,
+        ),
+        BatchRequestTooLong => (
+            "com.amazonaws.sqs#BatchRequestTooLong",
+            "AWS.SimpleQueueService.BatchRequestTooLong",
+            bad,
+        ),
+        EmptyBatchRequest => (
+            "com.amazonaws.sqs#EmptyBatchRequest",
+            "AWS.SimpleQueueService.EmptyBatchRequest",
+            bad,
+        ),
+        InvalidBatchEntryId => (
+            "com.amazonaws.sqs#InvalidBatchEntryId",
+            "AWS.SimpleQueueService.InvalidBatchEntryId",
+            bad,
+        ),
+        TooManyEntriesInBatchRequest => (
+            "com.amazonaws.sqs#TooManyEntriesInBatchRequest",
+            "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+            bad,
+        ),
+        UnsupportedOperation => (
+            "com.amazonaws.sqs#UnsupportedOperation",
+            "AWS.SimpleQueueService.UnsupportedOperation",
+            bad,
+        ),
+        OverLimit => ("com.amazonaws.sqs#OverLimit", "OverLimit", bad),
+        AccessDenied => (
+            "com.amazonaws.sqs#AccessDeniedException",
+            "AccessDenied",
+            StatusCode::FORBIDDEN,
+        ),
+        ServiceUnavailable => (
+            "com.amazonaws.sqs#ServiceUnavailable",
+            "ServiceUnavailable",
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+    }
+}
+
+/// Logs a server-side failure with its whole cause chain (never a request body).
+pub(crate) fn log_failure(context: &str, err: &(dyn std::error::Error + 'static)) {
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    tracing::error!(context, error = %chain, "request failed on the server side");
+}
+
+/// An error answered in the SQS JSON protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SqsError {
+    status: StatusCode,
+    shape: Cow<'static, str>,
+    query_code: Cow<'static, str>,
+    receiver_fault: bool,
+    message: String,
+}
+
+impl From<Rejection> for SqsError {
+    fn from(r: Rejection) -> Self {
+        let (shape, query_code, status) = wire(r.code);
+        SqsError {
+            status,
+            shape: shape.into(),
+            query_code: query_code.into(),
+            receiver_fault: r.code == RejectCode::ServiceUnavailable,
+            message: r.message,
+        }
+    }
+}
+
+impl SqsError {
+    fn framing(
+        status: StatusCode,
+        shape: &'static str,
+        query_code: &'static str,
+        message: String,
+    ) -> Self {
+        SqsError {
+            status,
+            shape: shape.into(),
+            query_code: query_code.into(),
+            receiver_fault: false,
+            message,
+        }
+    }
+
+    /// The body is not a JSON object, not UTF-8, or sent with the wrong content type.
+    pub(crate) fn serialization(message: impl Into<String>) -> Self {
+        Self::framing(
+            StatusCode::BAD_REQUEST,
+            "com.amazon.coral.service#SerializationException",
+            "SerializationException",
+            message.into(),
+        )
+    }
+
+    /// The body is larger than any legal request.
+    pub(crate) fn too_large(limit: usize) -> Self {
+        Self::framing(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "com.amazon.coral.service#RequestEntityTooLargeException",
+            "RequestEntityTooLarge",
+            format!(
+                "The request body is larger than the largest legal SQS request ({limit} bytes)."
+            ),
+        )
+    }
+
+    /// Missing or bad credentials (interface.md §3.4).
+    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
+        Self::framing(
+            StatusCode::UNAUTHORIZED,
+            "com.amazonaws.sqs#InvalidClientTokenId",
+            "InvalidClientTokenId",
+            message.into(),
+        )
+    }
+
+    /// A failure of the store or of esmd itself; logs the chain, answers generically.
+    pub(crate) fn from_store(err: StoreError, action: &str) -> Self {
+        match err {
+            StoreError::Rejected(r) => r.into(),
+            StoreError::Unavailable(e) => {
+                log_failure(action, &e);
+                Rejection::new(
+                    RejectCode::ServiceUnavailable,
+                    "The service is unavailable (the database could not do the work); please retry.",
+                )
+                .into()
+            }
+        }
+    }
+
+    /// A bug: something that cannot happen did.
+    pub(crate) fn internal(what: &str) -> Self {
+        tracing::error!(what, "internal error");
+        SqsError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            shape: "com.amazonaws.sqs#InternalError".into(),
+            query_code: "InternalError".into(),
+            receiver_fault: true,
+            message: "We encountered an internal error. Please try again.".into(),
+        }
+    }
+
+    /// The response, stamped with `request_id`.
+    pub(crate) fn into_response_with(self, request_id: &str) -> Response {
+        if self.status.is_client_error() {
+            tracing::debug!(code = %self.query_code, status = self.status.as_u16(), "sqs request refused");
+        }
+        let body = json!({ "__type": self.shape, "message": self.message }).to_string();
+        let fault = if self.receiver_fault {
+            "Receiver"
+        } else {
+            "Sender"
+        };
+        let mut resp = (self.status, body).into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static(AMZ_JSON),
+        );
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            h.insert(REQUEST_ID, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("{};{fault}", self.query_code)) {
+            h.insert(QUERY_ERROR, v);
+        }
+        resp
+    }
+}
+
+/// An error of the REST shim: `{"error": "<code>", "message": "..."}` with a 4xx/5xx status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RestError {
+    status: StatusCode,
+    code: Cow<'static, str>,
+    message: String,
+}
+
+impl RestError {
+    /// An error with the given status, code and message.
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        RestError {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A 400 `InvalidParameterValue`.
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidParameterValue", message)
+    }
+
+    /// A failure of the store: rejections keep their code (404 for an unknown queue),
+    /// unavailability is logged and answered 503.
+    pub(crate) fn from_store(err: StoreError, action: &str) -> Self {
+        match err {
+            StoreError::Rejected(r) => r.into(),
+            StoreError::Unavailable(e) => {
+                log_failure(action, &e);
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "the database could not do the work; please retry",
+                )
+            }
+        }
+    }
+}
+
+impl From<Rejection> for RestError {
+    fn from(r: Rejection) -> Self {
+        let (_, _, status) = wire(r.code);
+        let status = match r.code {
+            RejectCode::QueueDoesNotExist => StatusCode::NOT_FOUND,
+            RejectCode::QueueAlreadyExists | RejectCode::PurgeQueueInProgress => {
+                StatusCode::CONFLICT
+            }
+            _ => status,
+        };
+        RestError {
+            status,
+            code: format!("{:?}", r.code).into(),
+            message: r.message,
+        }
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        if self.status.is_client_error() {
+            tracing::debug!(code = %self.code, status = self.status.as_u16(), "rest request refused");
+        }
+        (
+            self.status,
+            axum::Json(json!({ "error": self.code, "message": self.message })),
+        )
+            .into_response()
+    }
+}
