@@ -12,6 +12,7 @@
 mod signal;
 mod systemd;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState, Readiness};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, LoadOptions};
 use crate::domain::event::queue_arn;
 use crate::invoke::Invoker;
 use crate::metrics::Metrics;
@@ -69,10 +70,31 @@ pub struct RunningDaemon {
     metrics: Arc<Metrics>,
     readiness: Readiness,
     grace: Duration,
+    /// Parent of every mapping's cancel token.
     pollers_cancel: CancellationToken,
+    /// Owns every poller worker, including those of mappings retired by a reload that are still
+    /// finishing a batch.
     pollers: TaskTracker,
+    /// The running mappings and their own cancel tokens.
+    mappings: BTreeMap<String, (Mapping, CancellationToken)>,
+    invoker: Invoker,
     http_cancel: CancellationToken,
     background: TaskTracker,
+    /// The configuration in force.
+    config: Config,
+}
+
+/// What a reload changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Mappings started.
+    pub started: Vec<String>,
+    /// Mappings stopped (their in-flight batches finish).
+    pub stopped: Vec<String>,
+    /// Mappings restarted with new settings.
+    pub restarted: Vec<String>,
+    /// Settings that only take effect after a restart.
+    pub needs_restart: Vec<&'static str>,
 }
 
 /// Options for [`start`] that tests change.
@@ -136,45 +158,130 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
         }
     });
 
-    let pollers = TaskTracker::new();
-    let pollers_cancel = CancellationToken::new();
-    let invoker = Invoker::new();
-    for (name, m) in config.mappings.iter().filter(|(_, m)| m.enabled) {
-        let function = config.functions[&m.function].clone();
-        let queue = store
-            .queue(&m.queue)
-            .await
-            .map_err(|source| DaemonError::Queue { queue: m.queue.to_string(), source })?;
-        let mapping = Mapping {
-            name: name.clone(),
-            config: m.clone(),
-            function_name: m.function.clone(),
-            function,
-            queue_arn: queue_arn(&config.server.region, &config.server.account_id, m.queue.as_str()),
-            region: config.server.region.clone(),
-            queue_visibility_timeout: queue.settings.visibility_timeout,
-        };
-        Poller::new(mapping, store.clone(), invoker.clone(), metrics.clone()).spawn(&pollers, &pollers_cancel);
-        tracing::info!(mapping = %name, queue = %m.queue, function = %m.function, "mapping polling");
-    }
-    pollers.close();
-    readiness.set_ready();
-    systemd::ready();
-    tracing::info!(address = %addr, "esmd ready");
-    Ok(RunningDaemon {
+    let mut daemon = RunningDaemon {
         addr,
         store,
         metrics,
         readiness,
         grace: config.server.shutdown_grace,
-        pollers_cancel,
-        pollers,
+        pollers_cancel: CancellationToken::new(),
+        pollers: TaskTracker::new(),
+        mappings: BTreeMap::new(),
+        invoker: Invoker::new(),
         http_cancel,
         background,
-    })
+        config: config.clone(),
+    };
+    daemon.start_mappings(&config).await?;
+    daemon.readiness.set_ready();
+    systemd::ready();
+    tracing::info!(address = %addr, "esmd ready");
+    Ok(daemon)
 }
 
 impl RunningDaemon {
+    /// The mappings `config` asks for, resolved against the store.
+    async fn desired(&self, config: &Config) -> Result<BTreeMap<String, Mapping>, DaemonError> {
+        let mut out = BTreeMap::new();
+        for (name, m) in config.mappings.iter().filter(|(_, m)| m.enabled) {
+            let queue = self
+                .store
+                .queue(&m.queue)
+                .await
+                .map_err(|source| DaemonError::Queue { queue: m.queue.to_string(), source })?;
+            let mapping = Mapping {
+                name: name.clone(),
+                config: m.clone(),
+                function_name: m.function.clone(),
+                function: config.functions[&m.function].clone(),
+                queue_arn: queue_arn(&config.server.region, &config.server.account_id, m.queue.as_str()),
+                region: config.server.region.clone(),
+                queue_visibility_timeout: queue.settings.visibility_timeout,
+            };
+            out.insert(name.clone(), mapping);
+        }
+        Ok(out)
+    }
+
+    fn spawn_mapping(&mut self, mapping: Mapping) {
+        let cancel = self.pollers_cancel.child_token();
+        let name = mapping.name.clone();
+        tracing::info!(mapping = %name, queue = %mapping.config.queue, function = %mapping.function_name, "mapping polling");
+        Poller::new(mapping.clone(), self.store.clone(), self.invoker.clone(), self.metrics.clone())
+            .spawn(&self.pollers, &cancel);
+        self.mappings.insert(name, (mapping, cancel));
+    }
+
+    async fn start_mappings(&mut self, config: &Config) -> Result<(), DaemonError> {
+        for (_, mapping) in self.desired(config).await? {
+            self.spawn_mapping(mapping);
+        }
+        Ok(())
+    }
+
+    /// Applies a new configuration without a restart: queues are created or updated, and
+    /// mappings that were added, changed or removed are started, restarted or stopped. A stopped
+    /// mapping's workers finish the batch they hold (nothing in flight is dropped). Listener,
+    /// storage and identity changes need a restart and are reported.
+    ///
+    /// # Errors
+    /// [`DaemonError::Queue`] if a queue cannot be created; the running mappings stay as they were.
+    pub async fn reload(&mut self, config: Config) -> Result<ReloadReport, DaemonError> {
+        let mut report = ReloadReport::default();
+        for (name, settings) in &config.queues {
+            self.store
+                .ensure_queue(name, settings)
+                .await
+                .map_err(|source| DaemonError::Queue { queue: name.to_string(), source })?;
+        }
+        let desired = self.desired(&config).await?;
+        let running: Vec<String> = self.mappings.keys().cloned().collect();
+        for name in running {
+            let changed = match desired.get(&name) {
+                None => true,
+                Some(m) => self.mappings.get(&name).is_some_and(|(old, _)| !same_mapping(old, m)),
+            };
+            if changed {
+                if let Some((_, cancel)) = self.mappings.remove(&name) {
+                    cancel.cancel();
+                }
+                if desired.contains_key(&name) {
+                    report.restarted.push(name);
+                } else {
+                    tracing::info!(mapping = %name, "mapping stopped by reload");
+                    report.stopped.push(name);
+                }
+            }
+        }
+        for (name, mapping) in desired {
+            if !self.mappings.contains_key(&name) {
+                if !report.restarted.contains(&name) {
+                    report.started.push(name.clone());
+                }
+                self.spawn_mapping(mapping);
+            }
+        }
+        let (old, new) = (&self.config, &config);
+        if old.server.listen != new.server.listen {
+            report.needs_restart.push("server.listen");
+        }
+        if old.server.auth_token != new.server.auth_token {
+            report.needs_restart.push("server.auth_token");
+        }
+        if old.server.region != new.server.region || old.server.account_id != new.server.account_id {
+            report.needs_restart.push("server.region/server.account_id (queue URLs of the API)");
+        }
+        if old.storage != new.storage {
+            report.needs_restart.push("storage");
+        }
+        if old.log != new.log {
+            report.needs_restart.push("log");
+        }
+        self.grace = new.server.shutdown_grace;
+        self.config = config;
+        Ok(report)
+    }
+
     /// The address the HTTP API is listening on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -197,6 +304,7 @@ impl RunningDaemon {
         systemd::stopping();
         tracing::info!(grace = ?self.grace, "shutting down: mappings stop claiming");
         self.pollers_cancel.cancel();
+        self.pollers.close();
         let drained = tokio::time::timeout(self.grace, self.pollers.wait()).await.is_ok();
         if !drained {
             tracing::warn!(
@@ -214,14 +322,42 @@ impl RunningDaemon {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT, then shuts down cleanly.
+/// Whether two resolved mappings are the same (a changed one is restarted on reload).
+fn same_mapping(a: &Mapping, b: &Mapping) -> bool {
+    a.config == b.config
+        && a.function == b.function
+        && a.function_name == b.function_name
+        && a.queue_arn == b.queue_arn
+        && a.region == b.region
+        && a.queue_visibility_timeout == b.queue_visibility_timeout
+}
+
+/// Runs the daemon until SIGTERM or SIGINT, then shuts down cleanly. SIGHUP reloads the
+/// configuration from the same place (`opts`); an invalid one is refused with a logged error
+/// naming each key, and the running configuration stays.
 ///
 /// # Errors
 /// [`DaemonError`] if it cannot start.
-pub async fn run(config: Config) -> Result<(), DaemonError> {
-    let daemon = start(config, StartOptions::default()).await?;
+pub async fn run(config: Config, opts: LoadOptions) -> Result<(), DaemonError> {
+    let mut daemon = start(config, StartOptions::default()).await?;
     let watchdog = systemd::spawn_watchdog();
-    let sig = shutdown_signal().await;
+    let mut hup = signal::hangups();
+    let sig = loop {
+        tokio::select! {
+            sig = shutdown_signal() => break sig,
+            _ = hup.recv() => {
+                systemd::reloading();
+                match crate::config::load(&opts) {
+                    Err(e) => tracing::error!(error = %e, "configuration reload refused; the running configuration stays"),
+                    Ok(loaded) => match daemon.reload(loaded.config).await {
+                        Ok(r) => tracing::info!(started = ?r.started, stopped = ?r.stopped, restarted = ?r.restarted, needs_restart = ?r.needs_restart, "configuration reloaded"),
+                        Err(e) => tracing::error!(error = %e, "configuration reload failed"),
+                    },
+                }
+                systemd::ready();
+            }
+        }
+    };
     tracing::info!(signal = sig, "received shutdown signal");
     if let Some(w) = watchdog {
         w.abort();

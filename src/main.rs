@@ -75,6 +75,7 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run { config } => {
+            let opts = LoadOptions { config_path: config.clone(), ..Default::default() };
             let cfg = match load(config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -84,7 +85,7 @@ fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(e) => return fail(&e),
             };
-            let result = runtime.block_on(esmd::daemon::run(cfg));
+            let result = runtime.block_on(esmd::daemon::run(cfg, opts));
             // Abandoned invocations (past the grace period) must not hold the process open.
             runtime.shutdown_timeout(Duration::from_secs(1));
             match result {

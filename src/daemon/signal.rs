@@ -1,4 +1,4 @@
-//! Shutdown signals: resolves on SIGTERM or SIGINT and says which.
+//! Signals: SIGTERM and SIGINT shut down, SIGHUP reloads the configuration.
 
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -13,4 +13,12 @@ pub async fn shutdown_signal() -> &'static str {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     }
+}
+
+/// A stream of SIGHUPs (configuration reloads).
+///
+/// # Panics
+/// If the handler cannot be installed (only at process start, never in practice).
+pub fn hangups() -> tokio::signal::unix::Signal {
+    signal(SignalKind::hangup()).expect("install SIGHUP handler")
 }

@@ -9,6 +9,11 @@ pub fn ready() {
     let _ = sd_notify::notify(false, &[NotifyState::Ready]);
 }
 
+/// Tells systemd a configuration reload is in progress (followed by [`ready`]).
+pub fn reloading() {
+    let _ = sd_notify::notify(false, &[NotifyState::Reloading]);
+}
+
 /// Tells systemd the daemon is stopping.
 pub fn stopping() {
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);

@@ -16,22 +16,23 @@ pub struct Batch {
 impl Batch {
     /// Adds `msg` (encoded as `record`) if the batch stays within `max_records` and
     /// `max_payload`; otherwise gives both back.
+    #[must_use = "a message that does not fit must be carried, never dropped"]
     pub fn try_push(
         &mut self,
         msg: Message,
         record: String,
         max_records: usize,
         max_payload: usize,
-    ) -> Result<(), (Message, String)> {
+    ) -> Option<(Message, String)> {
         let fits = self.messages.len() < max_records
             && event_size(self.record_bytes + record.len(), self.records.len() + 1) <= max_payload;
         if !fits {
-            return Err((msg, record));
+            return Some((msg, record));
         }
         self.record_bytes += record.len();
         self.messages.push(msg);
         self.records.push(record);
-        Ok(())
+        None
     }
 
     /// Number of records.
@@ -97,14 +98,14 @@ mod tests {
         let rec = "x".repeat(100);
         // The envelope {"Records":[ ]} is 14 bytes; two records of 100 and a comma make 215.
         let cap = 215;
-        assert!(b.try_push(msg(0), rec.clone(), 10, cap).is_ok());
-        assert!(b.try_push(msg(1), rec.clone(), 10, cap).is_ok());
+        assert!(b.try_push(msg(0), rec.clone(), 10, cap).is_none());
+        assert!(b.try_push(msg(1), rec.clone(), 10, cap).is_none());
         assert_eq!(b.payload_size(), cap);
         assert_eq!(b.event().len(), cap);
-        let (back, _) = b.try_push(msg(2), rec.clone(), 10, cap).unwrap_err();
+        let (back, _) = b.try_push(msg(2), rec.clone(), 10, cap).expect("does not fit");
         assert_eq!(back.message_id, "m2");
         let mut c = Batch::default();
-        c.try_push(msg(0), rec.clone(), 1, usize::MAX).unwrap();
-        assert!(c.try_push(msg(1), rec, 1, usize::MAX).is_err());
+        assert!(c.try_push(msg(0), rec.clone(), 1, usize::MAX).is_none());
+        assert!(c.try_push(msg(1), rec, 1, usize::MAX).is_some());
     }
 }

@@ -80,7 +80,7 @@ impl Worker {
             let entries: Vec<_> = self.carry.iter().map(|(msg, _)| (msg.receipt_handle.clone(), vt)).collect();
             store.change_visibility(&m.config.queue, &entries).await?;
             for (msg, record) in std::mem::take(&mut self.carry) {
-                if let Err(back) = batch.try_push(msg, record, max_records, max_payload) {
+                if let Some(back) = batch.try_push(msg, record, max_records, max_payload) {
                     self.carry.push(back);
                     full = true;
                 }
@@ -110,7 +110,7 @@ impl Worker {
                 let record = self.record(&msg);
                 if full {
                     self.carry.push((msg, record));
-                } else if let Err(back) = batch.try_push(msg, record, max_records, max_payload) {
+                } else if let Some(back) = batch.try_push(msg, record, max_records, max_payload) {
                     self.carry.push(back);
                     full = true;
                 }
