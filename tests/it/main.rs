@@ -8,5 +8,6 @@ mod common;
 mod config;
 mod daemon;
 mod invoke;
+mod ops;
 mod poller;
 mod store;
