@@ -11,10 +11,16 @@ use std::time::Duration;
 
 use crate::domain::queue::{QueueName, QueueSettings};
 
+mod env;
 mod load;
+mod mapping;
 mod raw;
+mod read;
+mod render;
+mod validate;
 
 pub use load::{load, ConfigError, LoadOptions, Loaded};
+pub use render::render;
 
 /// The whole, validated configuration.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,214 @@
+//! The rules of `[mappings.NAME]` (semantics.md §1): the queue and function exist, batch size
+//! and batching window as Lambda checks them (with AWS's messages), concurrency and payload
+//! ranges, the function's timeout against the queue's visibility timeout, and one mapping per
+//! queue and function.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::raw::RawMapping;
+use super::read::{key, Skipped};
+use super::validate::Problems;
+use super::{FunctionConfig, MappingConfig};
+use crate::domain::queue::{QueueKind, QueueName, QueueSettings};
+
+/// Largest `batch_size` on a standard queue (Lambda's `BatchSize`).
+const MAX_BATCH_SIZE_STANDARD: u32 = 10_000;
+/// Largest `batch_size` on a FIFO queue.
+const MAX_BATCH_SIZE_FIFO: u32 = 10;
+/// Largest `batch_size` allowed without a batching window.
+const MAX_BATCH_SIZE_WITHOUT_WINDOW: u32 = 10;
+/// Longest `batching_window` (Lambda's `MaximumBatchingWindowInSeconds`).
+const MAX_BATCHING_WINDOW: Duration = Duration::from_secs(300);
+/// Smallest `max_payload`: room for the event envelope and a small message. A cap this low is
+/// only useful for tests; anything smaller could not hold one record.
+const MIN_MAX_PAYLOAD: u64 = 1024;
+/// Largest `max_payload`: Lambda's synchronous invocation payload limit (6 MiB).
+const MAX_MAX_PAYLOAD: u64 = 6_291_456;
+/// `max_concurrency` range (Lambda's `ScalingConfig.MaximumConcurrency`).
+const MIN_CONCURRENCY: u32 = 2;
+const MAX_CONCURRENCY: u32 = 1000;
+/// Validates every mapping against the validated queues and functions.
+pub(super) fn mappings(
+    raw: BTreeMap<String, RawMapping>,
+    queues: &BTreeMap<QueueName, QueueSettings>,
+    functions: &BTreeMap<String, FunctionConfig>,
+    skipped: &Skipped,
+    p: &mut Problems<'_>,
+) -> BTreeMap<String, MappingConfig> {
+    let mut out = BTreeMap::new();
+    // (queue, function) -> the first mapping that connects them.
+    let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
+    for (name, m) in raw {
+        let name_ok = (1..=128).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !name_ok {
+            p.at(
+                &["mappings", &name],
+                "invalid mapping name: use 1 to 128 letters, digits, '.', '-' or '_'",
+            );
+        }
+        let queue = match QueueName::parse(&m.queue) {
+            Ok(q) => Some(q),
+            Err(e) => {
+                p.at(
+                    &["mappings", &name, "queue"],
+                    format!("invalid queue name {:?}: {e}", m.queue),
+                );
+                None
+            }
+        };
+        let settings = queue.as_ref().and_then(|q| queues.get(q));
+        if queue.is_some() && settings.is_none() && !skipped.contains("queues", &m.queue) {
+            p.at(
+                &["mappings", &name, "queue"],
+                format!("no queue named {:?} is configured", m.queue),
+            );
+        }
+        let function = functions.get(&m.function);
+        if function.is_none() && !skipped.contains("functions", &m.function) {
+            p.at(
+                &["mappings", &name, "function"],
+                format!("no function named {:?} is configured", m.function),
+            );
+        }
+        check_batching(&name, &m, queue.as_ref().map(QueueName::kind), p);
+        check_limits(&name, &m, p);
+        if let (Some(settings), Some(function)) = (settings, function) {
+            if function.timeout > settings.visibility_timeout {
+                p.at(
+                    &["functions", &m.function, "timeout"],
+                    format!(
+                        "Queue visibility timeout: {} is less than Function timeout: {} (queue {}, {})",
+                        seconds(settings.visibility_timeout),
+                        seconds(function.timeout),
+                        m.queue,
+                        key(&["mappings", &name])
+                    ),
+                );
+            }
+        }
+        if let Some(first) = seen.insert((m.queue.clone(), m.function.clone()), name.clone()) {
+            p.at(
+                &["mappings", &name],
+                format!(
+                    "an event source mapping with queue {:?} and function {:?} already exists: {}",
+                    m.queue,
+                    m.function,
+                    key(&["mappings", &first])
+                ),
+            );
+        }
+        if let Some(queue) = queue {
+            out.insert(
+                name,
+                MappingConfig {
+                    queue,
+                    function: m.function,
+                    enabled: m.enabled,
+                    batch_size: m.batch_size,
+                    batching_window: m.batching_window,
+                    max_payload: m.max_payload.0,
+                    max_concurrency: m.max_concurrency,
+                    report_batch_item_failures: m.report_batch_item_failures,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// `batch_size` and `batching_window`, with AWS's messages where AWS has one. `kind` is `None`
+/// when the queue name is invalid; the standard limits apply then.
+fn check_batching(name: &str, m: &RawMapping, kind: Option<QueueKind>, p: &mut Problems<'_>) {
+    let fifo = kind == Some(QueueKind::Fifo);
+    let (max, what) = if fifo {
+        (MAX_BATCH_SIZE_FIFO, "a FIFO queue")
+    } else {
+        (MAX_BATCH_SIZE_STANDARD, "a standard queue")
+    };
+    if m.batch_size == 0 {
+        p.at(
+            &["mappings", name, "batch_size"],
+            "0 is below the minimum of 1",
+        );
+    } else if m.batch_size > max {
+        p.at(
+            &["mappings", name, "batch_size"],
+            format!("{} is above the maximum of {max} for {what}", m.batch_size),
+        );
+    }
+    let window = m.batching_window;
+    let at = ["mappings", name, "batching_window"];
+    if window.subsec_nanos() != 0 {
+        p.at(
+            &at,
+            format!(
+                "{} is not a whole number of seconds",
+                humantime::format_duration(window)
+            ),
+        );
+    }
+    if window > MAX_BATCHING_WINDOW {
+        p.at(
+            &at,
+            format!(
+                "{} is above the maximum of 300s",
+                humantime::format_duration(window)
+            ),
+        );
+    }
+    if fifo && !window.is_zero() {
+        p.at(&at, "Batching window is not supported for FIFO queues");
+    } else if !fifo && m.batch_size > MAX_BATCH_SIZE_WITHOUT_WINDOW && window.is_zero() {
+        p.at(
+            &at,
+            format!(
+                "Maximum batch window in seconds must be greater than 0 if maximum batch size is \
+                 greater than 10 (batch_size is {})",
+                m.batch_size
+            ),
+        );
+    }
+}
+
+fn check_limits(name: &str, m: &RawMapping, p: &mut Problems<'_>) {
+    let payload = m.max_payload.0;
+    if !(MIN_MAX_PAYLOAD..=MAX_MAX_PAYLOAD).contains(&payload) {
+        p.at(
+            &["mappings", name, "max_payload"],
+            format!("{payload} bytes is outside the range {MIN_MAX_PAYLOAD}..{MAX_MAX_PAYLOAD} (1KiB..6MiB)"),
+        );
+    }
+    if !(MIN_CONCURRENCY..=MAX_CONCURRENCY).contains(&m.max_concurrency) {
+        p.at(
+            &["mappings", name, "max_concurrency"],
+            format!(
+                "{} is outside the range {MIN_CONCURRENCY}..{MAX_CONCURRENCY}",
+                m.max_concurrency
+            ),
+        );
+    }
+}
+
+/// "30 seconds", as AWS words it, or humantime for fractions.
+fn seconds(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{} seconds", d.as_secs())
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_as_aws_words_them() {
+        assert_eq!(seconds(Duration::from_secs(30)), "30 seconds");
+        assert_eq!(seconds(Duration::from_millis(1500)), "1s 500ms");
+    }
+}

@@ -1,0 +1,450 @@
+//! From the raw mirror to the typed [`Config`]: every rule that looks at one value or at several
+//! together (semantics.md §1 and §6.1), checked before anything starts. Each problem is pushed
+//! as one line that names its full key; checking goes on after a problem so that all of them are
+//! reported at once.
+//!
+//! Ranges of queue settings are the domain's (`QueueSettings::problems`); this file adds what
+//! needs the whole configuration (dead-letter targets) and the rules of the other sections. The
+//! rules of `[mappings.NAME]` are in `mapping`.
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::mapping;
+use super::raw::{
+    RawCommand, RawConfig, RawFunction, RawHttp, RawLog, RawLogFunction, RawQueue, RawServer,
+    RawStorage,
+};
+use super::read::{key, Skipped};
+use super::{
+    Config, FunctionConfig, FunctionTarget, LogConfig, LogFormat, ServerConfig, StorageConfig,
+    Synchronous,
+};
+use crate::domain::queue::{
+    DedupScope, FifoThroughputLimit, QueueKind, QueueName, QueueSettings, Redrive,
+    MAX_MESSAGE_SIZE, MIN_MESSAGE_SIZE,
+};
+
+/// Longest function timeout (Lambda's maximum).
+const MAX_FUNCTION_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Validates `raw` into a [`Config`], pushing every problem found. The returned `Config` is only
+/// meaningful when no problem was pushed (entries with problems may be missing from it).
+/// Relative storage paths are joined to `storage_base`.
+pub(super) fn validate(
+    raw: RawConfig,
+    skipped: &Skipped,
+    storage_base: &Path,
+    problems: &mut Vec<String>,
+) -> Config {
+    let mut p = Problems(problems);
+    let server = server(raw.server, &mut p);
+    let storage = storage(raw.storage, storage_base, &mut p);
+    let log = log(raw.log, &mut p);
+    let queues = queues(&raw.queues, skipped, &mut p);
+    let functions = functions(raw.functions, &mut p);
+    let mappings = mapping::mappings(raw.mappings, &queues, &functions, skipped, &mut p);
+    Config {
+        server,
+        storage,
+        log,
+        queues,
+        functions,
+        mappings,
+    }
+}
+
+/// The problems found so far; each is pushed as `full.key: message`.
+pub(super) struct Problems<'a>(&'a mut Vec<String>);
+
+impl Problems<'_> {
+    pub(super) fn at(&mut self, segments: &[&str], message: impl Display) {
+        self.0.push(format!("{}: {message}", key(segments)));
+    }
+}
+
+fn server(raw: RawServer, p: &mut Problems<'_>) -> ServerConfig {
+    if !is_host_port(&raw.listen) {
+        p.at(
+            &["server", "listen"],
+            format!("{:?} is not a host:port address", raw.listen),
+        );
+    }
+    let region_ok = !raw.region.is_empty()
+        && raw
+            .region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !region_ok {
+        p.at(
+            &["server", "region"],
+            format!("{:?} is not a region name such as us-east-1", raw.region),
+        );
+    }
+    if raw.account_id.len() != 12 || !raw.account_id.bytes().all(|b| b.is_ascii_digit()) {
+        p.at(
+            &["server", "account_id"],
+            format!("{:?} is not a 12-digit account id", raw.account_id),
+        );
+    }
+    if raw.auth_token.as_deref() == Some("") {
+        p.at(&["server", "auth_token"], "must not be empty when set");
+    }
+    ServerConfig {
+        listen: raw.listen,
+        region: raw.region,
+        account_id: raw.account_id,
+        auth_token: raw.auth_token,
+        shutdown_grace: raw.shutdown_grace,
+    }
+}
+
+/// `host:port` with a numeric port: an IP socket address (`[::1]:9324`) or a host name.
+fn is_host_port(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && port.parse::<u16>().is_ok()
+}
+
+fn storage(raw: RawStorage, base: &Path, p: &mut Problems<'_>) -> StorageConfig {
+    if raw.path.is_empty() {
+        p.at(&["storage", "path"], "must not be empty");
+    }
+    let synchronous = match raw.synchronous.as_str() {
+        "full" => Synchronous::Full,
+        "normal" => Synchronous::Normal,
+        other => {
+            p.at(
+                &["storage", "synchronous"],
+                format!("{other:?} is not one of \"full\", \"normal\""),
+            );
+            Synchronous::default()
+        }
+    };
+    StorageConfig {
+        path: base.join(PathBuf::from(raw.path)),
+        synchronous,
+    }
+}
+
+fn log(raw: RawLog, p: &mut Problems<'_>) -> LogConfig {
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.level) {
+        p.at(
+            &["log", "level"],
+            format!("{:?} is not a log filter such as \"info\": {e}", raw.level),
+        );
+    }
+    let format = match raw.format.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            p.at(
+                &["log", "format"],
+                format!("{other:?} is not one of \"text\", \"json\""),
+            );
+            LogFormat::default()
+        }
+    };
+    LogConfig {
+        level: raw.level,
+        format,
+    }
+}
+
+fn queues(
+    raw: &BTreeMap<String, RawQueue>,
+    skipped: &Skipped,
+    p: &mut Problems<'_>,
+) -> BTreeMap<QueueName, QueueSettings> {
+    let mut out = BTreeMap::new();
+    for (name, q) in raw {
+        let settings = queue_settings(name, q, raw, skipped, p);
+        // The kind follows the name even when the name is otherwise invalid, so that the
+        // settings are still checked.
+        let kind = if name.ends_with(".fifo") {
+            QueueKind::Fifo
+        } else {
+            QueueKind::Standard
+        };
+        for problem in settings.problems(kind) {
+            p.at(&["queues", name, problem.key], problem.message);
+        }
+        match QueueName::parse(name) {
+            Ok(queue) => {
+                out.insert(queue, settings);
+            }
+            Err(e) => p.at(&["queues", name], format!("invalid queue name: {e}")),
+        }
+    }
+    out
+}
+
+fn queue_settings(
+    name: &str,
+    q: &RawQueue,
+    all: &BTreeMap<String, RawQueue>,
+    skipped: &Skipped,
+    p: &mut Problems<'_>,
+) -> QueueSettings {
+    let aws = QueueSettings::default();
+    let max_message_size = u32::try_from(q.max_message_size.0).unwrap_or_else(|_| {
+        p.at(
+            &["queues", name, "max_message_size"],
+            format!(
+                "{} bytes is outside the range {MIN_MESSAGE_SIZE}..{MAX_MESSAGE_SIZE}",
+                q.max_message_size.0
+            ),
+        );
+        aws.max_message_size
+    });
+    let deduplication_scope = match &q.deduplication_scope {
+        None => aws.deduplication_scope,
+        Some(s) => DedupScope::parse(s).unwrap_or_else(|| {
+            let allowed = [DedupScope::Queue, DedupScope::MessageGroup].map(DedupScope::as_str);
+            p.at(
+                &["queues", name, "deduplication_scope"],
+                not_one_of(s, &allowed),
+            );
+            aws.deduplication_scope
+        }),
+    };
+    let fifo_throughput_limit = match &q.fifo_throughput_limit {
+        None => aws.fifo_throughput_limit,
+        Some(s) => FifoThroughputLimit::parse(s).unwrap_or_else(|| {
+            let allowed = [
+                FifoThroughputLimit::PerQueue,
+                FifoThroughputLimit::PerMessageGroupId,
+            ]
+            .map(FifoThroughputLimit::as_str);
+            p.at(
+                &["queues", name, "fifo_throughput_limit"],
+                not_one_of(s, &allowed),
+            );
+            aws.fifo_throughput_limit
+        }),
+    };
+    if let Some(policy) = &q.redrive_allow_policy {
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(policy) {
+            p.at(
+                &["queues", name, "redrive_allow_policy"],
+                format!("is not valid JSON: {e}"),
+            );
+        }
+    }
+    QueueSettings {
+        visibility_timeout: q.visibility_timeout,
+        delay: q.delay,
+        retention: q.retention,
+        max_message_size,
+        receive_wait: q.receive_wait,
+        redrive: redrive(name, q, all, skipped, p),
+        redrive_allow_policy: q.redrive_allow_policy.clone(),
+        content_based_deduplication: q
+            .content_based_deduplication
+            .unwrap_or(aws.content_based_deduplication),
+        deduplication_scope,
+        fifo_throughput_limit,
+    }
+}
+
+/// `dead_letter_queue` and `max_receive_count` go together, and the target must be configured.
+/// Its kind and the count's range are the domain's checks.
+fn redrive(
+    name: &str,
+    q: &RawQueue,
+    all: &BTreeMap<String, RawQueue>,
+    skipped: &Skipped,
+    p: &mut Problems<'_>,
+) -> Option<Redrive> {
+    let dlq_key = ["queues", name, "dead_letter_queue"];
+    match (&q.dead_letter_queue, q.max_receive_count) {
+        (None, None) => None,
+        (Some(_), None) => {
+            p.at(
+                &["queues", name, "max_receive_count"],
+                "is required with dead_letter_queue",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            p.at(&dlq_key, "is required with max_receive_count");
+            None
+        }
+        (Some(dlq), Some(max_receive_count)) => {
+            let dead_letter_queue = match QueueName::parse(dlq) {
+                Ok(n) => n,
+                Err(e) => {
+                    p.at(&dlq_key, format!("invalid queue name {dlq:?}: {e}"));
+                    return None;
+                }
+            };
+            if !all.contains_key(dlq) && !skipped.contains("queues", dlq) {
+                p.at(&dlq_key, format!("no queue named {dlq:?} is configured"));
+            }
+            Some(Redrive {
+                dead_letter_queue,
+                max_receive_count,
+            })
+        }
+    }
+}
+
+fn functions(
+    raw: BTreeMap<String, RawFunction>,
+    p: &mut Problems<'_>,
+) -> BTreeMap<String, FunctionConfig> {
+    let mut out = BTreeMap::new();
+    for (name, f) in raw {
+        // Lambda's function-name rule; the name is also AWS_LAMBDA_FUNCTION_NAME and a label.
+        let name_ok = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !name_ok {
+            p.at(
+                &["functions", &name],
+                "invalid function name: use 1 to 64 letters, digits, hyphens or underscores",
+            );
+        }
+        let (timeout, target) = match f {
+            RawFunction::Http(RawHttp { url, timeout }) => {
+                if !is_http_url(&url) {
+                    p.at(
+                        &["functions", &name, "url"],
+                        format!("{url:?} is not an http:// or https:// URL"),
+                    );
+                }
+                (timeout, FunctionTarget::Http { url })
+            }
+            RawFunction::Command(RawCommand {
+                command,
+                env,
+                working_dir,
+                timeout,
+            }) => {
+                check_command(&name, &command, &env, working_dir.as_deref(), p);
+                let working_dir = working_dir.map(PathBuf::from);
+                (
+                    timeout,
+                    FunctionTarget::Command {
+                        argv: command,
+                        env,
+                        working_dir,
+                    },
+                )
+            }
+            RawFunction::Log(RawLogFunction { timeout }) => (timeout, FunctionTarget::Log),
+        };
+        if timeout.is_zero() {
+            p.at(&["functions", &name, "timeout"], "must be greater than 0s");
+        } else if timeout > MAX_FUNCTION_TIMEOUT {
+            p.at(
+                &["functions", &name, "timeout"],
+                format!(
+                    "{} is above Lambda's maximum of 15m",
+                    humantime::format_duration(timeout)
+                ),
+            );
+        }
+        out.insert(name, FunctionConfig { timeout, target });
+    }
+    out
+}
+
+fn is_http_url(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+    })
+}
+
+/// An argv that can be executed directly: a program, no NUL bytes, and a usable environment.
+fn check_command(
+    name: &str,
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    working_dir: Option<&str>,
+    p: &mut Problems<'_>,
+) {
+    if argv.first().is_none_or(|program| program.is_empty()) {
+        p.at(
+            &["functions", name, "command"],
+            "must name a program: a non-empty array such as [\"python3\", \"handler.py\"]",
+        );
+    }
+    if argv.iter().any(|a| a.contains('\0')) {
+        p.at(
+            &["functions", name, "command"],
+            "must not contain NUL characters",
+        );
+    }
+    for (var, value) in env {
+        if var.is_empty() || var.contains(['=', '\0']) || value.contains('\0') {
+            p.at(
+                &["functions", name, "env", var],
+                "is not a valid environment variable",
+            );
+        }
+    }
+    if working_dir == Some("") {
+        p.at(
+            &["functions", name, "working_dir"],
+            "must not be empty when set",
+        );
+    }
+}
+
+fn not_one_of(value: &str, allowed: &[&str]) -> String {
+    let allowed: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+    format!("{value:?} is not one of {}", allowed.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        for ok in [
+            "127.0.0.1:9324",
+            "0.0.0.0:0",
+            "[::1]:9324",
+            "localhost:9324",
+            "esmd.internal:80",
+        ] {
+            assert!(is_host_port(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "9324",
+            "localhost",
+            ":9324",
+            "localhost:99999",
+            "::1:9324",
+            "a b:1",
+        ] {
+            assert!(!is_host_port(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls() {
+        assert!(is_http_url(
+            "http://127.0.0.1:9000/2015-03-31/functions/f/invocations"
+        ));
+        assert!(is_http_url("https://example.com"));
+        assert!(!is_http_url("ftp://example.com"));
+        assert!(!is_http_url("127.0.0.1:9000"));
+        assert!(!is_http_url("http://"));
+    }
+}
