@@ -23,9 +23,12 @@ pub fn stopping() {
 /// runs on the main runtime, so a stuck event loop stops the keep-alives and systemd restarts
 /// esmd.
 pub fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
-    let mut usec = 0;
-    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
-        return None;
+    // As sd_watchdog_enabled(3): WATCHDOG_USEC, for this process if WATCHDOG_PID names one.
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok().filter(|&u| u > 0)?;
+    if let Some(pid) = std::env::var("WATCHDOG_PID").ok().and_then(|p| p.parse::<u32>().ok()) {
+        if pid != std::process::id() {
+            return None;
+        }
     }
     let every = std::time::Duration::from_micros(usec / 2);
     Some(tokio::spawn(async move {

@@ -334,3 +334,36 @@ async fn readyz_goes_503_while_draining_and_the_batch_is_settled() {
     assert_eq!(esmd.wait_exit(Duration::from_secs(20)), 0);
     assert!(esmd.lines().iter().all(|l| !l.contains("abandoned")), "the batch finished within the grace period");
 }
+
+#[tokio::test]
+async fn sd_notify_ready_watchdog_and_stopping() {
+    // systemd's side of Type=notify, played by a datagram socket: READY=1 once serving,
+    // WATCHDOG=1 keep-alives when WATCHDOG_USEC is set, STOPPING=1 on SIGTERM.
+    let sock_dir = tempfile::tempdir().expect("temp dir");
+    let sock_path = sock_dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let sock_str = sock_path.to_str().expect("utf-8").to_owned();
+    let mut esmd = Esmd::start(
+        "[server]\nlisten = \"127.0.0.1:@PORT@\"\n[storage]\npath = \"@DIR@/esmd.db\"\n",
+        &[("NOTIFY_SOCKET", &sock_str), ("WATCHDOG_USEC", "200000")],
+    );
+    let mut seen: Vec<String> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut recv = |seen: &mut Vec<String>| {
+        let n = sock.recv(&mut buf).expect("a notification within 20 s");
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    };
+    while !seen.iter().any(|m| m.contains("READY=1")) {
+        recv(&mut seen);
+    }
+    assert_eq!(get(&format!("{}/readyz", esmd.url)).await.map(|(s, _)| s), Some(200), "ready when READY=1 is sent");
+    while !seen.iter().any(|m| m.contains("WATCHDOG=1")) {
+        recv(&mut seen);
+    }
+    esmd.signal("TERM");
+    while !seen.iter().any(|m| m.contains("STOPPING=1")) {
+        recv(&mut seen);
+    }
+    assert_eq!(esmd.wait_exit(Duration::from_secs(20)), 0);
+}
