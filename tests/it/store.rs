@@ -62,10 +62,10 @@ async fn send_receive_delete_with_attributes() {
 
     let c = t.store.counts(&name).await.unwrap();
     assert_eq!((c.visible, c.in_flight, c.delayed), (0, 1, 0));
-    assert_eq!(t.store.delete(&name, &[m.receipt_handle.clone()]).await.unwrap(), vec![Ok(())]);
+    assert_eq!(t.store.delete(&name, std::slice::from_ref(&m.receipt_handle)).await.unwrap(), vec![Ok(())]);
     assert_eq!(t.store.counts(&name).await.unwrap().in_flight, 0);
     // Deleting again with the same handle succeeds.
-    assert_eq!(t.store.delete(&name, &[m.receipt_handle.clone()]).await.unwrap(), vec![Ok(())]);
+    assert_eq!(t.store.delete(&name, std::slice::from_ref(&m.receipt_handle)).await.unwrap(), vec![Ok(())]);
     let bad = t.store.delete(&name, &["garbage".to_string()]).await.unwrap().remove(0).unwrap_err();
     assert_eq!(bad.code, RejectCode::ReceiptHandleIsInvalid);
 }
@@ -98,16 +98,16 @@ async fn stale_handles_standard() {
     t.advance(secs(11));
     // a: not received again, so the old handle still deletes it.
     let a = got.iter().find(|m| m.body == "a").unwrap();
-    assert_eq!(t.store.delete(&name, &[a.receipt_handle.clone()]).await.unwrap(), vec![Ok(())]);
+    assert_eq!(t.store.delete(&name, std::slice::from_ref(&a.receipt_handle)).await.unwrap(), vec![Ok(())]);
     // b: received again by someone else; the old handle succeeds but the new receiver owns it.
     let b_old = got.iter().find(|m| m.body == "b").unwrap();
     let b_new = t.store.receive(&name, 10, None).await.unwrap().remove(0);
     assert_eq!(b_new.body, "b");
-    assert_eq!(t.store.delete(&name, &[b_old.receipt_handle.clone()]).await.unwrap(), vec![Ok(())]);
+    assert_eq!(t.store.delete(&name, std::slice::from_ref(&b_old.receipt_handle)).await.unwrap(), vec![Ok(())]);
     assert_eq!(t.store.counts(&name).await.unwrap().in_flight, 1);
     let err = t.store.change_visibility(&name, &[(b_old.receipt_handle.clone(), secs(5))]).await.unwrap();
     assert!(err[0].as_ref().unwrap_err().message.contains("not available for visibility timeout change"));
-    assert_eq!(t.store.delete(&name, &[b_new.receipt_handle.clone()]).await.unwrap(), vec![Ok(())]);
+    assert_eq!(t.store.delete(&name, std::slice::from_ref(&b_new.receipt_handle)).await.unwrap(), vec![Ok(())]);
     let c = t.store.counts(&name).await.unwrap();
     assert_eq!(c.visible + c.in_flight + c.delayed, 0);
 }
@@ -119,7 +119,7 @@ async fn stale_handles_fifo() {
     t.store.send(&name, vec![fifo_msg("g", "a"), fifo_msg("g", "b")]).await.unwrap();
     let got = t.store.receive(&name, 1, None).await.unwrap().remove(0);
     t.advance(secs(11));
-    let e = t.store.delete(&name, &[got.receipt_handle.clone()]).await.unwrap().remove(0).unwrap_err();
+    let e = t.store.delete(&name, std::slice::from_ref(&got.receipt_handle)).await.unwrap().remove(0).unwrap_err();
     assert_eq!(e.code, RejectCode::InvalidParameterValue);
     assert!(e.message.ends_with("Reason: The receipt handle has expired."), "{}", e.message);
     // Received again and extended: the new handle deletes.
@@ -128,7 +128,7 @@ async fn stale_handles_fifo() {
     t.advance(secs(9));
     assert_eq!(t.store.change_visibility(&name, &[(again.receipt_handle.clone(), secs(20))]).await.unwrap(), vec![Ok(())]);
     t.advance(secs(15));
-    assert_eq!(t.store.delete(&name, &[again.receipt_handle.clone()]).await.unwrap(), vec![Ok(())]);
+    assert_eq!(t.store.delete(&name, std::slice::from_ref(&again.receipt_handle)).await.unwrap(), vec![Ok(())]);
     assert_eq!(bodies(&t.store.receive(&name, 10, None).await.unwrap()), ["b"]);
 }
 
@@ -148,7 +148,7 @@ async fn change_visibility_rules() {
     // Zero makes it visible at once.
     assert!(t.store.change_visibility(&name, &[(m.receipt_handle.clone(), Duration::ZERO)]).await.unwrap()[0].is_ok());
     let again = t.store.receive(&name, 1, None).await.unwrap().remove(0);
-    t.store.delete(&name, &[again.receipt_handle.clone()]).await.unwrap();
+    t.store.delete(&name, std::slice::from_ref(&again.receipt_handle)).await.unwrap();
     let gone = t.store.change_visibility(&name, &[(again.receipt_handle.clone(), secs(5))]).await.unwrap();
     assert_eq!(gone[0].as_ref().unwrap_err().code, RejectCode::InvalidParameterValue);
 }
@@ -280,7 +280,7 @@ async fn fifo_group_blocks_while_in_flight() {
     assert_eq!(bodies(&t.store.receive(&name, 10, None).await.unwrap()), ["b1"]);
     assert!(t.store.receive(&name, 10, None).await.unwrap().is_empty());
     // Deleting the in-flight head releases the group at once, in order.
-    t.store.delete(&name, &[first[0].receipt_handle.clone()]).await.unwrap();
+    t.store.delete(&name, std::slice::from_ref(&first[0].receipt_handle)).await.unwrap();
     assert_eq!(bodies(&t.store.receive(&name, 10, None).await.unwrap()), ["a2", "a3"]);
 }
 
@@ -342,7 +342,7 @@ async fn fifo_deduplication_window_and_scopes() {
     assert_eq!(dup.sequence_number, first.sequence_number);
     let got = t.store.receive(&name, 10, None).await.unwrap();
     assert_eq!(bodies(&got), ["one"]);
-    t.store.delete(&name, &[got[0].receipt_handle.clone()]).await.unwrap();
+    t.store.delete(&name, std::slice::from_ref(&got[0].receipt_handle)).await.unwrap();
     // Deduplication continues after the original is deleted, for 5 minutes.
     t.advance(secs(299));
     t.store.send(&name, vec![m("g1", "d", "three")]).await.unwrap();
