@@ -74,13 +74,25 @@ impl Worker {
         let mut full = false;
 
         // Seed with what the previous batch could not take, extending its visibility so it does
-        // not reappear while this batch fills and runs.
+        // not reappear while this batch fills and runs. A carried message whose handle no longer
+        // extends is not this worker's any more (its visibility ran out and another receive took
+        // it, or it is gone): it is dropped, never invoked; on a FIFO queue, so are the carried
+        // messages behind it in its group. The rest go in in order: once one does not fit, all
+        // that follow wait too, so a smaller record never overtakes a larger one of its group.
         if !self.carry.is_empty() {
             let vt = visibility.unwrap_or(m.queue_visibility_timeout);
             let entries: Vec<_> = self.carry.iter().map(|(msg, _)| (msg.receipt_handle.clone(), vt)).collect();
-            store.change_visibility(&m.config.queue, &entries).await?;
-            for (msg, record) in std::mem::take(&mut self.carry) {
-                if let Some(back) = batch.try_push(msg, record, max_records, max_payload) {
+            let extended = store.change_visibility(&m.config.queue, &entries).await?;
+            let mut lost_groups = BTreeSet::new();
+            for ((msg, record), extended) in std::mem::take(&mut self.carry).into_iter().zip(extended) {
+                if extended.is_err() || msg.group_id.as_ref().is_some_and(|g| lost_groups.contains(g)) {
+                    tracing::debug!(mapping = %m.name, message_id = %msg.message_id, "a carried message is no longer held; not invoked");
+                    lost_groups.extend(msg.group_id);
+                    continue;
+                }
+                if full {
+                    self.carry.push((msg, record));
+                } else if let Some(back) = batch.try_push(msg, record, max_records, max_payload) {
                     self.carry.push(back);
                     full = true;
                 }

@@ -1,1 +1,378 @@
-//! (being written)
+//! The real `esmd` binary as a process (issue #4 point 8): `check-config` on the shipped
+//! configuration and on broken ones (exit 78, every bad key named, no database created),
+//! `--config` naming a missing file, and `esmd run` on a free port: healthy, accepting a message
+//! on the REST shim, exiting 0 on SIGTERM, and keeping the queue's messages across a restart.
+//!
+//! Every process runs in a temporary working directory with the `ESMD_*` and `STATE_DIRECTORY`
+//! variables removed, so the developer's environment never leaks in, and its output goes to
+//! files that a failure message quotes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use md5::{Digest as _, Md5};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+/// How long a started daemon may take to answer `/healthz`, and to exit after SIGTERM.
+const BOUND: Duration = Duration::from_secs(30);
+
+fn esmd() -> &'static str {
+    env!("CARGO_BIN_EXE_esmd")
+}
+
+fn shipped_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/esmd.toml")
+}
+
+/// `esmd <args>` in `cwd` with a clean environment.
+fn command(cwd: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(esmd());
+    cmd.args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    for (key, _) in std::env::vars_os() {
+        let key_text = key.to_string_lossy();
+        if key_text.starts_with("ESMD")
+            || key_text == "STATE_DIRECTORY"
+            || key_text == "RUST_LOG"
+            || key_text == "NOTIFY_SOCKET"
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
+
+/// Runs `esmd <args>` to completion (bounded) and returns its output.
+async fn run_to_end(cwd: &Path, args: &[&str]) -> Output {
+    let out = command(cwd, args).output();
+    tokio::time::timeout(BOUND, out)
+        .await
+        .unwrap_or_else(|_| panic!("esmd {args:?} did not finish within {BOUND:?}"))
+        .unwrap_or_else(|e| panic!("could not run esmd {args:?}: {e}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A free port on 127.0.0.1: bound, then released for the daemon to take.
+fn free_port() -> u16 {
+    let l =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
+    l.local_addr().expect("local address").port()
+}
+
+/// A running `esmd run`, its output going to files in its directory.
+struct Daemon {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// `esmd run --config <dir>/esmd.toml` in `dir`; waits until `/healthz` answers 200.
+    async fn start(dir: &Path, port: u16, run: usize) -> Daemon {
+        let log = dir.join(format!("run-{run}.log"));
+        let file = std::fs::File::create(&log).expect("create the log file");
+        let err = file.try_clone().expect("clone the log file");
+        let child = command(dir, &["run", "--config", "esmd.toml"])
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn esmd run");
+        let mut d = Daemon {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        d.wait_healthy().await;
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls `/healthz` until it answers 200, failing early if the process exits.
+    async fn wait_healthy(&mut self) {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + BOUND;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("query the child") {
+                panic!(
+                    "esmd run exited with {status} before becoming healthy; its log:\n{}",
+                    self.log()
+                );
+            }
+            let answer = http
+                .get(format!("{}/healthz", self.url))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            if answer.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "esmd run was not healthy within {BOUND:?}; its log:\n{}",
+                self.log()
+            );
+            // sleep-ok: a pause between two health checks of a process that is starting up.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit; asserts a clean exit with status 0.
+    async fn terminate(mut self) {
+        let pid = self.child.id().expect("the daemon is still running");
+        kill(
+            Pid::from_raw(i32::try_from(pid).expect("a pid fits in i32")),
+            Signal::SIGTERM,
+        )
+        .expect("send SIGTERM");
+        let status = tokio::time::timeout(BOUND, self.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "esmd did not exit within {BOUND:?} of SIGTERM; its log:\n{}",
+                    self.log()
+                )
+            })
+            .expect("wait for esmd");
+        assert!(
+            status.success(),
+            "esmd exited with {status} after SIGTERM; its log:\n{}",
+            self.log()
+        );
+    }
+}
+
+#[tokio::test]
+async fn check_config_prints_the_effective_shipped_configuration() {
+    let dir = TempDir::new().expect("temp dir");
+    let shipped = shipped_config();
+    let out = run_to_end(
+        dir.path(),
+        &[
+            "check-config",
+            "--config",
+            shipped.to_str().expect("utf-8 path"),
+        ],
+    )
+    .await;
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "check-config of the shipped file; stderr:\n{}",
+        text(&out.stderr)
+    );
+    for expected in [
+        "[server]",
+        "listen = \"127.0.0.1:9324\"",
+        "shutdown_grace = \"30s\"",
+        "[queues.orders]",
+        "[queues.\"events.fifo\"]",
+        "[mappings.orders-to-log]",
+        // A default the shipped file does not spell out, filled in.
+        "fifo_throughput_limit = \"perQueue\"",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "the effective configuration shows {expected}:\n{stdout}"
+        );
+    }
+    // Relative storage paths are resolved against the working directory.
+    let db = dir.path().join("esmd.db");
+    assert!(
+        stdout.contains(&db.display().to_string()),
+        "the resolved database path {}:\n{stdout}",
+        db.display()
+    );
+    assert!(!db.exists(), "check-config does not create the database");
+}
+
+const BROKEN: &str = r#"
+[server]
+listen = "127.0.0.1:1"
+bogus_key = 1
+
+[storage]
+path = "data/should-not-exist.db"
+
+[queues.q]
+visibility_timeout = "13h"
+
+[functions.f]
+type = "log"
+timeout = "20min"
+
+[mappings.m]
+queue = "q"
+function = "f"
+batch_size = 20000
+max_concurrency = 1
+"#;
+
+#[tokio::test]
+async fn an_invalid_configuration_exits_78_naming_every_bad_key_and_touches_no_database() {
+    let dir = TempDir::new().expect("temp dir");
+    std::fs::write(dir.path().join("esmd.toml"), BROKEN).expect("write the broken config");
+    for sub in ["check-config", "run"] {
+        let out = run_to_end(dir.path(), &[sub, "--config", "esmd.toml"]).await;
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(78),
+            "esmd {sub} on a broken config exits 78 (EX_CONFIG); stderr:\n{stderr}"
+        );
+        for key in [
+            "server.bogus_key",
+            "queues.q.visibility_timeout",
+            "functions.f.timeout",
+            "mappings.m.batch_size",
+            "mappings.m.max_concurrency",
+        ] {
+            assert!(
+                stderr.contains(key),
+                "esmd {sub}: stderr names {key}:\n{stderr}"
+            );
+        }
+        assert!(
+            out.stdout.is_empty(),
+            "esmd {sub}: nothing on stdout: {}",
+            text(&out.stdout)
+        );
+        assert!(
+            !dir.path().join("data").exists(),
+            "esmd {sub} created the database directory"
+        );
+        assert!(
+            !dir.path().join("data/should-not-exist.db").exists(),
+            "esmd {sub} created the database"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_config_file_exits_78() {
+    let dir = TempDir::new().expect("temp dir");
+    for sub in ["check-config", "run"] {
+        let out = run_to_end(dir.path(), &[sub, "--config", "missing.toml"]).await;
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(78),
+            "esmd {sub} with a missing --config file; stderr:\n{stderr}"
+        );
+        assert!(
+            stderr.contains("missing.toml"),
+            "stderr names the file:\n{stderr}"
+        );
+        assert!(
+            !dir.path().join("esmd.db").exists(),
+            "no fall-back to the defaults' database"
+        );
+    }
+}
+
+#[tokio::test]
+async fn run_serves_accepts_a_message_stops_on_sigterm_and_keeps_the_message_across_a_restart() {
+    let dir = TempDir::new().expect("temp dir");
+    let port = free_port();
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+
+[storage]
+path = "state/esmd.db"
+
+[queues.parked]
+
+[queues.logged]
+
+[functions.log]
+type = "log"
+
+[mappings.logged]
+queue = "logged"
+function = "log"
+"#
+    );
+    std::fs::write(dir.path().join("esmd.toml"), toml).expect("write the config");
+    std::fs::create_dir(dir.path().join("state")).expect("create the state directory");
+
+    let d = Daemon::start(dir.path(), port, 1).await;
+    let http = reqwest::Client::new();
+    // What `curl --data 'hello' localhost:PORT/queues/parked/messages` sends.
+    let answer = http
+        .post(format!("{}/queues/parked/messages", d.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("hello")
+        .send()
+        .await
+        .expect("POST to the REST shim");
+    assert_eq!(answer.status(), 201, "the REST shim accepted the message");
+    let sent: Value = answer.json().await.expect("a JSON answer");
+    let id = sent["messageId"].as_str().expect("a messageId").to_owned();
+    assert_eq!(sent["md5OfBody"], hex::encode(Md5::digest(b"hello")));
+    let ready = http
+        .get(format!("{}/readyz", d.url))
+        .send()
+        .await
+        .expect("GET /readyz");
+    assert_eq!(
+        ready.status(),
+        200,
+        "ready once every enabled mapping polls"
+    );
+    d.terminate().await;
+    assert!(
+        dir.path().join("state/esmd.db").exists(),
+        "the configured database file"
+    );
+
+    // Same database: the message of the queue without a mapping is still there.
+    let d = Daemon::start(dir.path(), port, 2).await;
+    let queue: Value = http
+        .get(format!("{}/queues/parked", d.url))
+        .send()
+        .await
+        .expect("GET /queues/parked")
+        .json()
+        .await
+        .expect("a JSON queue description");
+    assert_eq!(
+        queue["visible"], 1,
+        "the message survived the restart: {queue}"
+    );
+    assert_eq!(queue["inFlight"], 0, "{queue}");
+    let received: Value = http
+        .post(&d.url)
+        .header("x-amz-target", "AmazonSQS.ReceiveMessage")
+        .header("content-type", "application/x-amz-json-1.0")
+        .body(
+            serde_json::json!({ "QueueUrl": format!("{}/000000000000/parked", d.url) }).to_string(),
+        )
+        .send()
+        .await
+        .expect("ReceiveMessage")
+        .json()
+        .await
+        .expect("a JSON ReceiveMessage answer");
+    assert_eq!(
+        received["Messages"][0]["MessageId"],
+        id.as_str(),
+        "the same message: {received}"
+    );
+    assert_eq!(received["Messages"][0]["Body"], "hello");
+    d.terminate().await;
+}
