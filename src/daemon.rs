@@ -75,6 +75,8 @@ pub struct RunningDaemon {
     /// Owns every poller worker, including those of mappings retired by a reload that are still
     /// finishing a batch.
     pollers: TaskTracker,
+    /// Fired when the grace period ends: running invocations are dropped.
+    abandon: CancellationToken,
     /// The running mappings and their own cancel tokens.
     mappings: BTreeMap<String, (Mapping, CancellationToken)>,
     invoker: Invoker,
@@ -165,6 +167,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
         readiness,
         grace: config.server.shutdown_grace,
         pollers_cancel: CancellationToken::new(),
+        abandon: CancellationToken::new(),
         pollers: TaskTracker::new(),
         mappings: BTreeMap::new(),
         invoker: Invoker::new(),
@@ -208,7 +211,7 @@ impl RunningDaemon {
         let name = mapping.name.clone();
         tracing::info!(mapping = %name, queue = %mapping.config.queue, function = %mapping.function_name, "mapping polling");
         Poller::new(mapping.clone(), self.store.clone(), self.invoker.clone(), self.metrics.clone())
-            .spawn(&self.pollers, &cancel);
+            .spawn(&self.pollers, &cancel, &self.abandon);
         self.mappings.insert(name, (mapping, cancel));
     }
 
@@ -307,9 +310,9 @@ impl RunningDaemon {
         self.pollers.close();
         let drained = tokio::time::timeout(self.grace, self.pollers.wait()).await.is_ok();
         if !drained {
-            tracing::warn!(
-                "invocations still running after the shutdown grace period were abandoned; their messages return after their visibility timeout"
-            );
+            self.abandon.cancel();
+            // Dropping the invocations kills their commands; give that a moment to finish.
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.pollers.wait()).await;
         }
         self.http_cancel.cancel();
         self.background.close();

@@ -78,10 +78,11 @@ impl Poller {
     }
 
     /// Starts the workers on `tracker`. They stop claiming when `cancel` fires; a batch already
-    /// claimed is still invoked and settled.
-    pub fn spawn(self, tracker: &TaskTracker, cancel: &CancellationToken) {
+    /// claimed is still invoked and settled, unless `abandon` fires first (the end of the
+    /// shutdown grace period), which drops the invocation and leaves its messages in flight.
+    pub fn spawn(self, tracker: &TaskTracker, cancel: &CancellationToken, abandon: &CancellationToken) {
         for n in 0..self.mapping.config.max_concurrency {
-            let worker = worker::Worker::new(self.clone(), n);
+            let worker = worker::Worker::new(self.clone(), n, abandon.clone());
             tracker.spawn(worker.run(cancel.clone()));
         }
     }

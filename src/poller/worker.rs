@@ -20,14 +20,17 @@ const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 pub(super) struct Worker {
     poller: Poller,
     n: u32,
+    /// Fired when the shutdown grace period is over: an invocation still running is dropped
+    /// (a command is killed with its children) and its batch is left to its visibility timeout.
+    abandon: CancellationToken,
     /// Messages received but not yet invoked because the previous batch was full; they seed the
     /// next batch, still in flight under this worker's receipt handles.
     carry: Vec<(Message, String)>,
 }
 
 impl Worker {
-    pub(super) fn new(poller: Poller, n: u32) -> Self {
-        Worker { poller, n, carry: Vec::new() }
+    pub(super) fn new(poller: Poller, n: u32, abandon: CancellationToken) -> Self {
+        Worker { poller, n, abandon, carry: Vec::new() }
     }
 
     pub(super) async fn run(mut self, cancel: CancellationToken) {
@@ -164,7 +167,17 @@ impl Worker {
         poller.metrics.mapping_event(&m.name, MappingEvent::Invoked, n);
         let target = InvokeTarget { function: &m.function_name, mapping: &m.name, region: &m.region, config: &m.function };
         let started = Instant::now();
-        let invocation = poller.invoker.invoke(&target, payload).await;
+        let invocation = tokio::select! {
+            inv = poller.invoker.invoke(&target, payload) => inv,
+            _ = self.abandon.cancelled() => {
+                poller.metrics.invocation_finished(&m.name, &m.function_name, Outcome::Error, started.elapsed());
+                tracing::warn!(
+                    mapping = %m.name, function = %m.function_name, records = n,
+                    "invocation abandoned at the end of the shutdown grace period; its messages return after their visibility timeout"
+                );
+                return;
+            }
+        };
         let ids: HashSet<&str> = batch.messages().iter().map(|msg| msg.message_id.as_str()).collect();
         let (outcome, failed): (Outcome, Option<BTreeSet<String>>) = match invocation {
             Invocation::Returned(_) if !m.config.report_batch_item_failures => (Outcome::Success, Some(BTreeSet::new())),

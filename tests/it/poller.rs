@@ -1366,3 +1366,55 @@ function = "fn"
     gate.open();
     assert!(d.stop().await);
 }
+
+/// Whether a process is gone (or a zombie waiting to be reaped).
+fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_past_the_shutdown_grace_is_killed_with_its_children() {
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let pids = scratch.path().join("pids");
+    let toml = format!(
+        r#"
+[server]
+shutdown_grace = "1s"
+[queues.q]
+visibility_timeout = "30s"
+[functions.slow]
+type = "command"
+command = ["sh", "-c", "sleep 60 & echo $$ $! > {pids}.tmp; mv {pids}.tmp {pids}; wait"]
+timeout = "30s"
+[mappings.m]
+queue = "q"
+function = "slow"
+"#,
+        pids = pids.display()
+    );
+    let d = TestDaemon::start(&toml).await;
+    d.send_bodies("q", &["hangs"]).await;
+    let text = crate::common::within(WAIT, "the command to start", async {
+        loop {
+            if let Ok(t) = std::fs::read_to_string(&pids) {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await; // sleep-ok: waiting for another process's file
+        }
+    })
+    .await;
+    let pids: Vec<u32> = text.split_whitespace().map(|p| p.parse().expect("pid")).collect();
+    assert_eq!(pids.len(), 2, "the shell and its child");
+    assert!(!d.stop().await, "the command outlived the grace period");
+    for pid in pids {
+        crate::common::within(WAIT, "the abandoned command's processes to be killed", async {
+            while !process_gone(pid) {
+                tokio::time::sleep(Duration::from_millis(20)).await; // sleep-ok: waiting for a kill to land
+            }
+        })
+        .await;
+    }
+}
