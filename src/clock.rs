@@ -29,14 +29,19 @@ impl Clock {
     /// A manual clock starting at `start`.
     pub fn manual(start: Timestamp) -> Self {
         let (moved, _) = watch::channel(start.as_millis());
-        Clock::Manual(Arc::new(ManualClock { now: AtomicI64::new(start.as_millis()), moved }))
+        Clock::Manual(Arc::new(ManualClock {
+            now: AtomicI64::new(start.as_millis()),
+            moved,
+        }))
     }
 
     /// The current time.
     pub fn now(&self) -> Timestamp {
         match self {
             Clock::System => {
-                let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+                let d = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
                 Timestamp::from_millis(d.as_millis() as i64)
             }
             Clock::Manual(m) => Timestamp::from_millis(m.now.load(Ordering::SeqCst)),
@@ -46,7 +51,8 @@ impl Clock {
     /// Moves a manual clock forward and wakes its sleepers. Does nothing to the system clock.
     pub fn advance(&self, by: Duration) {
         if let Clock::Manual(m) = self {
-            let now = m.now.fetch_add(by.as_millis() as i64, Ordering::SeqCst) + by.as_millis() as i64;
+            let now =
+                m.now.fetch_add(by.as_millis() as i64, Ordering::SeqCst) + by.as_millis() as i64;
             m.moved.send_replace(now);
         }
     }

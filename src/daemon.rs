@@ -116,20 +116,31 @@ pub struct StartOptions {
 pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, DaemonError> {
     let clock = opts.clock.unwrap_or(Clock::System);
     let metrics = Arc::new(Metrics::new());
-    let store = Store::open(&config.storage, clock).await?.with_metrics(metrics.clone());
+    let store = Store::open(&config.storage, clock)
+        .await?
+        .with_metrics(metrics.clone());
     for (name, settings) in &config.queues {
         store
             .ensure_queue(name, settings)
             .await
-            .map_err(|source| DaemonError::Queue { queue: name.to_string(), source })?;
+            .map_err(|source| DaemonError::Queue {
+                queue: name.to_string(),
+                source,
+            })?;
     }
     let listener = match opts.listener {
         Some(l) => l,
         None => TcpListener::bind(&config.server.listen)
             .await
-            .map_err(|source| DaemonError::Bind { address: config.server.listen.clone(), source })?,
+            .map_err(|source| DaemonError::Bind {
+                address: config.server.listen.clone(),
+                source,
+            })?,
     };
-    let addr = listener.local_addr().map_err(|source| DaemonError::Bind { address: config.server.listen.clone(), source })?;
+    let addr = listener.local_addr().map_err(|source| DaemonError::Bind {
+        address: config.server.listen.clone(),
+        source,
+    })?;
     let readiness = Readiness::new();
     let background = TaskTracker::new();
     let http_cancel = CancellationToken::new();
@@ -191,13 +202,20 @@ impl RunningDaemon {
                 .store
                 .queue(&m.queue)
                 .await
-                .map_err(|source| DaemonError::Queue { queue: m.queue.to_string(), source })?;
+                .map_err(|source| DaemonError::Queue {
+                    queue: m.queue.to_string(),
+                    source,
+                })?;
             let mapping = Mapping {
                 name: name.clone(),
                 config: m.clone(),
                 function_name: m.function.clone(),
                 function: config.functions[&m.function].clone(),
-                queue_arn: queue_arn(&config.server.region, &config.server.account_id, m.queue.as_str()),
+                queue_arn: queue_arn(
+                    &config.server.region,
+                    &config.server.account_id,
+                    m.queue.as_str(),
+                ),
                 region: config.server.region.clone(),
                 queue_visibility_timeout: queue.settings.visibility_timeout,
             };
@@ -210,8 +228,13 @@ impl RunningDaemon {
         let cancel = self.pollers_cancel.child_token();
         let name = mapping.name.clone();
         tracing::info!(mapping = %name, queue = %mapping.config.queue, function = %mapping.function_name, "mapping polling");
-        Poller::new(mapping.clone(), self.store.clone(), self.invoker.clone(), self.metrics.clone())
-            .spawn(&self.pollers, &cancel, &self.abandon);
+        Poller::new(
+            mapping.clone(),
+            self.store.clone(),
+            self.invoker.clone(),
+            self.metrics.clone(),
+        )
+        .spawn(&self.pollers, &cancel, &self.abandon);
         self.mappings.insert(name, (mapping, cancel));
     }
 
@@ -235,14 +258,20 @@ impl RunningDaemon {
             self.store
                 .ensure_queue(name, settings)
                 .await
-                .map_err(|source| DaemonError::Queue { queue: name.to_string(), source })?;
+                .map_err(|source| DaemonError::Queue {
+                    queue: name.to_string(),
+                    source,
+                })?;
         }
         let desired = self.desired(&config).await?;
         let running: Vec<String> = self.mappings.keys().cloned().collect();
         for name in running {
             let changed = match desired.get(&name) {
                 None => true,
-                Some(m) => self.mappings.get(&name).is_some_and(|(old, _)| !same_mapping(old, m)),
+                Some(m) => self
+                    .mappings
+                    .get(&name)
+                    .is_some_and(|(old, _)| !same_mapping(old, m)),
             };
             if changed {
                 if let Some((_, cancel)) = self.mappings.remove(&name) {
@@ -271,8 +300,11 @@ impl RunningDaemon {
         if old.server.auth_token != new.server.auth_token {
             report.needs_restart.push("server.auth_token");
         }
-        if old.server.region != new.server.region || old.server.account_id != new.server.account_id {
-            report.needs_restart.push("server.region/server.account_id (queue URLs of the API)");
+        if old.server.region != new.server.region || old.server.account_id != new.server.account_id
+        {
+            report
+                .needs_restart
+                .push("server.region/server.account_id (queue URLs of the API)");
         }
         if old.storage != new.storage {
             report.needs_restart.push("storage");
@@ -308,7 +340,9 @@ impl RunningDaemon {
         tracing::info!(grace = ?self.grace, "shutting down: mappings stop claiming");
         self.pollers_cancel.cancel();
         self.pollers.close();
-        let drained = tokio::time::timeout(self.grace, self.pollers.wait()).await.is_ok();
+        let drained = tokio::time::timeout(self.grace, self.pollers.wait())
+            .await
+            .is_ok();
         if !drained {
             self.abandon.cancel();
             // Dropping the invocations kills their commands; give that a moment to finish.
@@ -316,7 +350,10 @@ impl RunningDaemon {
         }
         self.http_cancel.cancel();
         self.background.close();
-        if tokio::time::timeout(HTTP_DRAIN, self.background.wait()).await.is_err() {
+        if tokio::time::timeout(HTTP_DRAIN, self.background.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("http requests still running at shutdown were dropped");
         }
         self.store.close().await;

@@ -15,7 +15,11 @@ use esmd::config::{self, Config, ConfigError, LoadOptions};
 const EX_CONFIG: u8 = 78;
 
 #[derive(Parser)]
-#[command(name = "esmd", version, about = "AWS Lambda's SQS event source mapping on your own machine")]
+#[command(
+    name = "esmd",
+    version,
+    about = "AWS Lambda's SQS event source mapping on your own machine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,7 +79,10 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run { config } => {
-            let opts = LoadOptions { config_path: config.clone(), ..Default::default() };
+            let opts = LoadOptions {
+                config_path: config.clone(),
+                ..Default::default()
+            };
             let cfg = match load(config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -100,7 +107,16 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Send { queue, group, dedup, delay, attrs, endpoint, config, body } => {
+        Command::Send {
+            queue,
+            group,
+            dedup,
+            delay,
+            attrs,
+            endpoint,
+            config,
+            body,
+        } => {
             let (endpoint, auth_token) = match client_target(endpoint, config) {
                 Ok(t) => t,
                 Err(code) => return code,
@@ -114,7 +130,15 @@ fn main() -> ExitCode {
             } else {
                 body
             };
-            let args = esmd::client::SendArgs { queue, body, group, dedup, delay, attrs, auth_token };
+            let args = esmd::client::SendArgs {
+                queue,
+                body,
+                group,
+                dedup,
+                delay,
+                attrs,
+                auth_token,
+            };
             client(async { esmd::client::send(&endpoint, args).await })
         }
         Command::Queues { endpoint, config } => {
@@ -122,18 +146,27 @@ fn main() -> ExitCode {
                 Ok(t) => t,
                 Err(code) => return code,
             };
-            client(async { esmd::client::queues_with_token(&endpoint, auth_token.as_deref()).await })
+            client(async {
+                esmd::client::queues_with_token(&endpoint, auth_token.as_deref()).await
+            })
         }
     }
 }
 
 fn load(config_path: Option<PathBuf>) -> Result<Config, ExitCode> {
-    match config::load(&LoadOptions { config_path, ..Default::default() }) {
+    match config::load(&LoadOptions {
+        config_path,
+        ..Default::default()
+    }) {
         Ok(loaded) => Ok(loaded.config),
         Err(e) => {
             match &e {
                 ConfigError::Invalid { problems } => {
-                    eprintln!("esmd: invalid configuration ({} problem{}):", problems.len(), if problems.len() == 1 { "" } else { "s" });
+                    eprintln!(
+                        "esmd: invalid configuration ({} problem{}):",
+                        problems.len(),
+                        if problems.len() == 1 { "" } else { "s" }
+                    );
                     for p in problems {
                         eprintln!("  {p}");
                     }
@@ -147,17 +180,29 @@ fn load(config_path: Option<PathBuf>) -> Result<Config, ExitCode> {
 
 /// The endpoint and token a client command uses: `--endpoint`, else `server.listen` from the
 /// configuration (a wildcard address is reached through loopback).
-fn client_target(endpoint: Option<String>, config_path: Option<PathBuf>) -> Result<(String, Option<String>), ExitCode> {
+fn client_target(
+    endpoint: Option<String>,
+    config_path: Option<PathBuf>,
+) -> Result<(String, Option<String>), ExitCode> {
     let cfg = load(config_path)?;
     let endpoint = endpoint.unwrap_or_else(|| {
-        let listen = cfg.server.listen.replace("0.0.0.0:", "127.0.0.1:").replace("[::]:", "[::1]:");
+        let listen = cfg
+            .server
+            .listen
+            .replace("0.0.0.0:", "127.0.0.1:")
+            .replace("[::]:", "[::1]:");
         format!("http://{listen}")
     });
     Ok((endpoint, cfg.server.auth_token))
 }
 
-fn client<E: std::error::Error>(fut: impl std::future::Future<Output = Result<String, E>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+fn client<E: std::error::Error>(
+    fut: impl std::future::Future<Output = Result<String, E>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };

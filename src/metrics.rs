@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// How an invocation ended, as the `outcome` label.
@@ -78,7 +79,8 @@ pub struct Metrics {
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-    r.register(Box::new(c.clone())).expect("metric names are unique");
+    r.register(Box::new(c.clone()))
+        .expect("metric names are unique");
     c
 }
 
@@ -94,28 +96,53 @@ impl Metrics {
         let r = Registry::new();
         let q = &["queue"];
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            reg(&r, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+            reg(
+                &r,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
         };
         let hist = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
-            reg(&r, HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric"))
+            reg(
+                &r,
+                HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+                    .expect("valid metric"),
+            )
         };
         Metrics {
             queue_messages: reg(
                 &r,
-                IntGaugeVec::new(Opts::new("esmd_queue_messages", "Messages in a queue by state."), &["queue", "state"])
-                    .expect("valid metric"),
+                IntGaugeVec::new(
+                    Opts::new("esmd_queue_messages", "Messages in a queue by state."),
+                    &["queue", "state"],
+                )
+                .expect("valid metric"),
             ),
             oldest_age: reg(
                 &r,
                 GaugeVec::new(
-                    Opts::new("esmd_queue_oldest_message_age_seconds", "Age of the oldest message in a queue."),
+                    Opts::new(
+                        "esmd_queue_oldest_message_age_seconds",
+                        "Age of the oldest message in a queue.",
+                    ),
                     q,
                 )
                 .expect("valid metric"),
             ),
-            sent: counter("esmd_messages_sent_total", "Messages accepted by a queue.", q),
-            received: counter("esmd_messages_received_total", "Messages handed out by receives.", q),
-            deleted: counter("esmd_messages_deleted_total", "Messages deleted by receipt handle.", q),
+            sent: counter(
+                "esmd_messages_sent_total",
+                "Messages accepted by a queue.",
+                q,
+            ),
+            received: counter(
+                "esmd_messages_received_total",
+                "Messages handed out by receives.",
+                q,
+            ),
+            deleted: counter(
+                "esmd_messages_deleted_total",
+                "Messages deleted by receipt handle.",
+                q,
+            ),
             dead_lettered: counter(
                 "esmd_messages_dead_lettered_total",
                 "Messages moved from this queue to its dead-letter queue.",
@@ -135,13 +162,19 @@ impl Metrics {
                 "esmd_invocation_duration_seconds",
                 "Function invocation duration.",
                 &["mapping", "function"],
-                vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0],
+                vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0, 60.0, 300.0, 900.0,
+                ],
             ),
             batch_records: hist(
                 "esmd_batch_records",
                 "Records per invocation.",
                 &["mapping"],
-                vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0],
+                vec![
+                    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
+                    10000.0,
+                ],
             ),
             batch_bytes: hist(
                 "esmd_batch_payload_bytes",
@@ -152,7 +185,10 @@ impl Metrics {
             in_flight: reg(
                 &r,
                 IntGaugeVec::new(
-                    Opts::new("esmd_invocations_in_flight", "Invocations of a mapping running now."),
+                    Opts::new(
+                        "esmd_invocations_in_flight",
+                        "Invocations of a mapping running now.",
+                    ),
                     &["mapping"],
                 )
                 .expect("valid metric"),
@@ -182,11 +218,26 @@ impl Metrics {
     }
 
     /// Sets the queue gauges (refreshed at scrape time).
-    pub fn set_queue_state(&self, queue: &str, visible: u64, in_flight: u64, delayed: u64, oldest_age_seconds: f64) {
-        for (state, v) in [("visible", visible), ("in_flight", in_flight), ("delayed", delayed)] {
-            self.queue_messages.with_label_values(&[queue, state]).set(v as i64);
+    pub fn set_queue_state(
+        &self,
+        queue: &str,
+        visible: u64,
+        in_flight: u64,
+        delayed: u64,
+        oldest_age_seconds: f64,
+    ) {
+        for (state, v) in [
+            ("visible", visible),
+            ("in_flight", in_flight),
+            ("delayed", delayed),
+        ] {
+            self.queue_messages
+                .with_label_values(&[queue, state])
+                .set(v as i64);
         }
-        self.oldest_age.with_label_values(&[queue]).set(oldest_age_seconds);
+        self.oldest_age
+            .with_label_values(&[queue])
+            .set(oldest_age_seconds);
     }
 
     /// Drops the gauges of a deleted queue.
@@ -200,39 +251,68 @@ impl Metrics {
     /// Counts `n` records of a mapping event.
     pub fn mapping_event(&self, mapping: &str, event: MappingEvent, n: u64) {
         if n > 0 {
-            self.mapping_events.with_label_values(&[mapping, event.label()]).inc_by(n);
+            self.mapping_events
+                .with_label_values(&[mapping, event.label()])
+                .inc_by(n);
         }
     }
 
     /// Makes a mapping's series appear (at zero) before its first event.
     pub fn register_mapping(&self, mapping: &str, function: &str) {
-        for e in [MappingEvent::Polled, MappingEvent::Invoked, MappingEvent::FailedInvoke, MappingEvent::Deleted] {
+        for e in [
+            MappingEvent::Polled,
+            MappingEvent::Invoked,
+            MappingEvent::FailedInvoke,
+            MappingEvent::Deleted,
+        ] {
             self.mapping_events.with_label_values(&[mapping, e.label()]);
         }
-        for o in [Outcome::Success, Outcome::PartialFailure, Outcome::Error, Outcome::Timeout] {
-            self.invocations.with_label_values(&[mapping, function, o.label()]);
+        for o in [
+            Outcome::Success,
+            Outcome::PartialFailure,
+            Outcome::Error,
+            Outcome::Timeout,
+        ] {
+            self.invocations
+                .with_label_values(&[mapping, function, o.label()]);
         }
         self.in_flight.with_label_values(&[mapping]).set(0);
     }
 
     /// An invocation started: records its batch shape and raises the in-flight gauge.
     pub fn invocation_started(&self, mapping: &str, records: usize, bytes: usize) {
-        self.batch_records.with_label_values(&[mapping]).observe(records as f64);
-        self.batch_bytes.with_label_values(&[mapping]).observe(bytes as f64);
+        self.batch_records
+            .with_label_values(&[mapping])
+            .observe(records as f64);
+        self.batch_bytes
+            .with_label_values(&[mapping])
+            .observe(bytes as f64);
         self.in_flight.with_label_values(&[mapping]).inc();
     }
 
     /// An invocation finished with `outcome` after `took`.
-    pub fn invocation_finished(&self, mapping: &str, function: &str, outcome: Outcome, took: Duration) {
+    pub fn invocation_finished(
+        &self,
+        mapping: &str,
+        function: &str,
+        outcome: Outcome,
+        took: Duration,
+    ) {
         self.in_flight.with_label_values(&[mapping]).dec();
-        self.invocations.with_label_values(&[mapping, function, outcome.label()]).inc();
-        self.duration.with_label_values(&[mapping, function]).observe(took.as_secs_f64());
+        self.invocations
+            .with_label_values(&[mapping, function, outcome.label()])
+            .inc();
+        self.duration
+            .with_label_values(&[mapping, function])
+            .observe(took.as_secs_f64());
     }
 
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("encoding to a Vec cannot fail");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("encoding to a Vec cannot fail");
         String::from_utf8(buf).expect("the text format is UTF-8")
     }
 }

@@ -52,7 +52,8 @@ impl Mapping {
     pub fn claim_visibility(&self) -> Option<Duration> {
         let window = self.config.batching_window;
         let needed = window + self.function.timeout;
-        (!window.is_zero() && needed > self.queue_visibility_timeout).then(|| needed + Duration::from_secs(30))
+        (!window.is_zero() && needed > self.queue_visibility_timeout)
+            .then(|| needed + Duration::from_secs(30))
     }
 }
 
@@ -69,7 +70,12 @@ impl Poller {
     /// A poller for `mapping`.
     pub fn new(mapping: Mapping, store: Store, invoker: Invoker, metrics: Arc<Metrics>) -> Self {
         metrics.register_mapping(&mapping.name, &mapping.function_name);
-        Poller { mapping: Arc::new(mapping), store, invoker, metrics }
+        Poller {
+            mapping: Arc::new(mapping),
+            store,
+            invoker,
+            metrics,
+        }
     }
 
     /// The mapping this poller serves.
@@ -80,7 +86,12 @@ impl Poller {
     /// Starts the workers on `tracker`. They stop claiming when `cancel` fires; a batch already
     /// claimed is still invoked and settled, unless `abandon` fires first (the end of the
     /// shutdown grace period), which drops the invocation and leaves its messages in flight.
-    pub fn spawn(self, tracker: &TaskTracker, cancel: &CancellationToken, abandon: &CancellationToken) {
+    pub fn spawn(
+        self,
+        tracker: &TaskTracker,
+        cancel: &CancellationToken,
+        abandon: &CancellationToken,
+    ) {
         for n in 0..self.mapping.config.max_concurrency {
             let worker = worker::Worker::new(self.clone(), n, abandon.clone());
             tracker.spawn(worker.run(cancel.clone()));

@@ -123,12 +123,20 @@ impl Store {
 
     /// Creates the queue or overwrites its settings (the configuration file wins over earlier
     /// runtime changes).
-    pub async fn ensure_queue(&self, name: &QueueName, settings: &QueueSettings) -> Result<QueueInfo, StoreError> {
+    pub async fn ensure_queue(
+        &self,
+        name: &QueueName,
+        settings: &QueueSettings,
+    ) -> Result<QueueInfo, StoreError> {
         queues::ensure(self, name, settings).await
     }
 
     /// Replaces a queue's settings (SetQueueAttributes after merging).
-    pub async fn set_settings(&self, name: &QueueName, settings: &QueueSettings) -> Result<QueueInfo, StoreError> {
+    pub async fn set_settings(
+        &self,
+        name: &QueueName,
+        settings: &QueueSettings,
+    ) -> Result<QueueInfo, StoreError> {
         queues::set_settings(self, name, settings).await
     }
 
@@ -159,7 +167,11 @@ impl Store {
     }
 
     /// Adds or replaces tags.
-    pub async fn tag(&self, name: &QueueName, tags: &BTreeMap<String, String>) -> Result<(), StoreError> {
+    pub async fn tag(
+        &self,
+        name: &QueueName,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
         queues::tag(self, name, tags).await
     }
 
@@ -169,7 +181,10 @@ impl Store {
     }
 
     /// Queues whose redrive policy names `name` as their dead-letter queue.
-    pub async fn dead_letter_sources(&self, name: &QueueName) -> Result<Vec<QueueName>, StoreError> {
+    pub async fn dead_letter_sources(
+        &self,
+        name: &QueueName,
+    ) -> Result<Vec<QueueName>, StoreError> {
         queues::dead_letter_sources(self, name).await
     }
 
@@ -180,9 +195,21 @@ impl Store {
 
     /// Sends messages (one for SendMessage, up to ten for SendMessageBatch) in one transaction.
     /// Each entry is validated on its own; a rejected entry does not stop the others.
-    pub async fn send(&self, queue: &QueueName, batch: Vec<NewMessage>) -> Result<EntryResults<SendReceipt>, StoreError> {
+    pub async fn send(
+        &self,
+        queue: &QueueName,
+        batch: Vec<NewMessage>,
+    ) -> Result<EntryResults<SendReceipt>, StoreError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.submit(writer::Op::Send { queue: queue.clone(), batch, reply }, rx).await
+        self.submit(
+            writer::Op::Send {
+                queue: queue.clone(),
+                batch,
+                reply,
+            },
+            rx,
+        )
+        .await
     }
 
     async fn submit<T>(
@@ -197,9 +224,23 @@ impl Store {
     /// Receives up to `max` messages now (a short poll), making them invisible for `visibility`
     /// (the queue's visibility timeout when `None`). Messages whose receive count would exceed the
     /// queue's `max_receive_count` are moved to the dead-letter queue instead of returned.
-    pub async fn receive(&self, queue: &QueueName, max: u32, visibility: Option<Duration>) -> Result<Vec<Message>, StoreError> {
+    pub async fn receive(
+        &self,
+        queue: &QueueName,
+        max: u32,
+        visibility: Option<Duration>,
+    ) -> Result<Vec<Message>, StoreError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.submit(writer::Op::Receive { queue: queue.clone(), max, visibility, reply }, rx).await
+        self.submit(
+            writer::Op::Receive {
+                queue: queue.clone(),
+                max,
+                visibility,
+                reply,
+            },
+            rx,
+        )
+        .await
     }
 
     /// Receives like [`Store::receive`], but if nothing is available waits up to `wait` for a
@@ -220,9 +261,21 @@ impl Store {
 
     /// Deletes messages by receipt handle, applying the stale-handle rules (standard: a handle
     /// whose visibility ran out still deletes; FIFO: it is refused).
-    pub async fn delete(&self, queue: &QueueName, handles: &[String]) -> Result<EntryResults<()>, StoreError> {
+    pub async fn delete(
+        &self,
+        queue: &QueueName,
+        handles: &[String],
+    ) -> Result<EntryResults<()>, StoreError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.submit(writer::Op::Delete { queue: queue.clone(), handles: handles.to_vec(), reply }, rx).await
+        self.submit(
+            writer::Op::Delete {
+                queue: queue.clone(),
+                handles: handles.to_vec(),
+                reply,
+            },
+            rx,
+        )
+        .await
     }
 
     /// Changes the visibility timeout of received messages, counted from now, within the 12-hour
@@ -233,7 +286,11 @@ impl Store {
         entries: &[(String, Duration)],
     ) -> Result<EntryResults<()>, StoreError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        let op = writer::Op::ChangeVisibility { queue: queue.clone(), entries: entries.to_vec(), reply };
+        let op = writer::Op::ChangeVisibility {
+            queue: queue.clone(),
+            entries: entries.to_vec(),
+            reply,
+        };
         self.submit(op, rx).await
     }
 

@@ -24,8 +24,15 @@ pub fn stopping() {
 /// esmd.
 pub fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
     // As sd_watchdog_enabled(3): WATCHDOG_USEC, for this process if WATCHDOG_PID names one.
-    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok().filter(|&u| u > 0)?;
-    if let Some(pid) = std::env::var("WATCHDOG_PID").ok().and_then(|p| p.parse::<u32>().ok()) {
+    let usec: u64 = std::env::var("WATCHDOG_USEC")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&u| u > 0)?;
+    if let Some(pid) = std::env::var("WATCHDOG_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+    {
         if pid != std::process::id() {
             return None;
         }

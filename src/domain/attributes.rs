@@ -47,7 +47,11 @@ pub enum BaseType {
 /// The base type of a data type string, if it is one SQS accepts: `String`, `Number` or
 /// `Binary`, optionally followed by `.` and a custom label.
 pub fn base_type(data_type: &str) -> Option<BaseType> {
-    for (prefix, base) in [("String", BaseType::String), ("Number", BaseType::Number), ("Binary", BaseType::Binary)] {
+    for (prefix, base) in [
+        ("String", BaseType::String),
+        ("Number", BaseType::Number),
+        ("Binary", BaseType::Binary),
+    ] {
         if let Some(rest) = data_type.strip_prefix(prefix) {
             if rest.is_empty() || (rest.starts_with('.') && rest.len() > 1) {
                 return Some(base);
@@ -60,7 +64,10 @@ pub fn base_type(data_type: &str) -> Option<BaseType> {
 impl AttributeValue {
     /// A `String` attribute.
     pub fn string(v: impl Into<String>) -> Self {
-        AttributeValue { data_type: "String".into(), value: AttributeData::String(v.into()) }
+        AttributeValue {
+            data_type: "String".into(),
+            value: AttributeData::String(v.into()),
+        }
     }
 
     /// Bytes this value counts toward the message size: data type plus value.
@@ -79,7 +86,9 @@ pub fn md5_hex(bytes: &[u8]) -> String {
 }
 
 /// The SQS MD5 of a set of attributes (`MD5OfMessageAttributes`), or `None` for an empty set.
-pub fn md5_of_attributes<'a>(attrs: impl IntoIterator<Item = (&'a String, &'a AttributeValue)>) -> Option<String> {
+pub fn md5_of_attributes<'a>(
+    attrs: impl IntoIterator<Item = (&'a String, &'a AttributeValue)>,
+) -> Option<String> {
     let mut hasher = Md5::new();
     let mut any = false;
     let put = |h: &mut Md5, b: &[u8]| {
@@ -146,16 +155,14 @@ pub fn validate(attrs: &Attributes) -> Result<(), Rejection> {
                     )));
                 }
             }
-            _ => {
-                return Err(Rejection::invalid(format!(
-                    "Message (user) attribute '{name}' must contain a non-empty value of type '{}'.",
-                    match base {
-                        BaseType::String => "String",
-                        BaseType::Number => "Number",
-                        BaseType::Binary => "Binary",
-                    }
-                )))
-            }
+            _ => return Err(Rejection::invalid(format!(
+                "Message (user) attribute '{name}' must contain a non-empty value of type '{}'.",
+                match base {
+                    BaseType::String => "String",
+                    BaseType::Number => "Number",
+                    BaseType::Binary => "Binary",
+                }
+            ))),
         }
     }
     Ok(())
@@ -165,7 +172,9 @@ fn validate_name(name: &str) -> Result<(), Rejection> {
     let lower = name.to_ascii_lowercase();
     let bad = name.is_empty()
         || name.len() > 256
-        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
         || name.starts_with('.')
         || name.ends_with('.')
         || name.contains("..")
@@ -194,7 +203,9 @@ pub fn selected(name: &str, patterns: &[String]) -> bool {
             || p == ".*"
             || p == name
             || p.strip_suffix(".*").is_some_and(|prefix| {
-                name.len() > prefix.len() && name.starts_with(prefix) && name.as_bytes()[prefix.len()] == b'.'
+                name.len() > prefix.len()
+                    && name.starts_with(prefix)
+                    && name.as_bytes()[prefix.len()] == b'.'
             })
     })
 }
@@ -207,34 +218,79 @@ mod tests {
         pairs
             .iter()
             .map(|(n, t, v)| {
-                (n.to_string(), AttributeValue { data_type: t.to_string(), value: AttributeData::String(v.to_string()) })
+                (
+                    n.to_string(),
+                    AttributeValue {
+                        data_type: t.to_string(),
+                        value: AttributeData::String(v.to_string()),
+                    },
+                )
             })
             .collect()
     }
 
     #[test]
     fn aws_recorded_vectors() {
-        let a = s(&[("Title", "String", "The Whistler"), ("Author", "String", "John Grisham"), ("WeeksOn", "Number", "6")]);
-        assert_eq!(md5_of_attributes(&a).unwrap(), "d25a6aea97eb8f585bfa92d314504a92");
-        let a = s(&[("General", "String", "Kenobi"), ("Hello", "String", "There"), ("Help.Me", "String", "Me")]);
-        assert_eq!(md5_of_attributes(&a).unwrap(), "4c360f3fdafd970e05fae2f149d997f5");
-        let a = s(&[("General", "String", "Kenobi"), ("Hello", "String", "There")]);
-        assert_eq!(md5_of_attributes(&a).unwrap(), "fca026605781cb4126a1e9044df24232");
+        let a = s(&[
+            ("Title", "String", "The Whistler"),
+            ("Author", "String", "John Grisham"),
+            ("WeeksOn", "Number", "6"),
+        ]);
+        assert_eq!(
+            md5_of_attributes(&a).unwrap(),
+            "d25a6aea97eb8f585bfa92d314504a92"
+        );
+        let a = s(&[
+            ("General", "String", "Kenobi"),
+            ("Hello", "String", "There"),
+            ("Help.Me", "String", "Me"),
+        ]);
+        assert_eq!(
+            md5_of_attributes(&a).unwrap(),
+            "4c360f3fdafd970e05fae2f149d997f5"
+        );
+        let a = s(&[
+            ("General", "String", "Kenobi"),
+            ("Hello", "String", "There"),
+        ]);
+        assert_eq!(
+            md5_of_attributes(&a).unwrap(),
+            "fca026605781cb4126a1e9044df24232"
+        );
         let a = s(&[("MyAttribute", "String", "foobar")]);
-        assert_eq!(md5_of_attributes(&a).unwrap(), "adb59cd4678ea5a855436b949cd07ab6");
+        assert_eq!(
+            md5_of_attributes(&a).unwrap(),
+            "adb59cd4678ea5a855436b949cd07ab6"
+        );
         let mut a = Attributes::new();
         a.insert(
             "attr1".into(),
             AttributeValue {
                 data_type: "Binary".into(),
-                value: AttributeData::Binary(b"traceparent\x1e00-774062d6c37081a5a0b9b5b88e30627c-2d2482211f6489da-01".to_vec()),
+                value: AttributeData::Binary(
+                    b"traceparent\x1e00-774062d6c37081a5a0b9b5b88e30627c-2d2482211f6489da-01"
+                        .to_vec(),
+                ),
             },
         );
-        assert_eq!(md5_of_attributes(&a).unwrap(), "8cbe4db156db8a94db8b801b7addb984");
-        let a = s(&[("AWSTraceHeader", "String", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")]);
-        assert_eq!(md5_of_attributes(&a).unwrap(), "5ae4d5d7636402d80f4eb6d213245a88");
+        assert_eq!(
+            md5_of_attributes(&a).unwrap(),
+            "8cbe4db156db8a94db8b801b7addb984"
+        );
+        let a = s(&[(
+            "AWSTraceHeader",
+            "String",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        )]);
+        assert_eq!(
+            md5_of_attributes(&a).unwrap(),
+            "5ae4d5d7636402d80f4eb6d213245a88"
+        );
         assert_eq!(md5_of_attributes(&Attributes::new()), None);
-        assert_eq!(md5_hex(b"Test message."), "e4e68fb7bd0e697a0ae8f1bb342846b3");
+        assert_eq!(
+            md5_hex(b"Test message."),
+            "e4e68fb7bd0e697a0ae8f1bb342846b3"
+        );
     }
 
     #[test]
@@ -250,7 +306,10 @@ mod tests {
     #[test]
     fn validation() {
         assert!(validate(&s(&[("a", "String", "x")])).is_ok());
-        assert!(validate(&s(&[("a", "String", "")])).unwrap_err().message.contains("non-empty value of type 'String'"));
+        assert!(validate(&s(&[("a", "String", "")]))
+            .unwrap_err()
+            .message
+            .contains("non-empty value of type 'String'"));
         assert!(validate(&s(&[("AWS.x", "String", "y")])).is_err());
         assert!(validate(&s(&[("a..b", "String", "y")])).is_err());
         assert!(validate(&s(&[("n", "Number", "abc")])).is_err());

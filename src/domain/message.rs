@@ -99,7 +99,11 @@ pub fn check_chars(s: &str) -> Result<(), Rejection> {
 /// Checks a `MessageGroupId` or `MessageDeduplicationId`: 1 to 128 alphanumeric or punctuation
 /// characters.
 pub fn check_fifo_id(parameter: &str, v: &str) -> Result<(), Rejection> {
-    if !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b.is_ascii_punctuation()) {
+    if !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b.is_ascii_punctuation())
+    {
         Ok(())
     } else {
         Err(Rejection::bad_value(
@@ -113,18 +117,31 @@ pub fn check_fifo_id(parameter: &str, v: &str) -> Result<(), Rejection> {
 impl NewMessage {
     /// A message with just a body.
     pub fn body(body: impl Into<String>) -> Self {
-        NewMessage { body: body.into(), ..Default::default() }
+        NewMessage {
+            body: body.into(),
+            ..Default::default()
+        }
     }
 
     /// The size SQS counts against `MaximumMessageSize`: body plus attribute names, types and
     /// values (system attributes excluded).
     pub fn size(&self) -> usize {
-        self.body.len() + self.attributes.iter().map(|(n, v)| n.len() + v.size()).sum::<usize>()
+        self.body.len()
+            + self
+                .attributes
+                .iter()
+                .map(|(n, v)| n.len() + v.size())
+                .sum::<usize>()
     }
 
     /// Validates the message for a queue of `kind` with `settings`, per semantics.md §6.2.
     /// `in_batch` selects the wording AWS uses inside SendMessageBatch entries.
-    pub fn validate(&self, kind: QueueKind, settings: &QueueSettings, in_batch: bool) -> Result<(), Rejection> {
+    pub fn validate(
+        &self,
+        kind: QueueKind,
+        settings: &QueueSettings,
+        in_batch: bool,
+    ) -> Result<(), Rejection> {
         if self.body.is_empty() {
             return Err(Rejection::missing("MessageBody"));
         }
@@ -167,7 +184,11 @@ impl NewMessage {
                 }
                 if self.group_id.is_none() {
                     let r = Rejection::missing("MessageGroupId");
-                    return Err(if in_batch { Rejection::invalid(r.message) } else { r });
+                    return Err(if in_batch {
+                        Rejection::invalid(r.message)
+                    } else {
+                        r
+                    });
                 }
                 match &self.dedup_id {
                     Some(d) => check_fifo_id("MessageDeduplicationId", d)?,
@@ -226,12 +247,18 @@ impl ReceiptHandle {
                 format!("The input receipt handle \"{shown}\" is not a valid receipt handle."),
             )
         };
-        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).map_err(|_| invalid())?;
+        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| invalid())?;
         if b.len() != 25 || b[0] != HANDLE_VERSION {
             return Err(invalid());
         }
         let num = |i: usize| i64::from_be_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        Ok(ReceiptHandle { queue_id: num(1), row_id: num(9), token: num(17) })
+        Ok(ReceiptHandle {
+            queue_id: num(1),
+            row_id: num(9),
+            token: num(17),
+        })
     }
 }
 
@@ -241,18 +268,32 @@ mod tests {
 
     #[test]
     fn handles_round_trip_and_garbage_is_refused() {
-        let h = ReceiptHandle { queue_id: 3, row_id: 1 << 40, token: -7 };
+        let h = ReceiptHandle {
+            queue_id: 3,
+            row_id: 1 << 40,
+            token: -7,
+        };
         assert_eq!(ReceiptHandle::parse(&h.encode()).unwrap(), h);
         let e = ReceiptHandle::parse("garbage").unwrap_err();
         assert_eq!(e.code, RejectCode::ReceiptHandleIsInvalid);
-        assert_eq!(e.message, "The input receipt handle \"garbage\" is not a valid receipt handle.");
+        assert_eq!(
+            e.message,
+            "The input receipt handle \"garbage\" is not a valid receipt handle."
+        );
     }
 
     #[test]
     fn size_limit_is_inclusive() {
-        let s = QueueSettings { max_message_size: 1024, ..Default::default() };
-        assert!(NewMessage::body("a".repeat(1024)).validate(QueueKind::Standard, &s, false).is_ok());
-        let e = NewMessage::body("a".repeat(1025)).validate(QueueKind::Standard, &s, false).unwrap_err();
+        let s = QueueSettings {
+            max_message_size: 1024,
+            ..Default::default()
+        };
+        assert!(NewMessage::body("a".repeat(1024))
+            .validate(QueueKind::Standard, &s, false)
+            .is_ok());
+        let e = NewMessage::body("a".repeat(1025))
+            .validate(QueueKind::Standard, &s, false)
+            .unwrap_err();
         assert!(e.message.contains("shorter than 1024 bytes"));
     }
 
@@ -260,20 +301,48 @@ mod tests {
     fn fifo_rules() {
         let s = QueueSettings::default();
         let m = NewMessage::body("x");
-        assert_eq!(m.validate(QueueKind::Fifo, &s, false).unwrap_err().code, RejectCode::MissingParameter);
-        assert_eq!(m.validate(QueueKind::Fifo, &s, true).unwrap_err().code, RejectCode::InvalidParameterValue);
-        let m = NewMessage { group_id: Some("g".into()), ..NewMessage::body("x") };
-        assert!(m.validate(QueueKind::Fifo, &s, false).unwrap_err().message.contains("ContentBasedDeduplication"));
-        let m = NewMessage { dedup_id: Some("has space".into()), ..m };
+        assert_eq!(
+            m.validate(QueueKind::Fifo, &s, false).unwrap_err().code,
+            RejectCode::MissingParameter
+        );
+        assert_eq!(
+            m.validate(QueueKind::Fifo, &s, true).unwrap_err().code,
+            RejectCode::InvalidParameterValue
+        );
+        let m = NewMessage {
+            group_id: Some("g".into()),
+            ..NewMessage::body("x")
+        };
+        assert!(m
+            .validate(QueueKind::Fifo, &s, false)
+            .unwrap_err()
+            .message
+            .contains("ContentBasedDeduplication"));
+        let m = NewMessage {
+            dedup_id: Some("has space".into()),
+            ..m
+        };
         assert!(m.validate(QueueKind::Fifo, &s, false).is_err());
-        let m = NewMessage { group_id: Some("g".into()), delay: Some(Duration::from_secs(2)), dedup_id: Some("d".into()), ..NewMessage::body("x") };
-        assert!(m.validate(QueueKind::Fifo, &s, false).unwrap_err().message.starts_with("Value 2 for parameter DelaySeconds"));
+        let m = NewMessage {
+            group_id: Some("g".into()),
+            delay: Some(Duration::from_secs(2)),
+            dedup_id: Some("d".into()),
+            ..NewMessage::body("x")
+        };
+        assert!(m
+            .validate(QueueKind::Fifo, &s, false)
+            .unwrap_err()
+            .message
+            .starts_with("Value 2 for parameter DelaySeconds"));
     }
 
     #[test]
     fn characters() {
         assert!(check_chars("ok\t\n\r ü 😀").is_ok());
-        assert_eq!(check_chars("\u{1}").unwrap_err().code, RejectCode::InvalidMessageContents);
+        assert_eq!(
+            check_chars("\u{1}").unwrap_err().code,
+            RejectCode::InvalidMessageContents
+        );
         assert!(check_chars("\u{FFFE}").is_err());
     }
 }

@@ -36,7 +36,9 @@ impl QueueName {
         let stem = name.strip_suffix(".fifo").unwrap_or(name);
         let ok = !stem.is_empty()
             && name.len() <= 80
-            && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && stem
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if ok {
             Ok(QueueName(name.to_owned()))
         } else {
@@ -216,10 +218,20 @@ impl QueueSettings {
                 });
             }
         };
-        range("visibility_timeout", self.visibility_timeout, Duration::ZERO, MAX_VISIBILITY_TIMEOUT);
+        range(
+            "visibility_timeout",
+            self.visibility_timeout,
+            Duration::ZERO,
+            MAX_VISIBILITY_TIMEOUT,
+        );
         range("delay", self.delay, Duration::ZERO, MAX_DELAY);
         range("retention", self.retention, MIN_RETENTION, MAX_RETENTION);
-        range("receive_wait", self.receive_wait, Duration::ZERO, MAX_RECEIVE_WAIT);
+        range(
+            "receive_wait",
+            self.receive_wait,
+            Duration::ZERO,
+            MAX_RECEIVE_WAIT,
+        );
         if !(MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE).contains(&self.max_message_size) {
             out.push(SettingProblem {
                 key: "max_message_size",
@@ -296,8 +308,12 @@ mod tests {
 
     #[test]
     fn default_settings_are_valid_for_both_kinds() {
-        assert!(QueueSettings::default().problems(QueueKind::Standard).is_empty());
-        assert!(QueueSettings::default().problems(QueueKind::Fifo).is_empty());
+        assert!(QueueSettings::default()
+            .problems(QueueKind::Standard)
+            .is_empty());
+        assert!(QueueSettings::default()
+            .problems(QueueKind::Fifo)
+            .is_empty());
     }
 
     #[test]
@@ -309,10 +325,19 @@ mod tests {
             content_based_deduplication: true,
             ..Default::default()
         };
-        let keys: Vec<_> = s.problems(QueueKind::Standard).iter().map(|p| p.key).collect();
+        let keys: Vec<_> = s
+            .problems(QueueKind::Standard)
+            .iter()
+            .map(|p| p.key)
+            .collect();
         assert_eq!(
             keys,
-            ["visibility_timeout", "retention", "max_message_size", "content_based_deduplication"]
+            [
+                "visibility_timeout",
+                "retention",
+                "max_message_size",
+                "content_based_deduplication"
+            ]
         );
     }
 }

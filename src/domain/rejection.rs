@@ -60,7 +60,10 @@ pub struct Rejection {
 impl Rejection {
     /// A rejection with the given code and message.
     pub fn new(code: RejectCode, message: impl Into<String>) -> Self {
-        Rejection { code, message: message.into() }
+        Rejection {
+            code,
+            message: message.into(),
+        }
     }
 
     /// `InvalidParameterValue` with the given message.
@@ -78,11 +81,16 @@ impl Rejection {
 
     /// `QueueDoesNotExist` with AWS's JSON-protocol text.
     pub fn no_queue() -> Self {
-        Self::new(RejectCode::QueueDoesNotExist, "The specified queue does not exist.")
+        Self::new(
+            RejectCode::QueueDoesNotExist,
+            "The specified queue does not exist.",
+        )
     }
 
     /// `InvalidParameterValue` in AWS's "Value V for parameter P is invalid. Reason: R" form.
     pub fn bad_value(parameter: &str, value: impl std::fmt::Display, reason: &str) -> Self {
-        Self::invalid(format!("Value {value} for parameter {parameter} is invalid. Reason: {reason}"))
+        Self::invalid(format!(
+            "Value {value} for parameter {parameter} is invalid. Reason: {reason}"
+        ))
     }
 }

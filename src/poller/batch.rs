@@ -102,7 +102,9 @@ mod tests {
         assert!(b.try_push(msg(1), rec.clone(), 10, cap).is_none());
         assert_eq!(b.payload_size(), cap);
         assert_eq!(b.event().len(), cap);
-        let (back, _) = b.try_push(msg(2), rec.clone(), 10, cap).expect("does not fit");
+        let (back, _) = b
+            .try_push(msg(2), rec.clone(), 10, cap)
+            .expect("does not fit");
         assert_eq!(back.message_id, "m2");
         let mut c = Batch::default();
         assert!(c.try_push(msg(0), rec.clone(), 1, usize::MAX).is_none());

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Batch, Poller};
 use crate::domain::event::{encode_record, parse_batch_response, BatchResponse};
 use crate::domain::message::Message;
-use crate::invoke::{InvokeTarget, Invocation};
+use crate::invoke::{Invocation, InvokeTarget};
 use crate::metrics::{MappingEvent, Outcome};
 
 /// Longest single long poll (SQS's limit; Lambda polls with it).
@@ -30,7 +30,12 @@ pub(super) struct Worker {
 
 impl Worker {
     pub(super) fn new(poller: Poller, n: u32, abandon: CancellationToken) -> Self {
-        Worker { poller, n, abandon, carry: Vec::new() }
+        Worker {
+            poller,
+            n,
+            abandon,
+            carry: Vec::new(),
+        }
     }
 
     pub(super) async fn run(mut self, cancel: CancellationToken) {
@@ -59,14 +64,26 @@ impl Worker {
             return;
         }
         let m = &self.poller.mapping;
-        let entries: Vec<_> = self.carry.drain(..).map(|(msg, _)| (msg.receipt_handle, Duration::ZERO)).collect();
-        if let Err(e) = self.poller.store.change_visibility(&m.config.queue, &entries).await {
+        let entries: Vec<_> = self
+            .carry
+            .drain(..)
+            .map(|(msg, _)| (msg.receipt_handle, Duration::ZERO))
+            .collect();
+        if let Err(e) = self
+            .poller
+            .store
+            .change_visibility(&m.config.queue, &entries)
+            .await
+        {
             tracing::warn!(mapping = %m.name, error = %e, "could not release carried messages; they return after their visibility timeout");
         }
     }
 
     /// Collects one batch. `Ok(None)`: nothing to invoke (cancelled, or a window closed empty).
-    async fn collect(&mut self, cancel: &CancellationToken) -> Result<Option<Batch>, crate::store::StoreError> {
+    async fn collect(
+        &mut self,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Batch>, crate::store::StoreError> {
         let m = self.poller.mapping.clone();
         let store = &self.poller.store;
         let max_records = m.config.batch_size as usize;
@@ -84,11 +101,22 @@ impl Worker {
         // that follow wait too, so a smaller record never overtakes a larger one of its group.
         if !self.carry.is_empty() {
             let vt = visibility.unwrap_or(m.queue_visibility_timeout);
-            let entries: Vec<_> = self.carry.iter().map(|(msg, _)| (msg.receipt_handle.clone(), vt)).collect();
+            let entries: Vec<_> = self
+                .carry
+                .iter()
+                .map(|(msg, _)| (msg.receipt_handle.clone(), vt))
+                .collect();
             let extended = store.change_visibility(&m.config.queue, &entries).await?;
             let mut lost_groups = BTreeSet::new();
-            for ((msg, record), extended) in std::mem::take(&mut self.carry).into_iter().zip(extended) {
-                if extended.is_err() || msg.group_id.as_ref().is_some_and(|g| lost_groups.contains(g)) {
+            for ((msg, record), extended) in
+                std::mem::take(&mut self.carry).into_iter().zip(extended)
+            {
+                if extended.is_err()
+                    || msg
+                        .group_id
+                        .as_ref()
+                        .is_some_and(|g| lost_groups.contains(g))
+                {
                     tracing::debug!(mapping = %m.name, message_id = %msg.message_id, "a carried message is no longer held; not invoked");
                     lost_groups.extend(msg.group_id);
                     continue;
@@ -108,7 +136,13 @@ impl Worker {
         // The window starts now, when the previous invocation finished (semantics.md §2.1).
         let deadline = Instant::now() + window;
         loop {
-            let wait = if window.is_zero() { LONG_POLL } else { deadline.saturating_duration_since(Instant::now()).min(LONG_POLL) };
+            let wait = if window.is_zero() {
+                LONG_POLL
+            } else {
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(LONG_POLL)
+            };
             let want = (max_records - batch.len()) as u32;
             let received = tokio::select! {
                 biased;
@@ -120,7 +154,9 @@ impl Worker {
                 }
                 r = store.receive_wait(&m.config.queue, want, visibility, wait) => r?,
             };
-            self.poller.metrics.mapping_event(&m.name, MappingEvent::Polled, received.len() as u64);
+            self.poller
+                .metrics
+                .mapping_event(&m.name, MappingEvent::Polled, received.len() as u64);
             for msg in received {
                 let record = self.record(&msg);
                 if full {
@@ -163,9 +199,18 @@ impl Worker {
         let m = &poller.mapping;
         let n = batch.len() as u64;
         let payload = batch.event();
-        poller.metrics.invocation_started(&m.name, batch.len(), payload.len());
-        poller.metrics.mapping_event(&m.name, MappingEvent::Invoked, n);
-        let target = InvokeTarget { function: &m.function_name, mapping: &m.name, region: &m.region, config: &m.function };
+        poller
+            .metrics
+            .invocation_started(&m.name, batch.len(), payload.len());
+        poller
+            .metrics
+            .mapping_event(&m.name, MappingEvent::Invoked, n);
+        let target = InvokeTarget {
+            function: &m.function_name,
+            mapping: &m.name,
+            region: &m.region,
+            config: &m.function,
+        };
         let started = Instant::now();
         let invocation = tokio::select! {
             inv = poller.invoker.invoke(&target, payload) => inv,
@@ -178,9 +223,15 @@ impl Worker {
                 return;
             }
         };
-        let ids: HashSet<&str> = batch.messages().iter().map(|msg| msg.message_id.as_str()).collect();
+        let ids: HashSet<&str> = batch
+            .messages()
+            .iter()
+            .map(|msg| msg.message_id.as_str())
+            .collect();
         let (outcome, failed): (Outcome, Option<BTreeSet<String>>) = match invocation {
-            Invocation::Returned(_) if !m.config.report_batch_item_failures => (Outcome::Success, Some(BTreeSet::new())),
+            Invocation::Returned(_) if !m.config.report_batch_item_failures => {
+                (Outcome::Success, Some(BTreeSet::new()))
+            }
             Invocation::Returned(body) => match parse_batch_response(body.as_deref(), &ids) {
                 BatchResponse::AllSucceeded => (Outcome::Success, Some(BTreeSet::new())),
                 BatchResponse::SomeFailed(f) => (Outcome::PartialFailure, Some(f)),
@@ -192,13 +243,21 @@ impl Worker {
             Invocation::FunctionError(_) => (Outcome::Error, None),
             Invocation::TimedOut => (Outcome::Timeout, None),
         };
-        poller.metrics.invocation_finished(&m.name, &m.function_name, outcome, started.elapsed());
+        poller
+            .metrics
+            .invocation_finished(&m.name, &m.function_name, outcome, started.elapsed());
         let failed_groups: BTreeSet<String>;
         match failed {
             None => {
                 // Delete nothing: the batch returns after its visibility timeout.
-                poller.metrics.mapping_event(&m.name, MappingEvent::FailedInvoke, n);
-                failed_groups = batch.messages().iter().filter_map(|msg| msg.group_id.clone()).collect();
+                poller
+                    .metrics
+                    .mapping_event(&m.name, MappingEvent::FailedInvoke, n);
+                failed_groups = batch
+                    .messages()
+                    .iter()
+                    .filter_map(|msg| msg.group_id.clone())
+                    .collect();
             }
             Some(failed) => {
                 let handles: Vec<String> = batch
@@ -219,7 +278,11 @@ impl Worker {
         // FIFO: carried messages of a group that failed must wait for the failed ones to be
         // retried first; leave them in flight so they come back behind them, in order.
         if m.config.queue.is_fifo() && !failed_groups.is_empty() {
-            self.carry.retain(|(msg, _)| msg.group_id.as_ref().is_none_or(|g| !failed_groups.contains(g)));
+            self.carry.retain(|(msg, _)| {
+                msg.group_id
+                    .as_ref()
+                    .is_none_or(|g| !failed_groups.contains(g))
+            });
         }
     }
 
@@ -231,12 +294,16 @@ impl Worker {
         match self.poller.store.delete(&m.config.queue, handles).await {
             Ok(results) => {
                 let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
-                self.poller.metrics.mapping_event(&m.name, MappingEvent::Deleted, ok);
+                self.poller
+                    .metrics
+                    .mapping_event(&m.name, MappingEvent::Deleted, ok);
                 for r in results.into_iter().filter_map(Result::err) {
                     tracing::warn!(mapping = %m.name, error = %r, "could not delete a processed message; it will be delivered again");
                 }
             }
-            Err(e) => tracing::error!(mapping = %m.name, error = %e, "could not delete processed messages; they will be delivered again"),
+            Err(e) => {
+                tracing::error!(mapping = %m.name, error = %e, "could not delete processed messages; they will be delivered again")
+            }
         }
     }
 }

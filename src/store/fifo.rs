@@ -42,23 +42,32 @@ pub async fn pick(tx: &mut Tx, queue_id: i64, want: u32, now: i64) -> Result<Vec
         .bind(remaining)
         .fetch_all(&mut **tx)
         .await?;
-        ids.extend(run.into_iter().take_while(|&(_, visible_at)| visible_at <= now).map(|(id, _)| id));
+        ids.extend(
+            run.into_iter()
+                .take_while(|&(_, visible_at)| visible_at <= now)
+                .map(|(id, _)| id),
+        );
     }
     Ok(ids)
 }
 
 /// Whether `group` currently has no stored message in the queue (so a new one is its head).
 pub async fn is_empty_group(tx: &mut Tx, queue_id: i64, group: &str) -> Result<bool, StoreError> {
-    let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM messages WHERE queue_id = ? AND group_id = ? LIMIT 1")
-        .bind(queue_id)
-        .bind(group)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT 1 FROM messages WHERE queue_id = ? AND group_id = ? LIMIT 1")
+            .bind(queue_id)
+            .bind(group)
+            .fetch_optional(&mut **tx)
+            .await?;
     Ok(row.is_none())
 }
 
 /// Marks the oldest stored message of each of `groups` as its group's head (after deletions).
-pub async fn rehead<'a>(tx: &mut Tx, queue_id: i64, groups: impl IntoIterator<Item = &'a str>) -> Result<(), StoreError> {
+pub async fn rehead<'a>(
+    tx: &mut Tx,
+    queue_id: i64,
+    groups: impl IntoIterator<Item = &'a str>,
+) -> Result<(), StoreError> {
     let unique: BTreeSet<&str> = groups.into_iter().collect();
     for g in unique {
         sqlx::query(
@@ -75,7 +84,12 @@ pub async fn rehead<'a>(tx: &mut Tx, queue_id: i64, groups: impl IntoIterator<It
 
 /// Reserves `n` sequence numbers of a queue: large, increasing, never reused (20 digits, as
 /// AWS's are). Seeded from the clock so they keep increasing even across a purge.
-pub async fn next_sequences(tx: &mut Tx, queue_id: i64, n: usize, now: i64) -> Result<Vec<String>, StoreError> {
+pub async fn next_sequences(
+    tx: &mut Tx,
+    queue_id: i64,
+    n: usize,
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
     if n == 0 {
         return Ok(Vec::new());
     }
@@ -88,5 +102,7 @@ pub async fn next_sequences(tx: &mut Tx, queue_id: i64, n: usize, now: i64) -> R
     .bind(queue_id)
     .fetch_one(&mut **tx)
     .await?;
-    Ok(((last - n + 1)..=last).map(|v| (10u128.pow(19) + v as u128).to_string()).collect())
+    Ok(((last - n + 1)..=last)
+        .map(|v| (10u128.pow(19) + v as u128).to_string())
+        .collect())
 }

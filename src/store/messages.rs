@@ -40,7 +40,10 @@ pub(super) async fn send(
             md5_of_body: md5_hex(m.body.as_bytes()),
             md5_of_attributes: md5_of_attributes(&m.attributes),
             md5_of_system_attributes: m.trace_header.as_ref().map(|t| {
-                let sys = [("AWSTraceHeader".to_owned(), AttributeValue::string(t.clone()))];
+                let sys = [(
+                    "AWSTraceHeader".to_owned(),
+                    AttributeValue::string(t.clone()),
+                )];
                 md5_of_attributes(sys.iter().map(|(k, v)| (k, v))).expect("one attribute")
             }),
             sequence_number: None,
@@ -48,8 +51,14 @@ pub(super) async fn send(
         let mut dedup_id = None;
         let mut is_head = false;
         if fifo {
-            let group = m.group_id.as_deref().expect("validated: FIFO messages have a group");
-            let id = m.dedup_id.clone().unwrap_or_else(|| hex::encode(Sha256::digest(m.body.as_bytes())));
+            let group = m
+                .group_id
+                .as_deref()
+                .expect("validated: FIFO messages have a group");
+            let id = m
+                .dedup_id
+                .clone()
+                .unwrap_or_else(|| hex::encode(Sha256::digest(m.body.as_bytes())));
             let scope = match q.settings.deduplication_scope {
                 DedupScope::Queue => "",
                 DedupScope::MessageGroup => group,
@@ -123,19 +132,27 @@ pub(super) async fn send(
 /// Deletes the queue's messages that are past retention, in every state.
 async fn expire(tx: &mut Tx, q: &QueueInfo, now: i64) -> Result<u64, StoreError> {
     let cutoff = now - to_ms(q.settings.retention);
-    let gone: Vec<(Option<String>,)> =
-        sqlx::query_as("DELETE FROM messages WHERE queue_id = ? AND retain_from <= ? RETURNING group_id")
-            .bind(q.id)
-            .bind(cutoff)
-            .fetch_all(&mut **tx)
-            .await?;
+    let gone: Vec<(Option<String>,)> = sqlx::query_as(
+        "DELETE FROM messages WHERE queue_id = ? AND retain_from <= ? RETURNING group_id",
+    )
+    .bind(q.id)
+    .bind(cutoff)
+    .fetch_all(&mut **tx)
+    .await?;
     if q.name.is_fifo() && !gone.is_empty() {
         fifo::rehead(tx, q.id, gone.iter().filter_map(|(g,)| g.as_deref())).await?;
     }
     Ok(gone.len() as u64)
 }
 
-async fn claim(tx: &mut Tx, q: &QueueInfo, want: u32, now: i64, until: i64, token: i64) -> Result<Vec<MessageRow>, StoreError> {
+async fn claim(
+    tx: &mut Tx,
+    q: &QueueInfo,
+    want: u32,
+    now: i64,
+    until: i64,
+    token: i64,
+) -> Result<Vec<MessageRow>, StoreError> {
     let set = "SET visible_at = ?1, in_flight = 1, receive_count = receive_count + 1, \
                first_receive_at = COALESCE(first_receive_at, ?2), received_at = ?2, receipt = ?3";
     if !q.name.is_fifo() {
@@ -173,11 +190,24 @@ async fn claim(tx: &mut Tx, q: &QueueInfo, want: u32, now: i64, until: i64, toke
 
 /// Moves rows that exceeded the redrive policy to the dead-letter queue. Returns how many moved
 /// (zero if the dead-letter queue no longer exists, in which case nothing moves).
-async fn dead_letter(tx: &mut Tx, src: &QueueInfo, rows: &[MessageRow], now: i64) -> Result<Option<i64>, StoreError> {
-    let Some(redrive) = &src.settings.redrive else { return Ok(None) };
-    let Some(dlq) = queues::lookup(tx, &redrive.dead_letter_queue).await? else { return Ok(None) };
+async fn dead_letter(
+    tx: &mut Tx,
+    src: &QueueInfo,
+    rows: &[MessageRow],
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    let Some(redrive) = &src.settings.redrive else {
+        return Ok(None);
+    };
+    let Some(dlq) = queues::lookup(tx, &redrive.dead_letter_queue).await? else {
+        return Ok(None);
+    };
     let fifo = dlq.name.is_fifo();
-    let seqs = if fifo { fifo::next_sequences(tx, dlq.id, rows.len(), now).await? } else { Vec::new() };
+    let seqs = if fifo {
+        fifo::next_sequences(tx, dlq.id, rows.len(), now).await?
+    } else {
+        Vec::new()
+    };
     for (i, row) in rows.iter().enumerate() {
         let is_head = match (&row.group_id, fifo) {
             (Some(g), true) => fifo::is_empty_group(tx, dlq.id, g).await?,
@@ -204,10 +234,18 @@ async fn dead_letter(tx: &mut Tx, src: &QueueInfo, rows: &[MessageRow], now: i64
         .bind(row.id)
         .execute(&mut **tx)
         .await?;
-        sqlx::query("DELETE FROM messages WHERE id = ?").bind(row.id).execute(&mut **tx).await?;
+        sqlx::query("DELETE FROM messages WHERE id = ?")
+            .bind(row.id)
+            .execute(&mut **tx)
+            .await?;
     }
     if src.name.is_fifo() {
-        fifo::rehead(tx, src.id, rows.iter().filter_map(|r| r.group_id.as_deref())).await?;
+        fifo::rehead(
+            tx,
+            src.id,
+            rows.iter().filter_map(|r| r.group_id.as_deref()),
+        )
+        .await?;
     }
     Ok(Some(dlq.id))
 }
@@ -236,8 +274,14 @@ pub(super) async fn receive(
         if rows.is_empty() {
             break;
         }
-        let limit = q.settings.redrive.as_ref().map_or(u32::MAX, |r| r.max_receive_count);
-        let (over, keep): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.receive_count as u32 > limit);
+        let limit = q
+            .settings
+            .redrive
+            .as_ref()
+            .map_or(u32::MAX, |r| r.max_receive_count);
+        let (over, keep): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|r| r.receive_count as u32 > limit);
         out.extend(keep);
         if over.is_empty() {
             break;
@@ -260,13 +304,21 @@ pub(super) async fn receive(
 }
 
 /// When the next message of the queue becomes receivable by the passage of time, if any.
-async fn next_visible(store: &Store, q: &QueueInfo, now: i64) -> Result<Option<Timestamp>, StoreError> {
+async fn next_visible(
+    store: &Store,
+    q: &QueueInfo,
+    now: i64,
+) -> Result<Option<Timestamp>, StoreError> {
     let sql = if q.name.is_fifo() {
         "SELECT MIN(visible_at) FROM messages WHERE queue_id = ? AND is_head = 1 AND visible_at > ?"
     } else {
         "SELECT MIN(visible_at) FROM messages WHERE queue_id = ? AND visible_at > ?"
     };
-    let (at,): (Option<i64>,) = sqlx::query_as(sql).bind(q.id).bind(now).fetch_one(&store.reader).await?;
+    let (at,): (Option<i64>,) = sqlx::query_as(sql)
+        .bind(q.id)
+        .bind(now)
+        .fetch_one(&store.reader)
+        .await?;
     Ok(at.map(Timestamp::from_millis))
 }
 
@@ -360,13 +412,20 @@ pub(super) async fn delete(
         };
         let current = row.receipt == Some(h.token);
         if q.name.is_fifo() && !(current && row.visible_at > now) {
-            results.push(Err(Rejection::bad_value("ReceiptHandle", handle, "The receipt handle has expired.")));
+            results.push(Err(Rejection::bad_value(
+                "ReceiptHandle",
+                handle,
+                "The receipt handle has expired.",
+            )));
             continue;
         }
         // Standard: a handle whose visibility ran out still deletes, unless the message was
         // received again since (then the newer receiver owns it and the call is a no-op).
         if current {
-            sqlx::query("DELETE FROM messages WHERE id = ?").bind(h.row_id).execute(&mut **tx).await?;
+            sqlx::query("DELETE FROM messages WHERE id = ?")
+                .bind(h.row_id)
+                .execute(&mut **tx)
+                .await?;
             deleted += 1;
             if row.is_head {
                 fifo::rehead(tx, q.id, row.group_id.as_deref()).await?;
@@ -404,7 +463,9 @@ pub(super) async fn change_visibility(
             continue;
         };
         let until = now + to_ms(*timeout);
-        if *timeout > MAX_VISIBILITY_TIMEOUT || until - row.received_at.unwrap_or(now) > to_ms(MAX_VISIBILITY_TIMEOUT) {
+        if *timeout > MAX_VISIBILITY_TIMEOUT
+            || until - row.received_at.unwrap_or(now) > to_ms(MAX_VISIBILITY_TIMEOUT)
+        {
             results.push(Err(Rejection::bad_value(
                 "VisibilityTimeout",
                 timeout.as_secs(),
@@ -435,10 +496,11 @@ pub(super) async fn counts(store: &Store, queue: &QueueName) -> Result<QueueCoun
     .bind(q.id)
     .fetch_one(&store.reader)
     .await?;
-    let (oldest,): (Option<i64>,) = sqlx::query_as("SELECT MIN(retain_from) FROM messages WHERE queue_id = ?")
-        .bind(q.id)
-        .fetch_one(&store.reader)
-        .await?;
+    let (oldest,): (Option<i64>,) =
+        sqlx::query_as("SELECT MIN(retain_from) FROM messages WHERE queue_id = ?")
+            .bind(q.id)
+            .fetch_one(&store.reader)
+            .await?;
     Ok(QueueCounts {
         visible: visible as u64,
         in_flight: in_flight as u64,
@@ -456,6 +518,9 @@ pub(super) async fn sweep(store: &Store) -> Result<u64, StoreError> {
         tx.commit().await?;
     }
     let now = store.clock.now().as_millis();
-    sqlx::query("DELETE FROM dedup WHERE expires_at <= ?").bind(now).execute(&store.writer).await?;
+    sqlx::query("DELETE FROM dedup WHERE expires_at <= ?")
+        .bind(now)
+        .execute(&store.writer)
+        .await?;
     Ok(total)
 }

@@ -49,7 +49,10 @@ impl Store {
     /// build does not know; the file is never modified in that case.
     pub async fn open(cfg: &StorageConfig, clock: Clock) -> Result<Store, OpenError> {
         let path = cfg.path.clone();
-        let open_err = |source| OpenError::Open { path: path.clone(), source };
+        let open_err = |source| OpenError::Open {
+            path: path.clone(),
+            source,
+        };
         let base = SqliteConnectOptions::from_str("sqlite:")
             .map_err(open_err)?
             .filename(&cfg.path)
@@ -77,26 +80,60 @@ impl Store {
             .fetch_all(&writer)
             .await
             .unwrap_or_default();
-        if let Some((v,)) = applied.iter().find(|(v,)| !MIGRATOR.iter().any(|m| m.version == *v)) {
-            return Err(OpenError::Migrate { path, source: sqlx::migrate::MigrateError::VersionMissing(*v) });
+        if let Some((v,)) = applied
+            .iter()
+            .find(|(v,)| !MIGRATOR.iter().any(|m| m.version == *v))
+        {
+            return Err(OpenError::Migrate {
+                path,
+                source: sqlx::migrate::MigrateError::VersionMissing(*v),
+            });
         }
-        MIGRATOR.run(&writer).await.map_err(|source| OpenError::Migrate { path: path.clone(), source })?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|source| OpenError::Migrate {
+                path: path.clone(),
+                source,
+            })?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(base.read_only(true))
             .await
             .map_err(open_err)?;
-        Ok(Self::assemble(writer, reader, clock, Arc::new(Metrics::new())))
+        Ok(Self::assemble(
+            writer,
+            reader,
+            clock,
+            Arc::new(Metrics::new()),
+        ))
     }
 
-    fn assemble(writer: SqlitePool, reader: SqlitePool, clock: Clock, metrics: Arc<Metrics>) -> Store {
+    fn assemble(
+        writer: SqlitePool,
+        reader: SqlitePool,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+    ) -> Store {
         let wake = Wakers::default();
         let (ops, rx) = tokio::sync::mpsc::channel(4096);
-        let task = Writer { pool: writer.clone(), clock: clock.clone(), wake: wake.clone(), metrics: metrics.clone() };
+        let task = Writer {
+            pool: writer.clone(),
+            clock: clock.clone(),
+            wake: wake.clone(),
+            metrics: metrics.clone(),
+        };
         // The writer task ends when the last Store clone (the last sender) is dropped.
         tokio::spawn(task.run(rx));
-        Store { writer, reader, clock, wake, metrics, ops }
+        Store {
+            writer,
+            reader,
+            clock,
+            wake,
+            metrics,
+            ops,
+        }
     }
 
     /// Records queue counters on `metrics` from now on.

@@ -13,10 +13,12 @@ pub(super) async fn lookup(
     tx: &mut Transaction<'static, Sqlite>,
     name: &QueueName,
 ) -> Result<Option<QueueInfo>, StoreError> {
-    let row: Option<QueueRow> = sqlx::query_as(&format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE name = ?"))
-        .bind(name.as_str())
-        .fetch_optional(&mut **tx)
-        .await?;
+    let row: Option<QueueRow> = sqlx::query_as(&format!(
+        "SELECT {QUEUE_COLUMNS} FROM queues WHERE name = ?"
+    ))
+    .bind(name.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
     Ok(row.map(QueueRow::into_info))
 }
 
@@ -24,7 +26,9 @@ pub(super) async fn require(
     tx: &mut Transaction<'static, Sqlite>,
     name: &QueueName,
 ) -> Result<QueueInfo, StoreError> {
-    lookup(tx, name).await?.ok_or_else(|| Rejection::no_queue().into())
+    lookup(tx, name)
+        .await?
+        .ok_or_else(|| Rejection::no_queue().into())
 }
 
 async fn check_dead_letter(
@@ -119,8 +123,11 @@ async fn update(
 fn settings_rejection(name: &QueueName, s: &QueueSettings) -> Result<(), StoreError> {
     match s.problems(name.kind()).into_iter().next() {
         None => Ok(()),
-        Some(p) => Err(Rejection::new(RejectCode::InvalidAttributeValue, format!("Invalid value for {}: {}", p.key, p.message))
-            .into()),
+        Some(p) => Err(Rejection::new(
+            RejectCode::InvalidAttributeValue,
+            format!("Invalid value for {}: {}", p.key, p.message),
+        )
+        .into()),
     }
 }
 
@@ -143,7 +150,11 @@ pub(super) async fn create(
     Ok((info, true))
 }
 
-pub(super) async fn ensure(store: &Store, name: &QueueName, settings: &QueueSettings) -> Result<QueueInfo, StoreError> {
+pub(super) async fn ensure(
+    store: &Store,
+    name: &QueueName,
+    settings: &QueueSettings,
+) -> Result<QueueInfo, StoreError> {
     settings_rejection(name, settings)?;
     let now = store.clock.now().as_millis();
     let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
@@ -158,7 +169,11 @@ pub(super) async fn ensure(store: &Store, name: &QueueName, settings: &QueueSett
     Ok(info)
 }
 
-pub(super) async fn set_settings(store: &Store, name: &QueueName, settings: &QueueSettings) -> Result<QueueInfo, StoreError> {
+pub(super) async fn set_settings(
+    store: &Store,
+    name: &QueueName,
+    settings: &QueueSettings,
+) -> Result<QueueInfo, StoreError> {
     settings_rejection(name, settings)?;
     let now = store.clock.now().as_millis();
     let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
@@ -172,25 +187,35 @@ pub(super) async fn set_settings(store: &Store, name: &QueueName, settings: &Que
 }
 
 pub(super) async fn get(store: &Store, name: &QueueName) -> Result<QueueInfo, StoreError> {
-    let row: Option<QueueRow> = sqlx::query_as(&format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE name = ?"))
-        .bind(name.as_str())
-        .fetch_optional(&store.reader)
-        .await?;
-    row.map(QueueRow::into_info).ok_or_else(|| Rejection::no_queue().into())
+    let row: Option<QueueRow> = sqlx::query_as(&format!(
+        "SELECT {QUEUE_COLUMNS} FROM queues WHERE name = ?"
+    ))
+    .bind(name.as_str())
+    .fetch_optional(&store.reader)
+    .await?;
+    row.map(QueueRow::into_info)
+        .ok_or_else(|| Rejection::no_queue().into())
 }
 
 pub(super) async fn list(store: &Store) -> Result<Vec<QueueInfo>, StoreError> {
-    let rows: Vec<QueueRow> = sqlx::query_as(&format!("SELECT {QUEUE_COLUMNS} FROM queues ORDER BY name"))
-        .fetch_all(&store.reader)
-        .await?;
+    let rows: Vec<QueueRow> =
+        sqlx::query_as(&format!("SELECT {QUEUE_COLUMNS} FROM queues ORDER BY name"))
+            .fetch_all(&store.reader)
+            .await?;
     Ok(rows.into_iter().map(QueueRow::into_info).collect())
 }
 
 pub(super) async fn delete(store: &Store, name: &QueueName) -> Result<(), StoreError> {
     let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
     let q = require(&mut tx, name).await?;
-    sqlx::query("DELETE FROM messages WHERE queue_id = ?").bind(q.id).execute(&mut *tx).await?;
-    sqlx::query("DELETE FROM queues WHERE id = ?").bind(q.id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM messages WHERE queue_id = ?")
+        .bind(q.id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM queues WHERE id = ?")
+        .bind(q.id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     store.metrics.remove_queue(name.as_str());
     store.wake.notify(q.id);
@@ -201,8 +226,10 @@ pub(super) async fn purge(store: &Store, name: &QueueName) -> Result<(), StoreEr
     let now = store.clock.now().as_millis();
     let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
     let q = require(&mut tx, name).await?;
-    let (last,): (Option<i64>,) =
-        sqlx::query_as("SELECT last_purge_at FROM queues WHERE id = ?").bind(q.id).fetch_one(&mut *tx).await?;
+    let (last,): (Option<i64>,) = sqlx::query_as("SELECT last_purge_at FROM queues WHERE id = ?")
+        .bind(q.id)
+        .fetch_one(&mut *tx)
+        .await?;
     if last.is_some_and(|l| now - l < to_ms(PURGE_INTERVAL)) {
         return Err(Rejection::new(
             RejectCode::PurgeQueueInProgress,
@@ -210,14 +237,28 @@ pub(super) async fn purge(store: &Store, name: &QueueName) -> Result<(), StoreEr
         )
         .into());
     }
-    sqlx::query("DELETE FROM messages WHERE queue_id = ?").bind(q.id).execute(&mut *tx).await?;
-    sqlx::query("DELETE FROM dedup WHERE queue_id = ?").bind(q.id).execute(&mut *tx).await?;
-    sqlx::query("UPDATE queues SET last_purge_at = ? WHERE id = ?").bind(now).bind(q.id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM messages WHERE queue_id = ?")
+        .bind(q.id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM dedup WHERE queue_id = ?")
+        .bind(q.id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE queues SET last_purge_at = ? WHERE id = ?")
+        .bind(now)
+        .bind(q.id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(())
 }
 
-async fn write_tags(store: &Store, name: &QueueName, f: impl FnOnce(&mut BTreeMap<String, String>)) -> Result<(), StoreError> {
+async fn write_tags(
+    store: &Store,
+    name: &QueueName,
+    f: impl FnOnce(&mut BTreeMap<String, String>),
+) -> Result<(), StoreError> {
     let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
     let mut q = require(&mut tx, name).await?;
     f(&mut q.tags);
@@ -230,19 +271,37 @@ async fn write_tags(store: &Store, name: &QueueName, f: impl FnOnce(&mut BTreeMa
     Ok(())
 }
 
-pub(super) async fn tag(store: &Store, name: &QueueName, tags: &BTreeMap<String, String>) -> Result<(), StoreError> {
-    write_tags(store, name, |t| t.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())))).await
+pub(super) async fn tag(
+    store: &Store,
+    name: &QueueName,
+    tags: &BTreeMap<String, String>,
+) -> Result<(), StoreError> {
+    write_tags(store, name, |t| {
+        t.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())))
+    })
+    .await
 }
 
-pub(super) async fn untag(store: &Store, name: &QueueName, keys: &[String]) -> Result<(), StoreError> {
+pub(super) async fn untag(
+    store: &Store,
+    name: &QueueName,
+    keys: &[String],
+) -> Result<(), StoreError> {
     write_tags(store, name, |t| keys.iter().for_each(|k| drop(t.remove(k)))).await
 }
 
-pub(super) async fn dead_letter_sources(store: &Store, name: &QueueName) -> Result<Vec<QueueName>, StoreError> {
+pub(super) async fn dead_letter_sources(
+    store: &Store,
+    name: &QueueName,
+) -> Result<Vec<QueueName>, StoreError> {
     get(store, name).await?;
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT name FROM queues WHERE dead_letter_queue = ? ORDER BY name")
-        .bind(name.as_str())
-        .fetch_all(&store.reader)
-        .await?;
-    Ok(rows.into_iter().filter_map(|(n,)| QueueName::parse(&n).ok()).collect())
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT name FROM queues WHERE dead_letter_queue = ? ORDER BY name")
+            .bind(name.as_str())
+            .fetch_all(&store.reader)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(n,)| QueueName::parse(&n).ok())
+        .collect())
 }

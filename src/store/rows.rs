@@ -53,9 +53,10 @@ impl QueueRow {
     /// defaults rather than failing every request on the queue.
     pub fn into_info(self) -> QueueInfo {
         let redrive = match (self.dead_letter_queue, self.max_receive_count) {
-            (Some(q), Some(n)) => QueueName::parse(&q)
-                .ok()
-                .map(|dead_letter_queue| Redrive { dead_letter_queue, max_receive_count: n as u32 }),
+            (Some(q), Some(n)) => QueueName::parse(&q).ok().map(|dead_letter_queue| Redrive {
+                dead_letter_queue,
+                max_receive_count: n as u32,
+            }),
             _ => None,
         };
         QueueInfo {
@@ -71,7 +72,8 @@ impl QueueRow {
                 redrive_allow_policy: self.redrive_allow_policy,
                 content_based_deduplication: self.content_based_dedup,
                 deduplication_scope: DedupScope::parse(&self.dedup_scope).unwrap_or_default(),
-                fifo_throughput_limit: FifoThroughputLimit::parse(&self.fifo_throughput_limit).unwrap_or_default(),
+                fifo_throughput_limit: FifoThroughputLimit::parse(&self.fifo_throughput_limit)
+                    .unwrap_or_default(),
             },
             tags: serde_json::from_str::<BTreeMap<String, String>>(&self.tags).unwrap_or_default(),
             created_at: Timestamp::from_millis(self.created_at),
@@ -81,7 +83,8 @@ impl QueueRow {
 }
 
 /// Columns of `messages` that a receive returns.
-pub const MESSAGE_COLUMNS: &str = "id, message_id, body, attributes, md5_of_body, trace_header, group_id, dedup_id, \
+pub const MESSAGE_COLUMNS: &str =
+    "id, message_id, body, attributes, md5_of_body, trace_header, group_id, dedup_id, \
      sequence_number, dead_letter_source, sent_at, receive_count, first_receive_at, receipt";
 
 #[derive(FromRow, Debug)]
@@ -112,11 +115,19 @@ impl MessageRow {
     pub fn into_message(self, queue_id: i64) -> Message {
         let token = self.receipt.unwrap_or(0);
         Message {
-            receipt_handle: ReceiptHandle { queue_id, row_id: self.id, token }.encode(),
+            receipt_handle: ReceiptHandle {
+                queue_id,
+                row_id: self.id,
+                token,
+            }
+            .encode(),
             message_id: self.message_id,
             body: self.body,
             md5_of_body: self.md5_of_body,
-            attributes: self.attributes.and_then(|a| serde_json::from_str(&a).ok()).unwrap_or_default(),
+            attributes: self
+                .attributes
+                .and_then(|a| serde_json::from_str(&a).ok())
+                .unwrap_or_default(),
             trace_header: self.trace_header,
             sent_at: Timestamp::from_millis(self.sent_at),
             receive_count: self.receive_count as u32,
@@ -125,7 +136,9 @@ impl MessageRow {
             group_id: self.group_id,
             dedup_id: self.dedup_id,
             sequence_number: self.sequence_number,
-            dead_letter_source: self.dead_letter_source.and_then(|q| QueueName::parse(&q).ok()),
+            dead_letter_source: self
+                .dead_letter_source
+                .and_then(|q| QueueName::parse(&q).ok()),
         }
     }
 }

@@ -17,7 +17,9 @@ pub struct Wakers {
 impl Wakers {
     fn sender(&self, queue_id: i64) -> watch::Sender<u64> {
         let mut map = self.inner.lock().expect("wakers lock is never poisoned");
-        map.entry(queue_id).or_insert_with(|| watch::channel(0).0).clone()
+        map.entry(queue_id)
+            .or_insert_with(|| watch::channel(0).0)
+            .clone()
     }
 
     /// The current counter.
@@ -27,7 +29,8 @@ impl Wakers {
 
     /// Wakes every waiter of `queue_id`.
     pub fn notify(&self, queue_id: i64) {
-        self.sender(queue_id).send_modify(|v| *v = v.wrapping_add(1));
+        self.sender(queue_id)
+            .send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// Resolves when the counter differs from `since`, or after `timeout`.

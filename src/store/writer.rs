@@ -29,10 +29,27 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// A message operation waiting for the writer.
 pub(super) enum Op {
-    Send { queue: QueueName, batch: Vec<NewMessage>, reply: Reply<EntryResults<SendReceipt>> },
-    Receive { queue: QueueName, max: u32, visibility: Option<Duration>, reply: Reply<Vec<Message>> },
-    Delete { queue: QueueName, handles: Vec<String>, reply: Reply<EntryResults<()>> },
-    ChangeVisibility { queue: QueueName, entries: Vec<(String, Duration)>, reply: Reply<EntryResults<()>> },
+    Send {
+        queue: QueueName,
+        batch: Vec<NewMessage>,
+        reply: Reply<EntryResults<SendReceipt>>,
+    },
+    Receive {
+        queue: QueueName,
+        max: u32,
+        visibility: Option<Duration>,
+        reply: Reply<Vec<Message>>,
+    },
+    Delete {
+        queue: QueueName,
+        handles: Vec<String>,
+        reply: Reply<EntryResults<()>>,
+    },
+    ChangeVisibility {
+        queue: QueueName,
+        entries: Vec<(String, Duration)>,
+        reply: Reply<EntryResults<()>>,
+    },
 }
 
 /// Queue counters to bump once the transaction has committed.
@@ -90,9 +107,15 @@ pub(super) struct Writer {
 
 /// A finished operation and where its answer goes.
 enum Done {
-    Send(Reply<EntryResults<SendReceipt>>, Result<EntryResults<SendReceipt>, StoreError>),
+    Send(
+        Reply<EntryResults<SendReceipt>>,
+        Result<EntryResults<SendReceipt>, StoreError>,
+    ),
     Receive(Reply<Vec<Message>>, Result<Vec<Message>, StoreError>),
-    Entries(Reply<EntryResults<()>>, Result<EntryResults<()>, StoreError>),
+    Entries(
+        Reply<EntryResults<()>>,
+        Result<EntryResults<()>, StoreError>,
+    ),
 }
 
 impl Done {
@@ -119,7 +142,9 @@ fn op_fail(op: Op, e: &Arc<sqlx::Error>) {
     match op {
         Op::Send { reply, .. } => drop(reply.send(Err(err()))),
         Op::Receive { reply, .. } => drop(reply.send(Err(err()))),
-        Op::Delete { reply, .. } | Op::ChangeVisibility { reply, .. } => drop(reply.send(Err(err()))),
+        Op::Delete { reply, .. } | Op::ChangeVisibility { reply, .. } => {
+            drop(reply.send(Err(err())))
+        }
     }
 }
 
@@ -161,23 +186,41 @@ impl Writer {
         for op in ops.by_ref() {
             let now = self.clock.now().as_millis();
             let (d, err) = match op {
-                Op::Send { queue, batch, reply } => {
+                Op::Send {
+                    queue,
+                    batch,
+                    reply,
+                } => {
                     let r = messages::send(&mut tx, &mut fx, &queue, batch, now).await;
                     let err = db_error(&r);
                     (Done::Send(reply, r), err)
                 }
-                Op::Receive { queue, max, visibility, reply } => {
+                Op::Receive {
+                    queue,
+                    max,
+                    visibility,
+                    reply,
+                } => {
                     let r = messages::receive(&mut tx, &mut fx, &queue, max, visibility, now).await;
                     let err = db_error(&r);
                     (Done::Receive(reply, r), err)
                 }
-                Op::Delete { queue, handles, reply } => {
+                Op::Delete {
+                    queue,
+                    handles,
+                    reply,
+                } => {
                     let r = messages::delete(&mut tx, &mut fx, &queue, &handles, now).await;
                     let err = db_error(&r);
                     (Done::Entries(reply, r), err)
                 }
-                Op::ChangeVisibility { queue, entries, reply } => {
-                    let r = messages::change_visibility(&mut tx, &mut fx, &queue, &entries, now).await;
+                Op::ChangeVisibility {
+                    queue,
+                    entries,
+                    reply,
+                } => {
+                    let r =
+                        messages::change_visibility(&mut tx, &mut fx, &queue, &entries, now).await;
                     let err = db_error(&r);
                     (Done::Entries(reply, r), err)
                 }

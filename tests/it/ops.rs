@@ -20,19 +20,32 @@ struct Esmd {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 impl Esmd {
     fn start(config: &str, env: &[(&str, &str)]) -> Esmd {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let text = config.replace("@PORT@", &port.to_string()).replace("@DIR@", &dir.path().display().to_string());
+        let text = config
+            .replace("@PORT@", &port.to_string())
+            .replace("@DIR@", &dir.path().display().to_string());
         let path = dir.path().join("esmd.toml");
         std::fs::write(&path, text).expect("write config");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_esmd"));
-        cmd.arg("run").arg("--config").arg(&path).current_dir(dir.path()).stderr(Stdio::piped()).stdout(Stdio::null());
-        cmd.env_remove("RUST_LOG").env_remove("JOURNAL_STREAM").env_remove("NOTIFY_SOCKET");
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&path)
+            .current_dir(dir.path())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null());
+        cmd.env_remove("RUST_LOG")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("NOTIFY_SOCKET");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -45,7 +58,13 @@ impl Esmd {
                 sink.lock().expect("log lock").push(line);
             }
         });
-        Esmd { child, url: format!("http://127.0.0.1:{port}"), log, _dir: dir, config: path }
+        Esmd {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+            _dir: dir,
+            config: path,
+        }
     }
 
     fn lines(&self) -> Vec<String> {
@@ -53,7 +72,11 @@ impl Esmd {
     }
 
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().expect("kill");
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
         assert!(ok.success(), "kill -{sig}");
     }
 
@@ -63,7 +86,10 @@ impl Esmd {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status.code().unwrap_or(-1);
             }
-            assert!(start.elapsed() < limit, "esmd did not exit within {limit:?}");
+            assert!(
+                start.elapsed() < limit,
+                "esmd did not exit within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(20)); // sleep-ok: polling a child process's exit
         }
     }
@@ -112,7 +138,10 @@ async fn send(url: &str, queue: &str, body: &str) {
 
 /// The value of one series in a Prometheus text exposition.
 fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.trim().parse().ok())
+    })
 }
 
 const FAILING_FUNCTION: &str = r#"
@@ -157,47 +186,102 @@ async fn metrics_after_known_traffic_and_json_logs() {
     std::fs::write(&script, FAILING_FUNCTION).expect("write script");
     let mut esmd = Esmd::start(&metrics_config(&script), &[]);
     eventually(Duration::from_secs(20), "esmd to become ready", || async {
-        get(&format!("{}/readyz", esmd.url)).await.filter(|(s, _)| *s == 200)
+        get(&format!("{}/readyz", esmd.url))
+            .await
+            .filter(|(s, _)| *s == 200)
     })
     .await;
     for body in ["ok-1", "ok-2", "please fail", "ok-3", "ok-4"] {
         send(&esmd.url, "work", body).await;
     }
     let url = format!("{}/metrics", esmd.url);
-    let text = eventually(Duration::from_secs(20), "4 deletions and 1 dead letter", || async {
-        let (_, text) = get(&url).await?;
-        let deleted = metric(&text, r#"esmd_messages_deleted_total{queue="work"}"#)?;
-        let dead = metric(&text, r#"esmd_messages_dead_lettered_total{queue="work"}"#)?;
-        (deleted == 4.0 && dead == 1.0).then_some(text)
-    })
+    let text = eventually(
+        Duration::from_secs(20),
+        "4 deletions and 1 dead letter",
+        || async {
+            let (_, text) = get(&url).await?;
+            let deleted = metric(&text, r#"esmd_messages_deleted_total{queue="work"}"#)?;
+            let dead = metric(&text, r#"esmd_messages_dead_lettered_total{queue="work"}"#)?;
+            (deleted == 4.0 && dead == 1.0).then_some(text)
+        },
+    )
     .await;
-    assert_eq!(metric(&text, r#"esmd_messages_sent_total{queue="work"}"#), Some(5.0));
-    assert_eq!(metric(&text, r#"esmd_mapping_events_total{event="deleted",mapping="sort-work"}"#), Some(4.0));
+    assert_eq!(
+        metric(&text, r#"esmd_messages_sent_total{queue="work"}"#),
+        Some(5.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"esmd_mapping_events_total{event="deleted",mapping="sort-work"}"#
+        ),
+        Some(4.0)
+    );
     let inv = |outcome: &str| {
         metric(&text, &format!(r#"esmd_invocations_total{{function="sorter",mapping="sort-work",outcome="{outcome}"}}"#))
             .unwrap_or(0.0)
     };
-    assert!(inv("partial_failure") >= 1.0, "the failing record made a partial failure:\n{text}");
+    assert!(
+        inv("partial_failure") >= 1.0,
+        "the failing record made a partial failure:\n{text}"
+    );
     assert_eq!(inv("error") + inv("timeout"), 0.0);
-    assert_eq!(metric(&text, r#"esmd_invocations_in_flight{mapping="sort-work"}"#), Some(0.0));
-    assert_eq!(metric(&text, r#"esmd_queue_messages{queue="work-dlq",state="visible"}"#), Some(1.0));
+    assert_eq!(
+        metric(&text, r#"esmd_invocations_in_flight{mapping="sort-work"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"esmd_queue_messages{queue="work-dlq",state="visible"}"#
+        ),
+        Some(1.0)
+    );
     assert!(text.contains("# TYPE esmd_invocation_duration_seconds histogram"));
     assert!(text.contains("# TYPE esmd_queue_oldest_message_age_seconds gauge"));
 
     // promtool, where it is installed (CI installs it), finds nothing to complain about.
-    if let Ok(mut child) = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+    if let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
         use std::io::Write as _;
-        child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write metrics");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write metrics");
         let out = child.wait_with_output().expect("promtool");
-        assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.stdout.is_empty() && out.stderr.is_empty(), "promtool warnings: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stdout.is_empty() && out.stderr.is_empty(),
+            "promtool warnings: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     // Logs are JSON with the mapping and function as fields.
     let lines = esmd.lines();
-    let json: Vec<serde_json::Value> = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let json: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     assert_eq!(json.len(), lines.len(), "every line is JSON: {lines:#?}");
-    assert!(json.iter().any(|l| l["mapping"] == "sort-work" && l["function"] == "sorter"), "{lines:#?}");
+    assert!(
+        json.iter()
+            .any(|l| l["mapping"] == "sort-work" && l["function"] == "sorter"),
+        "{lines:#?}"
+    );
     esmd.signal("TERM");
     assert_eq!(esmd.wait_exit(Duration::from_secs(20)), 0);
 }
@@ -221,19 +305,44 @@ function = "log"
 async fn sighup_reloads_mappings_and_refuses_a_bad_configuration() {
     let mut esmd = Esmd::start(RELOAD_CONFIG, &[("JOURNAL_STREAM", "8:1234")]);
     let ready = format!("{}/readyz", esmd.url);
-    eventually(Duration::from_secs(20), "ready", || async { get(&ready).await.filter(|(s, _)| *s == 200) }).await;
-
-    // An invalid configuration is refused, naming the key; the running one stays.
-    std::fs::write(&esmd.config, RELOAD_CONFIG.replace("@PORT@", "1").replace("function = \"log\"", "function = \"log\"\nbatch_size = 0")).expect("write");
-    esmd.signal("HUP");
-    eventually(Duration::from_secs(10), "the refusal in the log", || async {
-        esmd.lines().iter().any(|l| l.contains("reload refused") && l.contains("mappings.first-to-log.batch_size")).then_some(())
+    eventually(Duration::from_secs(20), "ready", || async {
+        get(&ready).await.filter(|(s, _)| *s == 200)
     })
     .await;
+
+    // An invalid configuration is refused, naming the key; the running one stays.
+    std::fs::write(
+        &esmd.config,
+        RELOAD_CONFIG
+            .replace("@PORT@", "1")
+            .replace("function = \"log\"", "function = \"log\"\nbatch_size = 0"),
+    )
+    .expect("write");
+    esmd.signal("HUP");
+    eventually(
+        Duration::from_secs(10),
+        "the refusal in the log",
+        || async {
+            esmd.lines()
+                .iter()
+                .any(|l| {
+                    l.contains("reload refused") && l.contains("mappings.first-to-log.batch_size")
+                })
+                .then_some(())
+        },
+    )
+    .await;
     send(&esmd.url, "first", "still-served").await;
-    eventually(Duration::from_secs(10), "the first mapping to keep working", || async {
-        esmd.lines().iter().any(|l| l.contains("still-served")).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the first mapping to keep working",
+        || async {
+            esmd.lines()
+                .iter()
+                .any(|l| l.contains("still-served"))
+                .then_some(())
+        },
+    )
     .await;
 
     // A valid new configuration: the first mapping removed, a second one added.
@@ -241,49 +350,93 @@ async fn sighup_reloads_mappings_and_refuses_a_bad_configuration() {
     let port = esmd.url.rsplit(':').next().expect("port").to_owned();
     let new = RELOAD_CONFIG
         .replace("@PORT@", &port)
-        .replace("@DIR@", esmd.config.parent().expect("dir").to_str().expect("utf-8"))
-        .replace("[mappings.first-to-log]\nqueue = \"first\"", "[mappings.second-to-log]\nqueue = \"second\"");
+        .replace(
+            "@DIR@",
+            esmd.config.parent().expect("dir").to_str().expect("utf-8"),
+        )
+        .replace(
+            "[mappings.first-to-log]\nqueue = \"first\"",
+            "[mappings.second-to-log]\nqueue = \"second\"",
+        );
     assert_ne!(text, new);
     std::fs::write(&esmd.config, new).expect("write");
     esmd.signal("HUP");
     eventually(Duration::from_secs(10), "the reload", || async {
-        esmd.lines().iter().any(|l| l.contains("configuration reloaded")).then_some(())
+        esmd.lines()
+            .iter()
+            .any(|l| l.contains("configuration reloaded"))
+            .then_some(())
     })
     .await;
     send(&esmd.url, "second", "via-second").await;
     send(&esmd.url, "first", "left-alone").await;
-    eventually(Duration::from_secs(10), "the second mapping to deliver", || async {
-        esmd.lines().iter().any(|l| l.contains("via-second") && l.contains("second-to-log")).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the second mapping to deliver",
+        || async {
+            esmd.lines()
+                .iter()
+                .any(|l| l.contains("via-second") && l.contains("second-to-log"))
+                .then_some(())
+        },
+    )
     .await;
-    let (_, first) = get(&format!("{}/queues/first", esmd.url)).await.expect("queue");
+    let (_, first) = get(&format!("{}/queues/first", esmd.url))
+        .await
+        .expect("queue");
     let first: serde_json::Value = serde_json::from_str(&first).expect("json");
-    assert_eq!(first["visible"], 1, "the removed mapping no longer polls: {first}");
+    assert_eq!(
+        first["visible"], 1,
+        "the removed mapping no longer polls: {first}"
+    );
 
     // Under journald: no colour codes and no timestamps (journald adds its own).
     let lines = esmd.lines();
-    assert!(lines.iter().all(|l| !l.contains('\u{1b}')), "no ANSI escapes");
-    assert!(lines.iter().all(|l| !l.starts_with("20")), "no timestamps: {lines:#?}");
+    assert!(
+        lines.iter().all(|l| !l.contains('\u{1b}')),
+        "no ANSI escapes"
+    );
+    assert!(
+        lines.iter().all(|l| !l.starts_with("20")),
+        "no timestamps: {lines:#?}"
+    );
     esmd.signal("TERM");
     assert_eq!(esmd.wait_exit(Duration::from_secs(20)), 0);
 }
 
 #[test]
 fn systemd_unit_is_clean_and_hardened() {
-    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("systemd-analyze not installed: skipping");
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/esmd.service")).expect("unit");
+    let unit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/esmd.service"))
+            .expect("unit");
     // verify checks that the executable exists: point it at the binary under test.
     let unit = unit.replace("/usr/local/bin/esmd", env!("CARGO_BIN_EXE_esmd"));
     let path = dir.path().join("esmd.service");
     std::fs::write(&path, unit).expect("write unit");
-    let verify = Command::new("systemd-analyze").arg("verify").arg(&path).output().expect("verify");
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("verify");
     let complaints = String::from_utf8_lossy(&verify.stderr);
-    assert!(verify.status.success() && complaints.trim().is_empty(), "systemd-analyze verify: {complaints}");
-    let security = Command::new("systemd-analyze").args(["security", "--offline=true"]).arg(&path).output().expect("security");
+    assert!(
+        verify.status.success() && complaints.trim().is_empty(),
+        "systemd-analyze verify: {complaints}"
+    );
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&path)
+        .output()
+        .expect("security");
     let out = String::from_utf8_lossy(&security.stdout);
     let level: f64 = out
         .lines()
@@ -315,24 +468,45 @@ function = "slow"
 async fn readyz_goes_503_while_draining_and_the_batch_is_settled() {
     let mut esmd = Esmd::start(SLOW_CONFIG, &[]);
     let url = esmd.url.clone();
-    eventually(Duration::from_secs(20), "ready", || async { get(&format!("{url}/readyz")).await.filter(|(s, _)| *s == 200) }).await;
-    assert_eq!(get(&format!("{url}/healthz")).await.map(|(s, _)| s), Some(200));
-    send(&url, "slow", "m").await;
-    eventually(Duration::from_secs(10), "the invocation to start", || async {
-        let (_, text) = get(&format!("{url}/metrics")).await?;
-        (metric(&text, r#"esmd_invocations_in_flight{mapping="slow"}"#)? == 1.0).then_some(())
+    eventually(Duration::from_secs(20), "ready", || async {
+        get(&format!("{url}/readyz"))
+            .await
+            .filter(|(s, _)| *s == 200)
     })
+    .await;
+    assert_eq!(
+        get(&format!("{url}/healthz")).await.map(|(s, _)| s),
+        Some(200)
+    );
+    send(&url, "slow", "m").await;
+    eventually(
+        Duration::from_secs(10),
+        "the invocation to start",
+        || async {
+            let (_, text) = get(&format!("{url}/metrics")).await?;
+            (metric(&text, r#"esmd_invocations_in_flight{mapping="slow"}"#)? == 1.0).then_some(())
+        },
+    )
     .await;
     esmd.signal("TERM");
     let (status, body) = eventually(Duration::from_secs(10), "readyz to go 503", || async {
-        get(&format!("{url}/readyz")).await.filter(|(s, _)| *s == 503)
+        get(&format!("{url}/readyz"))
+            .await
+            .filter(|(s, _)| *s == 503)
     })
     .await;
     assert_eq!(status, 503);
     assert!(body.contains("shutting down"), "{body}");
-    assert_eq!(get(&format!("{url}/healthz")).await.map(|(s, _)| s), Some(200), "healthz while draining");
+    assert_eq!(
+        get(&format!("{url}/healthz")).await.map(|(s, _)| s),
+        Some(200),
+        "healthz while draining"
+    );
     assert_eq!(esmd.wait_exit(Duration::from_secs(20)), 0);
-    assert!(esmd.lines().iter().all(|l| !l.contains("abandoned")), "the batch finished within the grace period");
+    assert!(
+        esmd.lines().iter().all(|l| !l.contains("abandoned")),
+        "the batch finished within the grace period"
+    );
 }
 
 #[tokio::test]
@@ -342,7 +516,8 @@ async fn sd_notify_ready_watchdog_and_stopping() {
     let sock_dir = tempfile::tempdir().expect("temp dir");
     let sock_path = sock_dir.path().join("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind notify socket");
-    sock.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
     let sock_str = sock_path.to_str().expect("utf-8").to_owned();
     let mut esmd = Esmd::start(
         "[server]\nlisten = \"127.0.0.1:@PORT@\"\n[storage]\npath = \"@DIR@/esmd.db\"\n",
@@ -357,7 +532,11 @@ async fn sd_notify_ready_watchdog_and_stopping() {
     while !seen.iter().any(|m| m.contains("READY=1")) {
         recv(&mut seen);
     }
-    assert_eq!(get(&format!("{}/readyz", esmd.url)).await.map(|(s, _)| s), Some(200), "ready when READY=1 is sent");
+    assert_eq!(
+        get(&format!("{}/readyz", esmd.url)).await.map(|(s, _)| s),
+        Some(200),
+        "ready when READY=1 is sent"
+    );
     while !seen.iter().any(|m| m.contains("WATCHDOG=1")) {
         recv(&mut seen);
     }

@@ -1371,7 +1371,10 @@ function = "fn"
 fn process_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
-        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
     }
 }
 
@@ -1406,15 +1409,22 @@ function = "slow"
         }
     })
     .await;
-    let pids: Vec<u32> = text.split_whitespace().map(|p| p.parse().expect("pid")).collect();
+    let pids: Vec<u32> = text
+        .split_whitespace()
+        .map(|p| p.parse().expect("pid"))
+        .collect();
     assert_eq!(pids.len(), 2, "the shell and its child");
     assert!(!d.stop().await, "the command outlived the grace period");
     for pid in pids {
-        crate::common::within(WAIT, "the abandoned command's processes to be killed", async {
-            while !process_gone(pid) {
-                tokio::time::sleep(Duration::from_millis(20)).await; // sleep-ok: waiting for a kill to land
-            }
-        })
+        crate::common::within(
+            WAIT,
+            "the abandoned command's processes to be killed",
+            async {
+                while !process_gone(pid) {
+                    tokio::time::sleep(Duration::from_millis(20)).await; // sleep-ok: waiting for a kill to land
+                }
+            },
+        )
         .await;
     }
 }

@@ -28,21 +28,28 @@ impl TestStore {
     pub async fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let clock = Clock::manual(Timestamp::from_millis(T0));
-        let store = Store::open(&storage(&dir), clock.clone()).await.expect("open store");
+        let store = Store::open(&storage(&dir), clock.clone())
+            .await
+            .expect("open store");
         TestStore { store, clock, dir }
     }
 
     /// Closes the database and opens the same file again, as a restart would.
     pub async fn restart(self) -> Self {
         self.store.close().await;
-        let store = Store::open(&storage(&self.dir), self.clock.clone()).await.expect("reopen store");
+        let store = Store::open(&storage(&self.dir), self.clock.clone())
+            .await
+            .expect("reopen store");
         TestStore { store, ..self }
     }
 
     /// Creates a queue with `settings`.
     pub async fn queue(&self, name: &str, settings: QueueSettings) -> QueueName {
         let name = q(name);
-        self.store.ensure_queue(&name, &settings).await.expect("create queue");
+        self.store
+            .ensure_queue(&name, &settings)
+            .await
+            .expect("create queue");
         name
     }
 
@@ -52,7 +59,10 @@ impl TestStore {
 }
 
 pub fn storage(dir: &TempDir) -> StorageConfig {
-    StorageConfig { path: dir.path().join("esmd.db"), synchronous: Synchronous::Full }
+    StorageConfig {
+        path: dir.path().join("esmd.db"),
+        synchronous: Synchronous::Full,
+    }
 }
 
 pub fn q(name: &str) -> QueueName {
@@ -64,6 +74,12 @@ pub fn secs(n: u64) -> Duration {
 }
 
 /// Awaits `fut` for at most `limit`, panicking with `what` if it takes longer.
-pub async fn within<T>(limit: Duration, what: &str, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {what}"))
+pub async fn within<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {what}"))
 }
