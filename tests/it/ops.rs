@@ -147,6 +147,7 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 const FAILING_FUNCTION: &str = r#"
 import json, sys
 event = json.load(sys.stdin)
+print(f"sorting {len(event['Records'])} records", file=sys.stderr)
 failed = [{"itemIdentifier": r["messageId"]} for r in event["Records"] if "fail" in r["body"]]
 print(json.dumps({"batchItemFailures": failed}))
 "#;
@@ -545,4 +546,67 @@ async fn sd_notify_ready_watchdog_and_stopping() {
         recv(&mut seen);
     }
     assert_eq!(esmd.wait_exit(Duration::from_secs(20)), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_the_in_flight_batch_of_a_removed_mapping() {
+    use crate::common::daemon::{http_function, FunctionServer, Gate, Reply, TestDaemon};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let server = FunctionServer::start().await;
+    let gate = Gate::new();
+    let held = gate.clone();
+    let first = Arc::new(AtomicBool::new(true));
+    server.respond(move |_| {
+        if first.swap(false, Ordering::SeqCst) {
+            Reply::ok().held(&held)
+        } else {
+            Reply::ok()
+        }
+    });
+    let base = format!(
+        "{}\n[queues.q]\n[queues.q2]\n",
+        http_function(&server.url, "3s")
+    );
+    let mut d = TestDaemon::start(&format!(
+        "{base}[mappings.m]\nqueue = \"q\"\nfunction = \"fn\"\n"
+    ))
+    .await;
+    d.send_bodies("q", &["in-flight"]).await;
+    server.next(1, Duration::from_secs(20)).await;
+
+    // Remove m and add m2 while m's invocation is held.
+    let report = d
+        .reload(&format!(
+            "{base}[mappings.m2]\nqueue = \"q2\"\nfunction = \"fn\"\n"
+        ))
+        .await;
+    assert_eq!(
+        (report.stopped, report.started),
+        (vec!["m".to_string()], vec!["m2".to_string()])
+    );
+    gate.open();
+    // The held batch is still settled: its message is deleted, not left to its visibility timeout.
+    d.wait_empty("q", Duration::from_secs(20)).await;
+    d.send_bodies("q", &["nobody polls q now"]).await;
+    d.send_bodies("q2", &["m2 polls q2"]).await;
+    let next = server.next(1, Duration::from_secs(20)).await;
+    assert_eq!(next[0].bodies(), ["m2 polls q2"]);
+    assert_eq!(
+        d.counts("q").await.visible,
+        1,
+        "the removed mapping no longer polls"
+    );
+
+    // A changed mapping is restarted with its new settings.
+    let report = d
+        .reload(&format!(
+            "{base}[mappings.m2]\nqueue = \"q2\"\nfunction = \"fn\"\nbatch_size = 5\n"
+        ))
+        .await;
+    assert_eq!(report.restarted, ["m2"]);
+    d.send_bodies("q2", &["after the change"]).await;
+    let next = server.next(1, Duration::from_secs(20)).await;
+    assert_eq!(next[0].bodies(), ["after the change"]);
+    assert!(d.stop().await);
 }

@@ -107,6 +107,19 @@ impl TestDaemon {
         }
     }
 
+    /// Rewrites the configuration file with `toml` and applies it as SIGHUP would.
+    pub async fn reload(&mut self, toml: &str) -> esmd::daemon::ReloadReport {
+        write_config(&self.dir, toml);
+        let config = load_config(self.dir.path());
+        let report = self
+            .daemon
+            .reload(config.clone())
+            .await
+            .unwrap_or_else(|e| panic!("the reload should apply: {}", error_chain(&e)));
+        self.config = config;
+        report
+    }
+
     /// The clock the daemon reads.
     pub fn clock(&self) -> &Clock {
         &self.clock
