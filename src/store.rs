@@ -300,6 +300,18 @@ impl Store {
         messages::sweep(self).await
     }
 
+    /// The SQLite settings in force on the write connection: the journal mode (`wal`) and the
+    /// `synchronous` level (2 = FULL, 1 = NORMAL).
+    pub async fn storage_settings(&self) -> Result<(String, i64), StoreError> {
+        let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+            .fetch_one(&self.writer)
+            .await?;
+        let (sync,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+            .fetch_one(&self.writer)
+            .await?;
+        Ok((mode, sync))
+    }
+
     /// Resolves when `queue` may have a receivable message that it did not have when `since`
     /// was taken (see [`Store::wake_token`]), or after `timeout`.
     pub async fn wait_for_messages(&self, queue_id: i64, since: u64, timeout: Duration) {

@@ -1049,3 +1049,26 @@ async fn long_poll_wakes_on_send_and_on_time() {
     .await;
     assert_eq!(bodies(&got.unwrap().unwrap()), ["later"]);
 }
+
+#[tokio::test]
+async fn wal_and_the_configured_synchronous_level_are_in_force() {
+    use esmd::clock::Clock;
+    use esmd::config::{StorageConfig, Synchronous};
+    use esmd::store::Store;
+    let t = TestStore::new().await;
+    assert_eq!(
+        t.store.storage_settings().await.unwrap(),
+        ("wal".to_string(), 2),
+        "default: FULL"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StorageConfig {
+        path: dir.path().join("normal.db"),
+        synchronous: Synchronous::Normal,
+    };
+    let store = Store::open(&cfg, Clock::System).await.unwrap();
+    assert_eq!(
+        store.storage_settings().await.unwrap(),
+        ("wal".to_string(), 1)
+    );
+}
