@@ -57,6 +57,28 @@ async fn check_dead_letter(
     Ok(())
 }
 
+type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds every setting, in the column order both statements below use.
+fn bind_settings<'q>(query: Query<'q>, s: &'q QueueSettings) -> Query<'q> {
+    query
+        .bind(to_ms(s.visibility_timeout))
+        .bind(to_ms(s.delay))
+        .bind(to_ms(s.retention))
+        .bind(i64::from(s.max_message_size))
+        .bind(to_ms(s.receive_wait))
+        .bind(
+            s.redrive
+                .as_ref()
+                .map(|r| r.dead_letter_queue.as_str().to_owned()),
+        )
+        .bind(s.redrive.as_ref().map(|r| i64::from(r.max_receive_count)))
+        .bind(s.redrive_allow_policy.as_deref())
+        .bind(s.content_based_deduplication)
+        .bind(s.deduplication_scope.as_str())
+        .bind(s.fifo_throughput_limit.as_str())
+}
+
 async fn insert(
     tx: &mut Transaction<'static, Sqlite>,
     name: &QueueName,
@@ -64,30 +86,20 @@ async fn insert(
     tags: &BTreeMap<String, String>,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO queues (name, fifo, visibility_timeout_ms, delay_ms, retention_ms, max_message_size, \
          receive_wait_ms, dead_letter_queue, max_receive_count, redrive_allow_policy, content_based_dedup, \
          dedup_scope, fifo_throughput_limit, tags, created_at, last_modified_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(name.as_str())
-    .bind(name.is_fifo())
-    .bind(to_ms(s.visibility_timeout))
-    .bind(to_ms(s.delay))
-    .bind(to_ms(s.retention))
-    .bind(i64::from(s.max_message_size))
-    .bind(to_ms(s.receive_wait))
-    .bind(s.redrive.as_ref().map(|r| r.dead_letter_queue.as_str().to_owned()))
-    .bind(s.redrive.as_ref().map(|r| i64::from(r.max_receive_count)))
-    .bind(s.redrive_allow_policy.as_deref())
-    .bind(s.content_based_deduplication)
-    .bind(s.deduplication_scope.as_str())
-    .bind(s.fifo_throughput_limit.as_str())
-    .bind(serde_json::to_string(tags).expect("tags serialize"))
-    .bind(now)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    .bind(name.is_fifo());
+    bind_settings(query, s)
+        .bind(serde_json::to_string(tags).expect("tags serialize"))
+        .bind(now)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -97,26 +109,16 @@ async fn update(
     s: &QueueSettings,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let query = sqlx::query(
         "UPDATE queues SET visibility_timeout_ms = ?, delay_ms = ?, retention_ms = ?, max_message_size = ?, \
          receive_wait_ms = ?, dead_letter_queue = ?, max_receive_count = ?, redrive_allow_policy = ?, \
          content_based_dedup = ?, dedup_scope = ?, fifo_throughput_limit = ?, last_modified_at = ? WHERE name = ?",
-    )
-    .bind(to_ms(s.visibility_timeout))
-    .bind(to_ms(s.delay))
-    .bind(to_ms(s.retention))
-    .bind(i64::from(s.max_message_size))
-    .bind(to_ms(s.receive_wait))
-    .bind(s.redrive.as_ref().map(|r| r.dead_letter_queue.as_str().to_owned()))
-    .bind(s.redrive.as_ref().map(|r| i64::from(r.max_receive_count)))
-    .bind(s.redrive_allow_policy.as_deref())
-    .bind(s.content_based_deduplication)
-    .bind(s.deduplication_scope.as_str())
-    .bind(s.fifo_throughput_limit.as_str())
-    .bind(now)
-    .bind(name.as_str())
-    .execute(&mut **tx)
-    .await?;
+    );
+    bind_settings(query, s)
+        .bind(now)
+        .bind(name.as_str())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
