@@ -1428,3 +1428,32 @@ function = "slow"
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_collected_in_a_window_longer_than_the_visibility_timeout_stay_invisible() {
+    // Queue VT 1 s, window 3 s: without Lambda's effective visibility timeout (window + function
+    // timeout + 30 s) the message would reappear mid-window and a second worker would take it.
+    let server = FunctionServer::start().await;
+    let toml = config(
+        &server,
+        "1s",
+        r#"
+[queues.q]
+visibility_timeout = "1s"
+
+[mappings.m]
+queue = "q"
+function = "fn"
+batch_size = 100
+batching_window = "3s"
+max_concurrency = 2
+"#,
+    );
+    let d = TestDaemon::start(&toml).await;
+    d.send_bodies("q", &["once"]).await;
+    let call = server.next(1, WAIT).await.remove(0);
+    assert_eq!(receive_count(&call.records()[0]), 1);
+    d.wait_empty("q", WAIT).await;
+    assert_eq!(server.calls().len(), 1, "delivered exactly once");
+    assert!(d.stop().await);
+}
