@@ -61,6 +61,10 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// `synchronous`.
     pub synchronous: Synchronous,
+    /// `max_size`: the most bytes the database file may hold (SQLite's `max_page_count`); once
+    /// reached, writes that need a new page are refused as retriable until space is freed.
+    /// `None`: only the disk limits it.
+    pub max_size: Option<u64>,
 }
 
 /// SQLite's `synchronous` setting.

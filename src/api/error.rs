@@ -3,7 +3,9 @@
 //! (boto3, the AWS SDKs) read the error code from, and the status (400; 403 for
 //! PurgeQueueInProgress; 413, 500, 503 for framing and server trouble). [`RestError`] is the REST
 //! shim's `{"error", "message"}` body. Client mistakes are not logged above debug; server
-//! trouble is logged once, with its whole cause chain, and answered with a generic message.
+//! trouble is logged once, with its whole cause chain. A store that cannot do the work is a 503
+//! (`ServiceUnavailable`, retried by every AWS SDK) whose message says whether the database is
+//! full, locked by another process, or failing otherwise; nothing of the request was stored.
 
 use std::borrow::Cow;
 
@@ -129,6 +131,10 @@ pub(crate) fn wire(code: RejectCode) -> (&'static str, &'static str, StatusCode)
 
 /// Logs a server-side failure with its whole cause chain (never a request body).
 pub(crate) fn log_failure(context: &str, err: &(dyn std::error::Error + 'static)) {
+    tracing::error!(context, error = %chain(err), "request failed on the server side");
+}
+
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut chain = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {
@@ -136,7 +142,64 @@ pub(crate) fn log_failure(context: &str, err: &(dyn std::error::Error + 'static)
         chain.push_str(&s.to_string());
         source = s.source();
     }
-    tracing::error!(context, error = %chain, "request failed on the server side");
+    chain
+}
+
+/// What a client is told about a store that could not do the work: every case is retriable
+/// (503), and nothing of the refused request was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unavailable {
+    /// `storage.max_size` or the disk is full.
+    Full,
+    /// Another process holds the database.
+    Locked,
+    /// Anything else.
+    Other,
+}
+
+impl Unavailable {
+    /// Classifies `err` and logs it once: the expected operational states (full, locked) as
+    /// warnings that say what to do, anything else as an error with its cause chain.
+    fn of(err: &StoreError, action: &str) -> Self {
+        let kind = if err.is_database_full() {
+            Unavailable::Full
+        } else if err.is_database_locked() {
+            Unavailable::Locked
+        } else {
+            Unavailable::Other
+        };
+        match (kind, err) {
+            (Unavailable::Full, _) => tracing::warn!(
+                context = action,
+                "request refused: the database is full (storage.max_size or the disk); nothing was stored, the client may retry once messages are deleted or space is freed"
+            ),
+            (Unavailable::Locked, _) => tracing::warn!(
+                context = action,
+                "request refused: the database is locked by another process; nothing was done, the client may retry"
+            ),
+            (Unavailable::Other, StoreError::Unavailable(e)) => log_failure(action, e.as_ref()),
+            (Unavailable::Other, other) => log_failure(action, other),
+        }
+        kind
+    }
+
+    /// The message of an SQS `ServiceUnavailable` error.
+    fn sqs_message(self) -> &'static str {
+        match self {
+            Unavailable::Full => "The database is full (storage.max_size or the disk): nothing was stored. Retry once messages are deleted or space is freed.",
+            Unavailable::Locked => "The database is locked by another process: nothing was done. Please retry.",
+            Unavailable::Other => "The service is unavailable (the database could not do the work); please retry.",
+        }
+    }
+
+    /// The message of a REST 503.
+    fn rest_message(self) -> &'static str {
+        match self {
+            Unavailable::Full => "the database is full (storage.max_size or the disk): nothing was stored; retry once messages are deleted or space is freed",
+            Unavailable::Locked => "the database is locked by another process: nothing was done; please retry",
+            Unavailable::Other => "the database could not do the work; please retry",
+        }
+    }
 }
 
 /// An error answered in the SQS JSON protocol.
@@ -210,17 +273,15 @@ impl SqsError {
         )
     }
 
-    /// A failure of the store or of esmd itself; logs the chain, answers generically.
+    /// A failure of the store: a rejection keeps its code; unavailability (a full or locked
+    /// database, I/O) is logged and answered 503 `ServiceUnavailable`, which every SDK retries,
+    /// with a message saying which it is.
     pub(crate) fn from_store(err: StoreError, action: &str) -> Self {
         match err {
             StoreError::Rejected(r) => r.into(),
-            StoreError::Unavailable(e) => {
-                log_failure(action, &e);
-                Rejection::new(
-                    RejectCode::ServiceUnavailable,
-                    "The service is unavailable (the database could not do the work); please retry.",
-                )
-                .into()
+            unavailable => {
+                let kind = Unavailable::of(&unavailable, action);
+                Rejection::new(RejectCode::ServiceUnavailable, kind.sqs_message()).into()
             }
         }
     }
@@ -288,16 +349,17 @@ impl RestError {
     }
 
     /// A failure of the store: rejections keep their code (404 for an unknown queue),
-    /// unavailability is logged and answered 503.
+    /// unavailability is logged and answered 503 (with `Retry-After`) saying whether the
+    /// database is full, locked, or failing otherwise.
     pub(crate) fn from_store(err: StoreError, action: &str) -> Self {
         match err {
             StoreError::Rejected(r) => r.into(),
-            StoreError::Unavailable(e) => {
-                log_failure(action, &e);
+            unavailable => {
+                let kind = Unavailable::of(&unavailable, action);
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "ServiceUnavailable",
-                    "the database could not do the work; please retry",
+                    kind.rest_message(),
                 )
             }
         }
@@ -327,10 +389,18 @@ impl IntoResponse for RestError {
         if self.status.is_client_error() {
             tracing::debug!(code = %self.code, status = self.status.as_u16(), "rest request refused");
         }
-        (
+        let mut resp = (
             self.status,
             axum::Json(json!({ "error": self.code, "message": self.message })),
         )
-            .into_response()
+            .into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // For `curl --retry` and other generic HTTP clients.
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            );
+        }
+        resp
     }
 }

@@ -149,9 +149,14 @@ fn layer(
         None => "the built-in defaults".to_owned(),
     };
     let base = File::from_str(text.unwrap_or(raw::default::DEMO), FileFormat::Toml);
+    let secret_in_file = text.is_some_and(|t| t.contains("auth_token"));
     let parse_error = |e: config::ConfigError| ConfigError::Parse {
         origin: origin.clone(),
-        message: e.to_string(),
+        message: if secret_in_file {
+            without_source_lines(&e.to_string())
+        } else {
+            e.to_string()
+        },
     };
     config::Config::builder()
         .add_source(base)
@@ -160,6 +165,22 @@ fn layer(
         .map_err(parse_error)?
         .try_deserialize()
         .map_err(parse_error)
+}
+
+/// A TOML parse error without the quoted source line: the line may hold `server.auth_token`,
+/// and parse errors end up in logs (a refused SIGHUP reload). Line and column stay.
+fn without_source_lines(message: &str) -> String {
+    let gutter = |line: &str| {
+        let rest = line
+            .trim_start()
+            .trim_start_matches(|c: char| c.is_ascii_digit());
+        rest.trim_start().starts_with('|')
+    };
+    let kept: Vec<&str> = message.lines().filter(|l| !gutter(l)).collect();
+    format!(
+        "{} (the source line is not shown: the file sets server.auth_token)",
+        kept.join("\n")
+    )
 }
 
 /// Where relative storage paths start: the first entry of `$STATE_DIRECTORY` (systemd sets it

@@ -136,6 +136,9 @@ pub(super) struct RawStorage {
     pub path: String,
     /// `"full"` or `"normal"`, checked by `validate`.
     pub synchronous: String,
+    /// Optional cap on the database file's size, checked by `validate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<Size>,
 }
 
 impl Default for RawStorage {
@@ -143,6 +146,7 @@ impl Default for RawStorage {
         RawStorage {
             path: default::STORAGE_PATH.into(),
             synchronous: default::SYNCHRONOUS.into(),
+            max_size: None,
         }
     }
 }

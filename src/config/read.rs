@@ -179,6 +179,9 @@ fn function(value: config::Value, at: &str, problems: &mut Vec<String>) -> Optio
     }
 }
 
+/// The one secret of the configuration: its value never appears in a problem.
+pub(super) const SECRET_KEY: &str = "server.auth_token";
+
 /// One line for a deserialization error: the full key, then what is wrong; and the field of the
 /// piece the error is about, when known. serde's "unknown field" and "missing field" messages
 /// name a field that belongs in the key.
@@ -191,6 +194,13 @@ fn describe(at: &str, err: config::ConfigError) -> (String, Option<String>) {
     };
     // The first level of the relative key: `env.FOO` and `command[0]` are in `env`, `command`.
     let field = relative.map(|k| k.split(['.', '[']).next().unwrap_or_default().to_owned());
+    if full == SECRET_KEY {
+        // serde quotes the value it refused; this one is a secret and must not be logged.
+        return (
+            format!("{full}: must be a string (the value is not shown)"),
+            field,
+        );
+    }
     let quoted = |prefix: &str| {
         let rest = message.strip_prefix(prefix)?;
         let (name, tail) = rest.split_once('`')?;

@@ -36,6 +36,7 @@ fn to_raw(config: &Config) -> RawConfig {
                 Synchronous::Normal => "normal",
             }
             .to_owned(),
+            max_size: config.storage.max_size.map(Size),
         },
         log: RawLog {
             level: config.log.level.clone(),

@@ -28,6 +28,9 @@ use crate::domain::queue::{
     MAX_MESSAGE_SIZE, MIN_MESSAGE_SIZE,
 };
 
+/// Smallest `storage.max_size`: room for the schema and a useful number of messages.
+const MIN_STORAGE_SIZE: u64 = 1024 * 1024;
+
 /// Longest function timeout (Lambda's maximum).
 const MAX_FUNCTION_TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -132,9 +135,17 @@ fn storage(raw: RawStorage, base: &Path, p: &mut Problems<'_>) -> StorageConfig 
             Synchronous::default()
         }
     };
+    let max_size = raw.max_size.map(|size| size.0);
+    if let Some(size) = max_size.filter(|s| *s < MIN_STORAGE_SIZE) {
+        p.at(
+            &["storage", "max_size"],
+            format!("{size} bytes is below the minimum of 1MiB ({MIN_STORAGE_SIZE} bytes)"),
+        );
+    }
     StorageConfig {
         path: base.join(PathBuf::from(raw.path)),
         synchronous,
+        max_size,
     }
 }
 

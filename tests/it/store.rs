@@ -1065,6 +1065,7 @@ async fn wal_and_the_configured_synchronous_level_are_in_force() {
     let cfg = StorageConfig {
         path: dir.path().join("normal.db"),
         synchronous: Synchronous::Normal,
+        max_size: None,
     };
     let store = Store::open(&cfg, Clock::System).await.unwrap();
     assert_eq!(

@@ -62,6 +62,7 @@ pub fn storage(dir: &TempDir) -> StorageConfig {
     StorageConfig {
         path: dir.path().join("esmd.db"),
         synchronous: Synchronous::Full,
+        max_size: None,
     }
 }
 
