@@ -23,14 +23,14 @@ pub(super) async fn send(
     tx: &mut Tx,
     fx: &mut Effects,
     queue: &QueueName,
-    batch: Vec<NewMessage>,
+    batch: &[NewMessage],
     now: i64,
 ) -> Result<EntryResults<SendReceipt>, StoreError> {
     let q = queues::require(tx, queue).await?;
     let fifo = queue.is_fifo();
     let mut results = Vec::with_capacity(batch.len());
     let mut accepted = 0u64;
-    for m in batch {
+    for m in batch.iter() {
         if let Err(r) = m.validate(queue.kind(), &q.settings, false) {
             results.push(Err(r));
             continue;

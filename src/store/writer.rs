@@ -192,36 +192,40 @@ pub(super) struct Writer {
     pub metrics: Arc<Metrics>,
 }
 
-/// A finished operation and where its answer goes.
-enum Done {
-    Send(
-        Reply<EntryResults<SendReceipt>>,
-        Result<EntryResults<SendReceipt>, StoreError>,
-    ),
-    Receive(Reply<Vec<Message>>, Result<Vec<Message>, StoreError>),
-    Entries(
-        Reply<EntryResults<()>>,
-        Result<EntryResults<()>, StoreError>,
-    ),
+/// The result of one operation inside a group, answered only once the group commits.
+enum Outcome {
+    Send(Result<EntryResults<SendReceipt>, StoreError>),
+    Receive(Result<Vec<Message>, StoreError>),
+    Entries(Result<EntryResults<()>, StoreError>),
 }
 
-impl Done {
-    fn send_reply(self) {
+impl Outcome {
+    fn db_error(&self) -> Option<Arc<sqlx::Error>> {
         match self {
-            Done::Send(r, v) => drop(r.send(v)),
-            Done::Receive(r, v) => drop(r.send(v)),
-            Done::Entries(r, v) => drop(r.send(v)),
+            Outcome::Send(r) => db_error(r),
+            Outcome::Receive(r) => db_error(r),
+            Outcome::Entries(r) => db_error(r),
         }
     }
+}
 
-    fn fail(self, e: &Arc<sqlx::Error>) {
-        let err = || StoreError::Unavailable(e.clone());
-        match self {
-            Done::Send(r, _) => drop(r.send(Err(err()))),
-            Done::Receive(r, _) => drop(r.send(Err(err()))),
-            Done::Entries(r, _) => drop(r.send(Err(err()))),
+/// Sends `op`'s answer.
+fn answer(op: Op, outcome: Outcome) {
+    match (op, outcome) {
+        (Op::Send { reply, .. }, Outcome::Send(r)) => drop(reply.send(r)),
+        (Op::Receive { reply, .. }, Outcome::Receive(r)) => drop(reply.send(r)),
+        (Op::Delete { reply, .. } | Op::ChangeVisibility { reply, .. }, Outcome::Entries(r)) => {
+            drop(reply.send(r))
         }
+        _ => unreachable!("each operation yields its own kind of outcome"),
     }
+}
+
+/// Why a group did not commit: the database error, and the operation that hit it (`None` when
+/// the transaction as a whole failed to begin or commit).
+struct Failed {
+    error: Arc<sqlx::Error>,
+    culprit: Option<usize>,
 }
 
 fn op_fail(op: Op, e: &Arc<sqlx::Error>) {
@@ -257,82 +261,81 @@ impl Writer {
         }
     }
 
-    async fn execute(&self, ops: Vec<Op>) {
-        let mut tx = match self.pool.begin_with("BEGIN IMMEDIATE").await {
-            Ok(tx) => tx,
-            Err(e) => {
-                log_refused(&e, ops.len());
-                let e = Arc::new(e);
-                ops.into_iter().for_each(|op| op_fail(op, &e));
-                return;
+    /// Runs a group. If one operation hits a database error (a full disk, say), it alone is
+    /// refused and the others run again in a fresh transaction, so a send that does not fit
+    /// never takes a poller's deletes down with it. Nothing is answered before its commit.
+    async fn execute(&self, mut ops: Vec<Op>) {
+        loop {
+            match self.attempt(&ops).await {
+                Ok((outcomes, fx)) => {
+                    fx.apply(&self.wake, &self.metrics);
+                    ops.into_iter()
+                        .zip(outcomes)
+                        .for_each(|(op, o)| answer(op, o));
+                    return;
+                }
+                Err(Failed {
+                    error,
+                    culprit: Some(k),
+                }) if ops.len() > 1 => {
+                    log_refused(&error, 1);
+                    op_fail(ops.remove(k), &error);
+                }
+                Err(Failed { error, .. }) => {
+                    log_refused(&error, ops.len());
+                    ops.into_iter().for_each(|op| op_fail(op, &error));
+                    return;
+                }
             }
+        }
+    }
+
+    /// One transaction over every operation of the group; rolled back on any database error.
+    async fn attempt(&self, ops: &[Op]) -> Result<(Vec<Outcome>, Effects), Failed> {
+        let whole = |e: sqlx::Error| Failed {
+            error: Arc::new(e),
+            culprit: None,
         };
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(whole)?;
         let mut fx = Effects::default();
-        let mut done = Vec::with_capacity(ops.len());
-        let mut ops = ops.into_iter();
-        let mut failure = None;
-        for op in ops.by_ref() {
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for (k, op) in ops.iter().enumerate() {
             let now = self.clock.now().as_millis();
-            let (d, err) = match op {
-                Op::Send {
-                    queue,
-                    batch,
-                    reply,
-                } => {
-                    let r = messages::send(&mut tx, &mut fx, &queue, batch, now).await;
-                    let err = db_error(&r);
-                    (Done::Send(reply, r), err)
+            let tx = &mut tx;
+            let fx = &mut fx;
+            let outcome = match op {
+                Op::Send { queue, batch, .. } => {
+                    Outcome::Send(messages::send(tx, fx, queue, batch, now).await)
                 }
                 Op::Receive {
                     queue,
                     max,
                     visibility,
-                    reply,
+                    ..
                 } => {
-                    let r = messages::receive(&mut tx, &mut fx, &queue, max, visibility, now).await;
-                    let err = db_error(&r);
-                    (Done::Receive(reply, r), err)
+                    Outcome::Receive(messages::receive(tx, fx, queue, *max, *visibility, now).await)
                 }
-                Op::Delete {
-                    queue,
-                    handles,
-                    reply,
-                } => {
-                    let r = messages::delete(&mut tx, &mut fx, &queue, &handles, now).await;
-                    let err = db_error(&r);
-                    (Done::Entries(reply, r), err)
+                Op::Delete { queue, handles, .. } => {
+                    Outcome::Entries(messages::delete(tx, fx, queue, handles, now).await)
                 }
-                Op::ChangeVisibility {
-                    queue,
-                    entries,
-                    reply,
-                } => {
-                    let r =
-                        messages::change_visibility(&mut tx, &mut fx, &queue, &entries, now).await;
-                    let err = db_error(&r);
-                    (Done::Entries(reply, r), err)
+                Op::ChangeVisibility { queue, entries, .. } => {
+                    Outcome::Entries(messages::change_visibility(tx, fx, queue, entries, now).await)
                 }
             };
-            done.push(d);
-            if let Some(e) = err {
-                failure = Some(e);
-                break;
+            if let Some(error) = outcome.db_error() {
+                // Dropping the transaction rolls it back (or finds SQLite already did).
+                return Err(Failed {
+                    error,
+                    culprit: Some(k),
+                });
             }
+            outcomes.push(outcome);
         }
-        let failure = match failure {
-            Some(e) => Some(e),
-            None => tx.commit().await.err().map(Arc::new),
-        };
-        match failure {
-            None => {
-                fx.apply(&self.wake, &self.metrics);
-                done.into_iter().for_each(Done::send_reply);
-            }
-            Some(e) => {
-                log_refused(&e, done.len() + ops.len());
-                done.into_iter().for_each(|d| d.fail(&e));
-                ops.for_each(|op| op_fail(op, &e));
-            }
-        }
+        tx.commit().await.map_err(whole)?;
+        Ok((outcomes, fx))
     }
 }
