@@ -76,6 +76,7 @@ pub struct Metrics {
     batch_records: HistogramVec,
     batch_bytes: HistogramVec,
     in_flight: IntGaugeVec,
+    store_errors: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -108,7 +109,7 @@ impl Metrics {
                     .expect("valid metric"),
             )
         };
-        Metrics {
+        let m = Metrics {
             queue_messages: reg(
                 &r,
                 IntGaugeVec::new(
@@ -193,8 +194,17 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            store_errors: counter(
+                "esmd_store_errors_total",
+                "Database writes refused, by cause (full, locked, other); the requests were not acknowledged.",
+                &["kind"],
+            ),
             registry: r,
+        };
+        for kind in ["full", "locked", "other"] {
+            m.store_errors.with_label_values(&[kind]);
         }
+        m
     }
 
     /// Messages accepted by `queue`.
@@ -305,6 +315,12 @@ impl Metrics {
         self.duration
             .with_label_values(&[mapping, function])
             .observe(took.as_secs_f64());
+    }
+
+    /// A group of database writes was refused because the database is `kind` ("full",
+    /// "locked" or "other").
+    pub fn store_error(&self, kind: &'static str) {
+        self.store_errors.with_label_values(&[kind]).inc();
     }
 
     /// The Prometheus text exposition of every series.

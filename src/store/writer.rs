@@ -86,8 +86,15 @@ impl StoreError {
 }
 
 /// Logs a refused group once, in words that say what happened and that nothing was stored.
-fn log_refused(e: &sqlx::Error, operations: usize) {
+fn log_refused(metrics: &Metrics, e: &sqlx::Error, operations: usize) {
     let fault = DbFault::of(e);
+    if !matches!(e, sqlx::Error::PoolClosed) {
+        metrics.store_error(match fault {
+            DbFault::Full => "full",
+            DbFault::Locked => "locked",
+            DbFault::Other => "other",
+        });
+    }
     match fault {
         DbFault::Full => tracing::warn!(
             error = %e, operations,
@@ -278,11 +285,11 @@ impl Writer {
                     error,
                     culprit: Some(k),
                 }) if ops.len() > 1 => {
-                    log_refused(&error, 1);
+                    log_refused(&self.metrics, &error, 1);
                     op_fail(ops.remove(k), &error);
                 }
                 Err(Failed { error, .. }) => {
-                    log_refused(&error, ops.len());
+                    log_refused(&self.metrics, &error, ops.len());
                     ops.into_iter().for_each(|op| op_fail(op, &error));
                     return;
                 }

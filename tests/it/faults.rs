@@ -693,6 +693,21 @@ async fn a_full_database_refuses_sends_retriably_keeps_every_acknowledged_messag
         "{v}; log:\n{}",
         esmd.lines().join("\n")
     );
+    // ... and the refusals are counted by cause.
+    let m = reqwest::get(format!("{}/metrics", esmd.url))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metric(&m, "esmd_store_errors_total", &[("kind", "full")]) >= 2.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "esmd_store_errors_total", &[("kind", "locked")]),
+        0.0
+    );
 
     // A client with the SDK's ordinary retries keeps retrying the 503 ...
     let recorder = Recorder::default();
