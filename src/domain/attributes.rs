@@ -155,14 +155,16 @@ pub fn validate(attrs: &Attributes) -> Result<(), Rejection> {
                     )));
                 }
             }
-            _ => return Err(Rejection::invalid(format!(
+            _ => {
+                return Err(Rejection::invalid(format!(
                 "Message (user) attribute '{name}' must contain a non-empty value of type '{}'.",
                 match base {
                     BaseType::String => "String",
                     BaseType::Number => "Number",
                     BaseType::Binary => "Binary",
                 }
-            ))),
+            )))
+            }
         }
     }
     Ok(())
