@@ -821,8 +821,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         if Instant::now() > ready_by {
             bail!("esmd was not ready within 30 s");
         }
-        // sleep-ok: polling another process's readiness.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await; // sleep-ok: polling another process's readiness.
     }
     let mut conn = SqliteConnectOptions::from_str("sqlite:")?
         .filename(&db)
@@ -933,8 +932,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                 .push("esmd did not exit within 30 s of SIGTERM".into());
             break None;
         }
-        // sleep-ok: polling a child process's exit.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await; // sleep-ok: polling a child process's exit.
     };
     function_task.abort();
 

@@ -212,8 +212,7 @@ async fn function(State(f): State<Arc<Function>>, raw: Bytes) -> Response {
     };
     let _guard = CallGuard(f.clone());
     if let Some(d) = delay {
-        // sleep-ok: the function "working", so that some kills land while invocations run.
-        tokio::time::sleep(d).await;
+        tokio::time::sleep(d).await; // sleep-ok: the function "working", so that some kills land while invocations run.
     }
     Response::builder()
         .status(status)
@@ -365,8 +364,7 @@ report_batch_item_failures = true
                 "esmd was not ready within {limit:?}; log:\n{}",
                 self.tail(30)
             );
-            // sleep-ok: polling another process's readiness.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await; // sleep-ok: polling another process's readiness.
         }
     }
 
@@ -392,8 +390,7 @@ report_batch_item_failures = true
                 let _ = child.wait();
                 panic!("esmd did not exit within {limit:?} of SIGTERM");
             }
-            // sleep-ok: polling a child process's exit.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await; // sleep-ok: polling a child process's exit.
         }
     }
 
@@ -541,14 +538,12 @@ async fn std_sender(
             }
             Sent::Lost => {
                 lock(&ledger).not_acked += 1;
-                // sleep-ok: back off while esmd is down.
-                tokio::time::sleep(Duration::from_millis(30)).await;
+                tokio::time::sleep(Duration::from_millis(30)).await; // sleep-ok: back off while esmd is down.
             }
             Sent::Refused(why) => lock(&ledger).refused.push(why),
         }
         i += 1;
-        // sleep-ok: pacing the offered load (about 50 sends a second per sender).
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await; // sleep-ok: pacing the offered load (about 50 sends a second per sender).
     }
 }
 
@@ -591,12 +586,10 @@ async fn fifo_sender(
                 Sent::Refused(why) => lock(&ledger).refused.push(why),
             }
             attempt += 1;
-            // sleep-ok: back off while esmd is down.
-            tokio::time::sleep(Duration::from_millis(30)).await;
+            tokio::time::sleep(Duration::from_millis(30)).await; // sleep-ok: back off while esmd is down.
         }
         seq += 1;
-        // sleep-ok: pacing the offered load (about 25 sends a second per group).
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        tokio::time::sleep(Duration::from_millis(40)).await; // sleep-ok: pacing the offered load (about 25 sends a second per group).
     }
 }
 
@@ -708,8 +701,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let mut in_flight_at_kills = Vec::new();
     for k in 0..kills {
         let run = Duration::from_millis(rng.random_range(200..4000));
-        // sleep-ok: the random moment of the next kill.
-        tokio::time::sleep(run).await;
+        tokio::time::sleep(run).await; // sleep-ok: the random moment of the next kill.
         let base = esmd.url();
         let mut in_flight = 0;
         for q in [STD, FIFO] {
@@ -726,15 +718,14 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             started.elapsed().as_secs_f64()
         );
         if rng.random_bool(0.5) {
-            // sleep-ok: esmd stays down a little while the senders keep trying.
-            tokio::time::sleep(Duration::from_millis(rng.random_range(0..500))).await;
+            let down = Duration::from_millis(rng.random_range(0..500));
+            tokio::time::sleep(down).await; // sleep-ok: esmd stays down a little while
         }
         esmd.spawn();
         esmd.wait_ready(&http, Duration::from_secs(30)).await;
         resend_some(&http, &esmd.url(), &ledger, &mut rng).await;
     }
-    // sleep-ok: a little more load on the last incarnation before the senders stop.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await; // sleep-ok: a little more load on the last incarnation before the senders stop.
     stop.store(true, Ordering::Relaxed);
     for s in senders {
         bounded(Duration::from_secs(30), "the senders to stop", s)
@@ -786,8 +777,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             &missing[..missing.len().min(10)],
             esmd.tail(30)
         );
-        // sleep-ok: polling another process's queues (deletions have no notification).
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await; // sleep-ok: polling another process's queues (deletions have no notification).
     }
     let drained = started.elapsed();
 

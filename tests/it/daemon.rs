@@ -124,8 +124,7 @@ impl Daemon {
                 "esmd run was not healthy within {BOUND:?}; its log:\n{}",
                 self.log()
             );
-            // sleep-ok: a pause between two health checks of a process that is starting up.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await; // sleep-ok: a pause between two health checks of a process that is starting up.
         }
     }
 

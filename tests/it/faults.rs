@@ -850,8 +850,7 @@ async fn a_database_locked_by_another_process_delays_then_refuses_writes_clearly
     let lock = Lock::take(&db).await;
     let started = Instant::now();
     let waiting = tokio::spawn(rest_send("during"));
-    // sleep-ok: the other process holds the lock for a while; the send must wait it out.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await; // sleep-ok: the other process holds the lock for a while; the send must wait it out.
     assert!(!waiting.is_finished(), "the send waits for the lock");
     lock.release().await;
     let r = within(Duration::from_secs(10), "the waiting send", waiting)

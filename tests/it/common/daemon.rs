@@ -237,8 +237,7 @@ impl TestDaemon {
                 Instant::now() < deadline,
                 "timed out after {limit:?} waiting for {what} on queue {queue}; counts are {counts:?}"
             );
-            // sleep-ok: a pause between two reads of the counts (deletions have no notification).
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await; // sleep-ok: a pause between two reads of the counts (deletions have no notification).
         }
     }
 
@@ -261,8 +260,7 @@ impl TestDaemon {
                 Instant::now() < deadline,
                 "/readyz did not turn 503 within {limit:?}: {status:?}"
             );
-            // sleep-ok: a pause between two readiness checks.
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await; // sleep-ok: a pause between two readiness checks.
         }
     }
 
@@ -869,8 +867,7 @@ async fn handle(State(shared): State<Arc<Shared>>, raw: Bytes) -> Response {
         gate.pass().await;
     }
     if let Some(d) = reply.delay {
-        // The function "working": a sleep inside the function under test.
-        tokio::time::sleep(d).await;
+        tokio::time::sleep(d).await; // sleep-ok: The function "working": a sleep inside the function under test.
     }
     let mut response = Response::builder()
         .status(reply.status)
