@@ -311,10 +311,13 @@ impl Store {
         if let Some(pages) = max_pages {
             warn_if_over(&writer, &path, pages, page_size).await;
         }
+        // Readers serve counts, listings and long-poll wake-up checks: a small page cache each
+        // (the writer keeps the large one), and no ping on every acquire.
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(base.read_only(true))
+            .test_before_acquire(false)
+            .connect_with(base.read_only(true).pragma("cache_size", "-2048"))
             .await
             .map_err(open_err)?;
         Ok(Self::assemble(
