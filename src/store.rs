@@ -9,9 +9,10 @@
 //! is one short `BEGIN IMMEDIATE` transaction; nothing slow ever runs inside one. Time comes from
 //! the injected [`Clock`] and is bound into SQL as a parameter.
 //!
-//! Waking: every change that can make a message receivable bumps the queue's watch channel, so
-//! long polls and pollers wake at once instead of re-querying on a timer; a message that becomes
-//! visible by the passage of time is waited for with a timer on its `visible_at`.
+//! Waking: every change that can make a message receivable wakes about one waiting long poll or
+//! poller per ten such messages (`wake.rs`), so they react at once instead of re-querying on a
+//! timer; a message that becomes visible by the passage of time is waited for with a timer on
+//! its `visible_at`.
 
 mod fifo;
 mod messages;
@@ -230,6 +231,17 @@ impl Store {
         max: u32,
         visibility: Option<Duration>,
     ) -> Result<Vec<Message>, StoreError> {
+        Ok(self.receive_next(queue, max, visibility).await?.messages)
+    }
+
+    /// A short poll that, when it finds nothing, also says when the next message becomes
+    /// receivable by the passage of time.
+    async fn receive_next(
+        &self,
+        queue: &QueueName,
+        max: u32,
+        visibility: Option<Duration>,
+    ) -> Result<messages::Received, StoreError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.submit(
             writer::Op::Receive {
@@ -310,16 +322,5 @@ impl Store {
             .fetch_one(&self.writer)
             .await?;
         Ok((mode, sync))
-    }
-
-    /// Resolves when `queue` may have a receivable message that it did not have when `since`
-    /// was taken (see [`Store::wake_token`]), or after `timeout`.
-    pub async fn wait_for_messages(&self, queue_id: i64, since: u64, timeout: Duration) {
-        self.wake.wait(queue_id, since, timeout).await
-    }
-
-    /// The current wake counter of a queue, to pass to [`Store::wait_for_messages`].
-    pub fn wake_token(&self, queue_id: i64) -> u64 {
-        self.wake.token(queue_id)
     }
 }

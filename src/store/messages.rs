@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use sqlx::{Sqlite, Transaction};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::rows::{encode_attributes, to_ms, MessageRow, MESSAGE_COLUMNS};
 use super::writer::{Counter, Effects};
@@ -19,85 +19,167 @@ pub(super) type Tx = Transaction<'static, Sqlite>;
 /// How many claim rounds one receive makes when redrive moves some of what it claimed.
 const MAX_CLAIM_ROUNDS: usize = 8;
 
+/// The receipt of an accepted message, before FIFO deduplication fills in its sequence number.
+fn receipt_for(m: &NewMessage) -> SendReceipt {
+    SendReceipt {
+        message_id: uuid::Uuid::new_v4().to_string(),
+        md5_of_body: md5_hex(m.body.as_bytes()),
+        md5_of_attributes: md5_of_attributes(&m.attributes),
+        md5_of_system_attributes: m.trace_header.as_ref().map(|t| {
+            let sys = [(
+                "AWSTraceHeader".to_owned(),
+                AttributeValue::string(t.clone()),
+            )];
+            md5_of_attributes(sys.iter().map(|(k, v)| (k, v))).expect("one attribute")
+        }),
+        sequence_number: None,
+    }
+}
+
 pub(super) async fn send(
     tx: &mut Tx,
     fx: &mut Effects,
-    queue: &QueueName,
+    q: &QueueInfo,
     batch: &[NewMessage],
     now: i64,
 ) -> Result<EntryResults<SendReceipt>, StoreError> {
-    let q = queues::require(tx, queue).await?;
-    let fifo = queue.is_fifo();
-    let mut results = Vec::with_capacity(batch.len());
-    let mut accepted = 0u64;
-    for m in batch.iter() {
-        if let Err(r) = m.validate(queue.kind(), &q.settings, false) {
-            results.push(Err(r));
+    let queue = &q.name;
+    let mut results: EntryResults<SendReceipt> = batch
+        .iter()
+        .map(|m| {
+            m.validate(queue.kind(), &q.settings, false)
+                .map(|()| receipt_for(m))
+        })
+        .collect();
+    let stored = if queue.is_fifo() {
+        send_fifo(tx, q, batch, &mut results, now).await?
+    } else {
+        insert_standard(tx, q, batch, &results, now).await?
+    };
+    // Deduplicated sends are accepted but not stored, and not counted.
+    fx.count(Counter::Sent, queue, stored.visible + stored.delayed);
+    // A delayed message wakes one waiter, so that it sets its timer for the delay.
+    let delayed = stored.delayed > 0;
+    fx.wake(queue, stored.visible + u64::from(delayed));
+    Ok(results)
+}
+
+/// What a send stored: messages receivable at once, and delayed ones.
+#[derive(Default)]
+struct Stored {
+    visible: u64,
+    delayed: u64,
+}
+
+impl Stored {
+    fn add(&mut self, delay: Duration) {
+        if delay.is_zero() {
+            self.visible += 1;
+        } else {
+            self.delayed += 1;
+        }
+    }
+}
+
+/// Inserts a standard queue's accepted messages in one statement.
+async fn insert_standard(
+    tx: &mut Tx,
+    q: &QueueInfo,
+    batch: &[NewMessage],
+    results: &EntryResults<SendReceipt>,
+    now: i64,
+) -> Result<Stored, StoreError> {
+    let mut stored = Stored::default();
+    let rows: Vec<(&NewMessage, &SendReceipt, i64, Option<String>)> = batch
+        .iter()
+        .zip(results)
+        .filter_map(|(m, r)| {
+            let r = r.as_ref().ok()?;
+            let delay = m.delay.unwrap_or(q.settings.delay);
+            stored.add(delay);
+            Some((m, r, now + to_ms(delay), encode_attributes(&m.attributes)))
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(stored);
+    }
+    let mut insert = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO messages (queue_id, message_id, body, attributes, md5_of_body, md5_of_attributes, \
+         trace_header, sent_at, retain_from, visible_at) ",
+    );
+    insert.push_values(&rows, |mut b, (m, r, visible_at, attributes)| {
+        b.push_bind(q.id)
+            .push_bind(r.message_id.as_str())
+            .push_bind(m.body.as_str())
+            .push_bind(attributes.as_deref())
+            .push_bind(r.md5_of_body.as_str())
+            .push_bind(r.md5_of_attributes.as_deref())
+            .push_bind(m.trace_header.as_deref())
+            .push_bind(now)
+            .push_bind(now)
+            .push_bind(*visible_at);
+    });
+    insert.build().execute(&mut **tx).await?;
+    Ok(stored)
+}
+
+/// Stores a FIFO queue's accepted messages one by one: deduplication, sequence numbers and
+/// group heads depend on what the same batch stored before.
+async fn send_fifo(
+    tx: &mut Tx,
+    q: &QueueInfo,
+    batch: &[NewMessage],
+    results: &mut EntryResults<SendReceipt>,
+    now: i64,
+) -> Result<Stored, StoreError> {
+    let mut stored = Stored::default();
+    for (m, result) in batch.iter().zip(results.iter_mut()) {
+        let Ok(receipt) = result else { continue };
+        let group = m
+            .group_id
+            .as_deref()
+            .expect("validated: FIFO messages have a group");
+        let id = m
+            .dedup_id
+            .clone()
+            .unwrap_or_else(|| hex::encode(Sha256::digest(m.body.as_bytes())));
+        let scope = match q.settings.deduplication_scope {
+            DedupScope::Queue => "",
+            DedupScope::MessageGroup => group,
+        };
+        let seen: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT message_id, sequence_number FROM dedup \
+             WHERE queue_id = ? AND scope = ? AND dedup_id = ? AND expires_at > ?",
+        )
+        .bind(q.id)
+        .bind(scope)
+        .bind(&id)
+        .bind(now)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some((message_id, sequence_number)) = seen {
+            // Accepted, not delivered: the original's id and sequence number.
+            receipt.message_id = message_id;
+            receipt.sequence_number = sequence_number;
             continue;
         }
-        let mut receipt = SendReceipt {
-            message_id: uuid::Uuid::new_v4().to_string(),
-            md5_of_body: md5_hex(m.body.as_bytes()),
-            md5_of_attributes: md5_of_attributes(&m.attributes),
-            md5_of_system_attributes: m.trace_header.as_ref().map(|t| {
-                let sys = [(
-                    "AWSTraceHeader".to_owned(),
-                    AttributeValue::string(t.clone()),
-                )];
-                md5_of_attributes(sys.iter().map(|(k, v)| (k, v))).expect("one attribute")
-            }),
-            sequence_number: None,
-        };
-        let mut dedup_id = None;
-        let mut is_head = false;
-        if fifo {
-            let group = m
-                .group_id
-                .as_deref()
-                .expect("validated: FIFO messages have a group");
-            let id = m
-                .dedup_id
-                .clone()
-                .unwrap_or_else(|| hex::encode(Sha256::digest(m.body.as_bytes())));
-            let scope = match q.settings.deduplication_scope {
-                DedupScope::Queue => "",
-                DedupScope::MessageGroup => group,
-            };
-            let seen: Option<(String, Option<String>)> = sqlx::query_as(
-                "SELECT message_id, sequence_number FROM dedup \
-                 WHERE queue_id = ? AND scope = ? AND dedup_id = ? AND expires_at > ?",
-            )
-            .bind(q.id)
-            .bind(scope)
-            .bind(&id)
-            .bind(now)
-            .fetch_optional(&mut **tx)
-            .await?;
-            if let Some((message_id, sequence_number)) = seen {
-                // Accepted, not delivered: the original's id and sequence number.
-                receipt.message_id = message_id;
-                receipt.sequence_number = sequence_number;
-                results.push(Ok(receipt));
-                continue;
-            }
-            let seq = fifo::next_sequences(tx, q.id, 1, now).await?.remove(0);
-            sqlx::query(
-                "INSERT OR REPLACE INTO dedup (queue_id, scope, dedup_id, message_id, sequence_number, expires_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(q.id)
-            .bind(scope)
-            .bind(&id)
-            .bind(&receipt.message_id)
-            .bind(&seq)
-            .bind(now + to_ms(DEDUP_WINDOW))
-            .execute(&mut **tx)
-            .await?;
-            is_head = fifo::is_empty_group(tx, q.id, group).await?;
-            receipt.sequence_number = Some(seq);
-            dedup_id = Some(id);
-        }
-        let delay = m.delay.filter(|_| !fifo).unwrap_or(q.settings.delay);
+        let seq = fifo::next_sequences(tx, q.id, 1, now).await?.remove(0);
+        sqlx::query(
+            "INSERT OR REPLACE INTO dedup (queue_id, scope, dedup_id, message_id, sequence_number, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(q.id)
+        .bind(scope)
+        .bind(&id)
+        .bind(&receipt.message_id)
+        .bind(&seq)
+        .bind(now + to_ms(DEDUP_WINDOW))
+        .execute(&mut **tx)
+        .await?;
+        let is_head = fifo::is_empty_group(tx, q.id, group).await?;
+        receipt.sequence_number = Some(seq);
+        // FIFO queues take no per-message delay; the queue's applies.
+        let delay = q.settings.delay;
         sqlx::query(
             "INSERT INTO messages (queue_id, message_id, body, attributes, md5_of_body, md5_of_attributes, \
              trace_header, group_id, dedup_id, sequence_number, sent_at, retain_from, visible_at, is_head) \
@@ -111,7 +193,7 @@ pub(super) async fn send(
         .bind(&receipt.md5_of_attributes)
         .bind(&m.trace_header)
         .bind(&m.group_id)
-        .bind(&dedup_id)
+        .bind(&id)
         .bind(&receipt.sequence_number)
         .bind(now)
         .bind(now)
@@ -119,14 +201,9 @@ pub(super) async fn send(
         .bind(is_head)
         .execute(&mut **tx)
         .await?;
-        accepted += 1;
-        results.push(Ok(receipt));
+        stored.add(delay);
     }
-    if accepted > 0 {
-        fx.wake(q.id);
-        fx.count(Counter::Sent, queue, accepted);
-    }
-    Ok(results)
+    Ok(stored)
 }
 
 /// Deletes the queue's messages that are past retention, in every state.
@@ -153,12 +230,14 @@ async fn claim(
     until: i64,
     token: i64,
 ) -> Result<Vec<MessageRow>, StoreError> {
+    // Expired rows are deleted only now and then (see `Writer`); they are never handed out.
+    let cutoff = now - to_ms(q.settings.retention);
     let set = "SET visible_at = ?1, in_flight = 1, receive_count = receive_count + 1, \
                first_receive_at = COALESCE(first_receive_at, ?2), received_at = ?2, receipt = ?3";
     if !q.name.is_fifo() {
         let sql = format!(
             "UPDATE messages {set} WHERE id IN (SELECT id FROM messages WHERE queue_id = ?4 AND visible_at <= ?2 \
-             ORDER BY visible_at LIMIT ?5) RETURNING {MESSAGE_COLUMNS}"
+             AND retain_from > ?6 ORDER BY visible_at LIMIT ?5) RETURNING {MESSAGE_COLUMNS}"
         );
         let mut rows: Vec<MessageRow> = sqlx::query_as(&sql)
             .bind(until)
@@ -166,6 +245,7 @@ async fn claim(
             .bind(token)
             .bind(q.id)
             .bind(i64::from(want))
+            .bind(cutoff)
             .fetch_all(&mut **tx)
             .await?;
         rows.sort_by_key(|r| r.id);
@@ -195,7 +275,7 @@ async fn dead_letter(
     src: &QueueInfo,
     rows: &[MessageRow],
     now: i64,
-) -> Result<Option<i64>, StoreError> {
+) -> Result<Option<QueueName>, StoreError> {
     let Some(redrive) = &src.settings.redrive else {
         return Ok(None);
     };
@@ -247,19 +327,29 @@ async fn dead_letter(
         )
         .await?;
     }
-    Ok(Some(dlq.id))
+    Ok(Some(dlq.name))
+}
+
+/// What a receive got; when nothing, also when the next message becomes receivable by the
+/// passage of time (a delay or a visibility timeout running out), if any.
+pub(super) struct Received {
+    pub messages: Vec<Message>,
+    pub next_visible: Option<Timestamp>,
 }
 
 pub(super) async fn receive(
     tx: &mut Tx,
     fx: &mut Effects,
-    queue: &QueueName,
+    q: &QueueInfo,
     max: u32,
     visibility: Option<Duration>,
     now: i64,
-) -> Result<Vec<Message>, StoreError> {
-    let q = queues::require(tx, queue).await?;
-    expire(tx, &q, now).await?;
+    expire_first: bool,
+) -> Result<Received, StoreError> {
+    let queue = &q.name;
+    if expire_first {
+        expire(tx, q, now).await?;
+    }
     let until = now + to_ms(visibility.unwrap_or(q.settings.visibility_timeout));
     let token: i64 = rand::random();
     let mut out: Vec<MessageRow> = Vec::new();
@@ -270,7 +360,7 @@ pub(super) async fn receive(
         if want == 0 {
             break;
         }
-        let rows = claim(tx, &q, want, now, until, token).await?;
+        let rows = claim(tx, q, want, now, until, token).await?;
         if rows.is_empty() {
             break;
         }
@@ -286,7 +376,7 @@ pub(super) async fn receive(
         if over.is_empty() {
             break;
         }
-        match dead_letter(tx, &q, &over, now).await? {
+        match dead_letter(tx, q, &over, now).await? {
             Some(dlq) => {
                 moved += over.len() as u64;
                 woken_dlq = Some(dlq);
@@ -296,16 +386,24 @@ pub(super) async fn receive(
         }
     }
     if let Some(dlq) = woken_dlq {
-        fx.wake(dlq);
+        fx.wake(&dlq, moved);
         fx.count(Counter::DeadLettered, queue, moved);
     }
     fx.count(Counter::Received, queue, out.len() as u64);
-    Ok(out.into_iter().map(|r| r.into_message(q.id)).collect())
+    let next_visible = if out.is_empty() {
+        next_visible(tx, q, now).await?
+    } else {
+        None
+    };
+    Ok(Received {
+        messages: out.into_iter().map(|r| r.into_message(q.id)).collect(),
+        next_visible,
+    })
 }
 
 /// When the next message of the queue becomes receivable by the passage of time, if any.
 async fn next_visible(
-    store: &Store,
+    tx: &mut Tx,
     q: &QueueInfo,
     now: i64,
 ) -> Result<Option<Timestamp>, StoreError> {
@@ -317,7 +415,7 @@ async fn next_visible(
     let (at,): (Option<i64>,) = sqlx::query_as(sql)
         .bind(q.id)
         .bind(now)
-        .fetch_one(&store.reader)
+        .fetch_one(&mut **tx)
         .await?;
     Ok(at.map(Timestamp::from_millis))
 }
@@ -329,21 +427,31 @@ pub(super) async fn receive_wait(
     visibility: Option<Duration>,
     wait: Duration,
 ) -> Result<Vec<Message>, StoreError> {
-    let q = queues::get(store, queue).await?;
     let deadline = store.clock.now().plus(wait);
+    let notify = store.wake.get(queue.as_str());
     loop {
-        let token = store.wake.token(q.id);
-        let got = store.receive(queue, max, visibility).await?;
-        let now = store.clock.now();
-        if !got.is_empty() || now >= deadline {
-            return Ok(got);
+        // Registered before looking, so a commit between the look and the wait still wakes us.
+        let woken = notify.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let got = store.receive_next(queue, max, visibility).await?;
+        if !got.messages.is_empty() {
+            if got.messages.len() >= max as usize {
+                // There may be more: pass the wake on to the next waiter.
+                notify.notify_one();
+            }
+            return Ok(got.messages);
         }
-        let until = match next_visible(store, &q, now.as_millis()).await? {
+        let now = store.clock.now();
+        if now >= deadline {
+            return Ok(got.messages);
+        }
+        let until = match got.next_visible {
             Some(t) if t < deadline => t,
             _ => deadline,
         };
         tokio::select! {
-            _ = store.wake.wait(q.id, token, wait) => {}
+            _ = woken => {}
             _ = store.clock.sleep_until(until) => {}
         }
     }
@@ -390,15 +498,21 @@ fn parse_for(q: &QueueInfo, handle: &str) -> Result<ReceiptHandle, Rejection> {
 pub(super) async fn delete(
     tx: &mut Tx,
     fx: &mut Effects,
-    queue: &QueueName,
+    q: &QueueInfo,
     handles: &[String],
     now: i64,
 ) -> Result<EntryResults<()>, StoreError> {
-    let q = queues::require(tx, queue).await?;
+    let parsed: Vec<Result<ReceiptHandle, Rejection>> =
+        handles.iter().map(|h| parse_for(q, h)).collect();
+    if !q.name.is_fifo() {
+        let deleted = delete_standard(tx, q, &parsed).await?;
+        fx.count(Counter::Deleted, &q.name, deleted);
+        return Ok(parsed.into_iter().map(|p| p.map(|_| ())).collect());
+    }
     let mut results = Vec::with_capacity(handles.len());
     let mut deleted = 0u64;
-    for handle in handles {
-        let h = match parse_for(&q, handle) {
+    for (handle, h) in handles.iter().zip(parsed) {
+        let h = match h {
             Ok(h) => h,
             Err(r) => {
                 results.push(Err(r));
@@ -410,8 +524,7 @@ pub(super) async fn delete(
             results.push(Ok(()));
             continue;
         };
-        let current = row.receipt == Some(h.token);
-        if q.name.is_fifo() && !(current && row.visible_at > now) {
+        if !(row.receipt == Some(h.token) && row.visible_at > now) {
             results.push(Err(Rejection::bad_value(
                 "ReceiptHandle",
                 handle,
@@ -419,38 +532,62 @@ pub(super) async fn delete(
             )));
             continue;
         }
-        // Standard: a handle whose visibility ran out still deletes, unless the message was
-        // received again since (then the newer receiver owns it and the call is a no-op).
-        if current {
-            sqlx::query("DELETE FROM messages WHERE id = ?")
-                .bind(h.row_id)
-                .execute(&mut **tx)
-                .await?;
-            deleted += 1;
-            if row.is_head {
-                fifo::rehead(tx, q.id, row.group_id.as_deref()).await?;
-            }
+        sqlx::query("DELETE FROM messages WHERE id = ?")
+            .bind(h.row_id)
+            .execute(&mut **tx)
+            .await?;
+        deleted += 1;
+        if row.is_head {
+            fifo::rehead(tx, q.id, row.group_id.as_deref()).await?;
         }
         results.push(Ok(()));
     }
-    fx.count(Counter::Deleted, queue, deleted);
-    if deleted > 0 && q.name.is_fifo() {
-        fx.wake(q.id);
-    }
+    fx.count(Counter::Deleted, &q.name, deleted);
+    // The next message of each group the deletes unblocked.
+    fx.wake(&q.name, deleted);
     Ok(results)
+}
+
+/// Deletes a standard queue's messages by handle in one statement. A handle whose visibility
+/// ran out still deletes, unless the message was received again since (the newer receiver owns
+/// it and the call is a no-op); a handle of a message already gone succeeds too.
+async fn delete_standard(
+    tx: &mut Tx,
+    q: &QueueInfo,
+    parsed: &[Result<ReceiptHandle, Rejection>],
+) -> Result<u64, StoreError> {
+    let valid: Vec<&ReceiptHandle> = parsed.iter().filter_map(|h| h.as_ref().ok()).collect();
+    if valid.is_empty() {
+        return Ok(0);
+    }
+    let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM messages WHERE queue_id = ");
+    delete.push_bind(q.id).push(" AND (");
+    for (i, h) in valid.iter().enumerate() {
+        if i > 0 {
+            delete.push(" OR ");
+        }
+        delete
+            .push("(id = ")
+            .push_bind(h.row_id)
+            .push(" AND receipt = ")
+            .push_bind(h.token)
+            .push(")");
+    }
+    delete.push(")");
+    Ok(delete.build().execute(&mut **tx).await?.rows_affected())
 }
 
 pub(super) async fn change_visibility(
     tx: &mut Tx,
     fx: &mut Effects,
-    queue: &QueueName,
+    q: &QueueInfo,
     entries: &[(String, Duration)],
     now: i64,
 ) -> Result<EntryResults<()>, StoreError> {
-    let q = queues::require(tx, queue).await?;
     let mut results = Vec::with_capacity(entries.len());
+    let (mut made_visible, mut later) = (0u64, 0u64);
     for (handle, timeout) in entries {
-        let h = match parse_for(&q, handle) {
+        let h = match parse_for(q, handle) {
             Ok(h) => h,
             Err(r) => {
                 results.push(Err(r));
@@ -479,9 +616,15 @@ pub(super) async fn change_visibility(
             .execute(&mut **tx)
             .await?;
         let _ = row.visible_at;
+        if *timeout == Duration::ZERO {
+            made_visible += 1;
+        } else {
+            // A waiter resets its timer for the new visibility.
+            later = 1;
+        }
         results.push(Ok(()));
     }
-    fx.wake(q.id);
+    fx.wake(&q.name, made_visible + later);
     Ok(results)
 }
 

@@ -341,6 +341,7 @@ impl Store {
             clock: clock.clone(),
             wake: wake.clone(),
             metrics: metrics.clone(),
+            expired_at: Default::default(),
         };
         // The writer task ends when the last Store clone (the last sender) is dropped.
         tokio::spawn(task.run(rx));

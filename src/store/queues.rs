@@ -167,7 +167,7 @@ pub(super) async fn ensure(
     }
     let info = require(&mut tx, name).await?;
     tx.commit().await?;
-    store.wake.notify(info.id);
+    store.wake.all(name.as_str());
     Ok(info)
 }
 
@@ -184,7 +184,7 @@ pub(super) async fn set_settings(
     update(&mut tx, name, settings, now).await?;
     let info = require(&mut tx, name).await?;
     tx.commit().await?;
-    store.wake.notify(info.id);
+    store.wake.all(name.as_str());
     Ok(info)
 }
 
@@ -220,7 +220,7 @@ pub(super) async fn delete(store: &Store, name: &QueueName) -> Result<(), StoreE
         .await?;
     tx.commit().await?;
     store.metrics.remove_queue(name.as_str());
-    store.wake.notify(q.id);
+    store.wake.all(name.as_str());
     Ok(())
 }
 

@@ -12,18 +12,21 @@
 //! here: a full database (`storage.max_size` or the disk), a lock held by another process past
 //! the busy timeout, and everything else.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::messages;
+use super::messages::{self, Received, Tx};
+use super::queues;
 use super::wake::Wakers;
-use super::{EntryResults, StoreError};
+use super::{EntryResults, QueueInfo, StoreError};
 use crate::clock::Clock;
-use crate::domain::message::{Message, NewMessage, SendReceipt};
+use crate::domain::message::{NewMessage, SendReceipt};
 use crate::domain::queue::QueueName;
+use crate::domain::Rejection;
 use crate::metrics::Metrics;
 
 /// What kind of trouble a database error is, as far as a client is told.
@@ -132,7 +135,7 @@ pub(super) enum Op {
         queue: QueueName,
         max: u32,
         visibility: Option<Duration>,
-        reply: Reply<Vec<Message>>,
+        reply: Reply<Received>,
     },
     Delete {
         queue: QueueName,
@@ -158,13 +161,17 @@ pub(super) enum Counter {
 /// Side effects of a group, applied only after it commits.
 #[derive(Default)]
 pub(super) struct Effects {
-    wake: Vec<i64>,
+    /// Messages made receivable, per queue name.
+    wake: HashMap<String, u64>,
     counters: Vec<(Counter, QueueName, u64)>,
 }
 
 impl Effects {
-    pub(super) fn wake(&mut self, queue_id: i64) {
-        self.wake.push(queue_id);
+    /// `n` messages of `queue` may have become receivable.
+    pub(super) fn wake(&mut self, queue: &QueueName, n: u64) {
+        if n > 0 {
+            *self.wake.entry(queue.as_str().to_owned()).or_default() += n;
+        }
     }
 
     pub(super) fn count(&mut self, counter: Counter, queue: &QueueName, n: u64) {
@@ -173,11 +180,9 @@ impl Effects {
         }
     }
 
-    fn apply(mut self, wakers: &Wakers, metrics: &Metrics) {
-        self.wake.sort_unstable();
-        self.wake.dedup();
-        for q in self.wake {
-            wakers.notify(q);
+    fn apply(self, wakers: &Wakers, metrics: &Metrics) {
+        for (q, n) in self.wake {
+            wakers.messages(&q, n);
         }
         for (c, q, n) in self.counters {
             let q = q.as_str();
@@ -197,12 +202,19 @@ pub(super) struct Writer {
     pub clock: Clock,
     pub wake: Wakers,
     pub metrics: Arc<Metrics>,
+    /// When each standard queue (by id) last had its expired messages deleted by a receive.
+    pub expired_at: HashMap<i64, i64>,
 }
+
+/// How often, in the clock's milliseconds, a receive on a standard queue also deletes the
+/// queue's expired messages. Receives never hand out an expired message in between (the claim
+/// skips them); this only bounds how long the rows linger.
+const EXPIRE_EVERY_MS: i64 = 1000;
 
 /// The result of one operation inside a group, answered only once the group commits.
 enum Outcome {
     Send(Result<EntryResults<SendReceipt>, StoreError>),
-    Receive(Result<Vec<Message>, StoreError>),
+    Receive(Result<Received, StoreError>),
     Entries(Result<EntryResults<()>, StoreError>),
 }
 
@@ -255,7 +267,7 @@ fn db_error<T>(r: &Result<T, StoreError>) -> Option<Arc<sqlx::Error>> {
 
 impl Writer {
     /// Runs until every sender is gone.
-    pub(super) async fn run(self, mut rx: mpsc::Receiver<Op>) {
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Op>) {
         while let Some(first) = rx.recv().await {
             let mut ops = vec![first];
             while ops.len() < MAX_GROUP {
@@ -271,7 +283,7 @@ impl Writer {
     /// Runs a group. If one operation hits a database error (a full disk, say), it alone is
     /// refused and the others run again in a fresh transaction, so a send that does not fit
     /// never takes a poller's deletes down with it. Nothing is answered before its commit.
-    async fn execute(&self, mut ops: Vec<Op>) {
+    async fn execute(&mut self, mut ops: Vec<Op>) {
         loop {
             match self.attempt(&ops).await {
                 Ok((outcomes, fx)) => {
@@ -298,7 +310,9 @@ impl Writer {
     }
 
     /// One transaction over every operation of the group; rolled back on any database error.
-    async fn attempt(&self, ops: &[Op]) -> Result<(Vec<Outcome>, Effects), Failed> {
+    /// Each queue is looked up once per group: message operations never change a queue's row,
+    /// and queue changes take the same connection between groups.
+    async fn attempt(&mut self, ops: &[Op]) -> Result<(Vec<Outcome>, Effects), Failed> {
         let whole = |e: sqlx::Error| Failed {
             error: Arc::new(e),
             culprit: None,
@@ -310,28 +324,12 @@ impl Writer {
             .map_err(whole)?;
         let mut fx = Effects::default();
         let mut outcomes = Vec::with_capacity(ops.len());
+        let mut found: HashMap<&QueueName, Option<QueueInfo>> = HashMap::new();
         for (k, op) in ops.iter().enumerate() {
             let now = self.clock.now().as_millis();
-            let tx = &mut tx;
-            let fx = &mut fx;
-            let outcome = match op {
-                Op::Send { queue, batch, .. } => {
-                    Outcome::Send(messages::send(tx, fx, queue, batch, now).await)
-                }
-                Op::Receive {
-                    queue,
-                    max,
-                    visibility,
-                    ..
-                } => {
-                    Outcome::Receive(messages::receive(tx, fx, queue, *max, *visibility, now).await)
-                }
-                Op::Delete { queue, handles, .. } => {
-                    Outcome::Entries(messages::delete(tx, fx, queue, handles, now).await)
-                }
-                Op::ChangeVisibility { queue, entries, .. } => {
-                    Outcome::Entries(messages::change_visibility(tx, fx, queue, entries, now).await)
-                }
+            let outcome = match resolve(&mut tx, &mut found, op.queue()).await {
+                Ok(q) => self.run_op(&mut tx, &mut fx, q, op, now).await,
+                Err(e) => op.refused(e),
             };
             if let Some(error) = outcome.db_error() {
                 // Dropping the transaction rolls it back (or finds SQLite already did).
@@ -344,5 +342,72 @@ impl Writer {
         }
         tx.commit().await.map_err(whole)?;
         Ok((outcomes, fx))
+    }
+
+    async fn run_op(
+        &mut self,
+        tx: &mut Tx,
+        fx: &mut Effects,
+        q: &QueueInfo,
+        op: &Op,
+        now: i64,
+    ) -> Outcome {
+        match op {
+            Op::Send { batch, .. } => Outcome::Send(messages::send(tx, fx, q, batch, now).await),
+            Op::Receive {
+                max, visibility, ..
+            } => {
+                let expire = q.name.is_fifo() || {
+                    let last = self.expired_at.entry(q.id).or_insert(i64::MIN);
+                    let due = now.saturating_sub(*last) >= EXPIRE_EVERY_MS;
+                    if due {
+                        *last = now;
+                    }
+                    due
+                };
+                Outcome::Receive(messages::receive(tx, fx, q, *max, *visibility, now, expire).await)
+            }
+            Op::Delete { handles, .. } => {
+                Outcome::Entries(messages::delete(tx, fx, q, handles, now).await)
+            }
+            Op::ChangeVisibility { entries, .. } => {
+                Outcome::Entries(messages::change_visibility(tx, fx, q, entries, now).await)
+            }
+        }
+    }
+}
+
+/// The queue an operation names, looked up once per group.
+async fn resolve<'m, 'o>(
+    tx: &mut Tx,
+    found: &'m mut HashMap<&'o QueueName, Option<QueueInfo>>,
+    name: &'o QueueName,
+) -> Result<&'m QueueInfo, StoreError> {
+    if !found.contains_key(name) {
+        let info = queues::lookup(tx, name).await?;
+        found.insert(name, info);
+    }
+    found[name]
+        .as_ref()
+        .ok_or_else(|| Rejection::no_queue().into())
+}
+
+impl Op {
+    fn queue(&self) -> &QueueName {
+        match self {
+            Op::Send { queue, .. }
+            | Op::Receive { queue, .. }
+            | Op::Delete { queue, .. }
+            | Op::ChangeVisibility { queue, .. } => queue,
+        }
+    }
+
+    /// This operation's outcome when it cannot run at all.
+    fn refused(&self, e: StoreError) -> Outcome {
+        match self {
+            Op::Send { .. } => Outcome::Send(Err(e)),
+            Op::Receive { .. } => Outcome::Receive(Err(e)),
+            Op::Delete { .. } | Op::ChangeVisibility { .. } => Outcome::Entries(Err(e)),
+        }
     }
 }
