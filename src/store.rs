@@ -231,7 +231,10 @@ impl Store {
         max: u32,
         visibility: Option<Duration>,
     ) -> Result<Vec<Message>, StoreError> {
-        Ok(self.receive_next(queue, max, visibility).await?.messages)
+        Ok(self
+            .receive_next(queue, max, visibility)
+            .await?
+            .into_messages())
     }
 
     /// A short poll that, when it finds nothing, also says when the next message becomes

@@ -41,6 +41,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use harness::percentile;
 
+/// The same allocator as the `esmd` binary (src/main.rs), so the figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 static FAILED: AtomicBool = AtomicBool::new(false);
 
 /// Records a verification failure; the run ends with exit code 1.

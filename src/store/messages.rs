@@ -36,26 +36,37 @@ fn receipt_for(m: &NewMessage) -> SendReceipt {
     }
 }
 
+/// Sends the batches of several requests to one queue. Each entry is validated on its own; a
+/// standard queue's accepted messages go in with one statement.
 pub(super) async fn send(
     tx: &mut Tx,
     fx: &mut Effects,
     q: &QueueInfo,
-    batch: &[NewMessage],
+    batches: &[&[NewMessage]],
     now: i64,
-) -> Result<EntryResults<SendReceipt>, StoreError> {
+) -> Result<Vec<EntryResults<SendReceipt>>, StoreError> {
     let queue = &q.name;
-    let mut results: EntryResults<SendReceipt> = batch
+    let mut results: Vec<EntryResults<SendReceipt>> = batches
         .iter()
-        .map(|m| {
-            m.validate(queue.kind(), &q.settings, false)
-                .map(|()| receipt_for(m))
+        .map(|batch| {
+            batch
+                .iter()
+                .map(|m| {
+                    m.validate(queue.kind(), &q.settings, false)
+                        .map(|()| receipt_for(m))
+                })
+                .collect()
         })
         .collect();
-    let stored = if queue.is_fifo() {
-        send_fifo(tx, q, batch, &mut results, now).await?
-    } else {
-        insert_standard(tx, q, batch, &results, now).await?
-    };
+    let mut stored = Stored::default();
+    for (batch, results) in batches.iter().zip(results.iter_mut()) {
+        if queue.is_fifo() {
+            send_fifo(tx, q, batch, results, now, &mut stored).await?;
+        }
+    }
+    if !queue.is_fifo() {
+        insert_standard(tx, q, batches, &results, now, &mut stored).await?;
+    }
     // Deduplicated sends are accepted but not stored, and not counted.
     fx.count(Counter::Sent, queue, stored.visible + stored.delayed);
     // A delayed message wakes one waiter, so that it sets its timer for the delay.
@@ -81,46 +92,48 @@ impl Stored {
     }
 }
 
-/// Inserts a standard queue's accepted messages in one statement.
+/// Most rows one multi-row statement takes. Every row count up to this is a distinct statement
+/// text, each prepared once and kept (the writer's statement cache holds them all).
+pub(super) const CHUNK: usize = 64;
+
+/// Inserts a standard queue's accepted messages, up to [`CHUNK`] rows per statement.
 async fn insert_standard(
     tx: &mut Tx,
     q: &QueueInfo,
-    batch: &[NewMessage],
-    results: &EntryResults<SendReceipt>,
+    batches: &[&[NewMessage]],
+    results: &[EntryResults<SendReceipt>],
     now: i64,
-) -> Result<Stored, StoreError> {
-    let mut stored = Stored::default();
-    let rows: Vec<(&NewMessage, &SendReceipt, i64, Option<String>)> = batch
-        .iter()
-        .zip(results)
-        .filter_map(|(m, r)| {
-            let r = r.as_ref().ok()?;
+    stored: &mut Stored,
+) -> Result<(), StoreError> {
+    let mut rows: Vec<(&NewMessage, &SendReceipt, i64, Option<String>)> = Vec::new();
+    for (batch, results) in batches.iter().zip(results) {
+        for (m, r) in batch.iter().zip(results) {
+            let Ok(r) = r else { continue };
             let delay = m.delay.unwrap_or(q.settings.delay);
             stored.add(delay);
-            Some((m, r, now + to_ms(delay), encode_attributes(&m.attributes)))
-        })
-        .collect();
-    if rows.is_empty() {
-        return Ok(stored);
+            rows.push((m, r, now + to_ms(delay), encode_attributes(&m.attributes)));
+        }
     }
-    let mut insert = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO messages (queue_id, message_id, body, attributes, md5_of_body, md5_of_attributes, \
-         trace_header, sent_at, retain_from, visible_at) ",
-    );
-    insert.push_values(&rows, |mut b, (m, r, visible_at, attributes)| {
-        b.push_bind(q.id)
-            .push_bind(r.message_id.as_str())
-            .push_bind(m.body.as_str())
-            .push_bind(attributes.as_deref())
-            .push_bind(r.md5_of_body.as_str())
-            .push_bind(r.md5_of_attributes.as_deref())
-            .push_bind(m.trace_header.as_deref())
-            .push_bind(now)
-            .push_bind(now)
-            .push_bind(*visible_at);
-    });
-    insert.build().execute(&mut **tx).await?;
-    Ok(stored)
+    for chunk in rows.chunks(CHUNK) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO messages (queue_id, message_id, body, attributes, md5_of_body, md5_of_attributes, \
+             trace_header, sent_at, retain_from, visible_at) ",
+        );
+        insert.push_values(chunk, |mut b, (m, r, visible_at, attributes)| {
+            b.push_bind(q.id)
+                .push_bind(r.message_id.as_str())
+                .push_bind(m.body.as_str())
+                .push_bind(attributes.as_deref())
+                .push_bind(r.md5_of_body.as_str())
+                .push_bind(r.md5_of_attributes.as_deref())
+                .push_bind(m.trace_header.as_deref())
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(*visible_at);
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Stores a FIFO queue's accepted messages one by one: deduplication, sequence numbers and
@@ -131,8 +144,8 @@ async fn send_fifo(
     batch: &[NewMessage],
     results: &mut EntryResults<SendReceipt>,
     now: i64,
-) -> Result<Stored, StoreError> {
-    let mut stored = Stored::default();
+    stored: &mut Stored,
+) -> Result<(), StoreError> {
     for (m, result) in batch.iter().zip(results.iter_mut()) {
         let Ok(receipt) = result else { continue };
         let group = m
@@ -203,7 +216,7 @@ async fn send_fifo(
         .await?;
         stored.add(delay);
     }
-    Ok(stored)
+    Ok(())
 }
 
 /// Deletes the queue's messages that are past retention, in every state.
@@ -237,7 +250,7 @@ async fn claim(
     if !q.name.is_fifo() {
         let sql = format!(
             "UPDATE messages {set} WHERE id IN (SELECT id FROM messages WHERE queue_id = ?4 AND visible_at <= ?2 \
-             AND retain_from > ?6 ORDER BY visible_at LIMIT ?5) RETURNING {MESSAGE_COLUMNS}"
+             AND +retain_from > ?6 ORDER BY visible_at LIMIT ?5) RETURNING {MESSAGE_COLUMNS}"
         );
         let mut rows: Vec<MessageRow> = sqlx::query_as(&sql)
             .bind(until)
@@ -330,26 +343,48 @@ async fn dead_letter(
     Ok(Some(dlq.name))
 }
 
-/// What a receive got; when nothing, also when the next message becomes receivable by the
-/// passage of time (a delay or a visibility timeout running out), if any.
+/// What a receive got, as rows (turned into messages by the caller, off the writer task); when
+/// nothing, also when the next message becomes receivable by the passage of time (a delay or a
+/// visibility timeout running out), if any.
 pub(super) struct Received {
-    pub messages: Vec<Message>,
+    rows: Vec<MessageRow>,
+    queue_id: i64,
     pub next_visible: Option<Timestamp>,
 }
 
+impl Received {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn into_messages(self) -> Vec<Message> {
+        let queue_id = self.queue_id;
+        self.rows
+            .into_iter()
+            .map(|r| r.into_message(queue_id))
+            .collect()
+    }
+}
+
+/// Receives for several requests at once (the same queue and visibility timeout): one claim
+/// for all of them, dealt out in order. A FIFO queue takes one request at a time, since a
+/// group's run must go to one receiver.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn receive(
     tx: &mut Tx,
     fx: &mut Effects,
     q: &QueueInfo,
-    max: u32,
+    maxes: &[u32],
     visibility: Option<Duration>,
     now: i64,
     expire_first: bool,
-) -> Result<Received, StoreError> {
+) -> Result<Vec<Received>, StoreError> {
     let queue = &q.name;
+    debug_assert!(!queue.is_fifo() || maxes.len() == 1);
     if expire_first {
         expire(tx, q, now).await?;
     }
+    let max: u32 = maxes.iter().sum();
     let until = now + to_ms(visibility.unwrap_or(q.settings.visibility_timeout));
     let token: i64 = rand::random();
     let mut out: Vec<MessageRow> = Vec::new();
@@ -390,15 +425,26 @@ pub(super) async fn receive(
         fx.count(Counter::DeadLettered, queue, moved);
     }
     fx.count(Counter::Received, queue, out.len() as u64);
-    let next_visible = if out.is_empty() {
+    // Requests are served in order, so the last one comes away empty exactly when the rows do
+    // not reach it; only then is the next visibility time needed.
+    let last_empty = out.len() as u32 <= max - maxes.last().copied().unwrap_or(0);
+    let next_visible = if last_empty {
         next_visible(tx, q, now).await?
     } else {
         None
     };
-    Ok(Received {
-        messages: out.into_iter().map(|r| r.into_message(q.id)).collect(),
-        next_visible,
-    })
+    let mut rows = out.into_iter();
+    Ok(maxes
+        .iter()
+        .map(|&n| {
+            let rows: Vec<MessageRow> = rows.by_ref().take(n as usize).collect();
+            Received {
+                next_visible: if rows.is_empty() { next_visible } else { None },
+                rows,
+                queue_id: q.id,
+            }
+        })
+        .collect())
 }
 
 /// When the next message of the queue becomes receivable by the passage of time, if any.
@@ -435,16 +481,16 @@ pub(super) async fn receive_wait(
         tokio::pin!(woken);
         woken.as_mut().enable();
         let got = store.receive_next(queue, max, visibility).await?;
-        if !got.messages.is_empty() {
-            if got.messages.len() >= max as usize {
+        if got.len() > 0 {
+            if got.len() >= max as usize {
                 // There may be more: pass the wake on to the next waiter.
                 notify.notify_one();
             }
-            return Ok(got.messages);
+            return Ok(got.into_messages());
         }
         let now = store.clock.now();
         if now >= deadline {
-            return Ok(got.messages);
+            return Ok(Vec::new());
         }
         let until = match got.next_visible {
             Some(t) if t < deadline => t,
@@ -495,86 +541,108 @@ fn parse_for(q: &QueueInfo, handle: &str) -> Result<ReceiptHandle, Rejection> {
     Ok(h)
 }
 
+/// Deletes by receipt handle for several requests to one queue.
 pub(super) async fn delete(
     tx: &mut Tx,
     fx: &mut Effects,
     q: &QueueInfo,
-    handles: &[String],
+    lists: &[&[String]],
     now: i64,
-) -> Result<EntryResults<()>, StoreError> {
-    let parsed: Vec<Result<ReceiptHandle, Rejection>> =
-        handles.iter().map(|h| parse_for(q, h)).collect();
+) -> Result<Vec<EntryResults<()>>, StoreError> {
+    let parsed: Vec<Vec<Result<ReceiptHandle, Rejection>>> = lists
+        .iter()
+        .map(|handles| handles.iter().map(|h| parse_for(q, h)).collect())
+        .collect();
     if !q.name.is_fifo() {
-        let deleted = delete_standard(tx, q, &parsed).await?;
+        let deleted = delete_standard(tx, q, parsed.iter().flatten()).await?;
         fx.count(Counter::Deleted, &q.name, deleted);
-        return Ok(parsed.into_iter().map(|p| p.map(|_| ())).collect());
+        return Ok(parsed
+            .into_iter()
+            .map(|p| p.into_iter().map(|h| h.map(|_| ())).collect())
+            .collect());
     }
-    let mut results = Vec::with_capacity(handles.len());
+    let mut all = Vec::with_capacity(lists.len());
     let mut deleted = 0u64;
-    for (handle, h) in handles.iter().zip(parsed) {
-        let h = match h {
-            Ok(h) => h,
-            Err(r) => {
-                results.push(Err(r));
-                continue;
-            }
-        };
-        let Some(row) = lease(tx, &h).await? else {
-            // Already deleted (or expired): deleting again succeeds.
-            results.push(Ok(()));
-            continue;
-        };
-        if !(row.receipt == Some(h.token) && row.visible_at > now) {
-            results.push(Err(Rejection::bad_value(
-                "ReceiptHandle",
-                handle,
-                "The receipt handle has expired.",
-            )));
-            continue;
+    for (handles, parsed) in lists.iter().zip(parsed) {
+        let mut results = Vec::with_capacity(handles.len());
+        for (handle, h) in handles.iter().zip(parsed) {
+            results.push(match h {
+                Ok(h) => delete_fifo(tx, q, handle, &h, now, &mut deleted).await?,
+                Err(r) => Err(r),
+            });
         }
-        sqlx::query("DELETE FROM messages WHERE id = ?")
-            .bind(h.row_id)
-            .execute(&mut **tx)
-            .await?;
-        deleted += 1;
-        if row.is_head {
-            fifo::rehead(tx, q.id, row.group_id.as_deref()).await?;
-        }
-        results.push(Ok(()));
+        all.push(results);
     }
     fx.count(Counter::Deleted, &q.name, deleted);
     // The next message of each group the deletes unblocked.
     fx.wake(&q.name, deleted);
-    Ok(results)
+    Ok(all)
+}
+
+/// A FIFO delete: refused once the handle's visibility ran out (the group may have moved on).
+async fn delete_fifo(
+    tx: &mut Tx,
+    q: &QueueInfo,
+    handle: &str,
+    h: &ReceiptHandle,
+    now: i64,
+    deleted: &mut u64,
+) -> Result<Result<(), Rejection>, StoreError> {
+    let Some(row) = lease(tx, h).await? else {
+        // Already deleted (or expired): deleting again succeeds.
+        return Ok(Ok(()));
+    };
+    if !(row.receipt == Some(h.token) && row.visible_at > now) {
+        return Ok(Err(Rejection::bad_value(
+            "ReceiptHandle",
+            handle,
+            "The receipt handle has expired.",
+        )));
+    }
+    sqlx::query("DELETE FROM messages WHERE id = ?")
+        .bind(h.row_id)
+        .execute(&mut **tx)
+        .await?;
+    *deleted += 1;
+    if row.is_head {
+        fifo::rehead(tx, q.id, row.group_id.as_deref()).await?;
+    }
+    Ok(Ok(()))
 }
 
 /// Deletes a standard queue's messages by handle in one statement. A handle whose visibility
 /// ran out still deletes, unless the message was received again since (the newer receiver owns
 /// it and the call is a no-op); a handle of a message already gone succeeds too.
-async fn delete_standard(
+async fn delete_standard<'h>(
     tx: &mut Tx,
     q: &QueueInfo,
-    parsed: &[Result<ReceiptHandle, Rejection>],
+    parsed: impl Iterator<Item = &'h Result<ReceiptHandle, Rejection>>,
 ) -> Result<u64, StoreError> {
-    let valid: Vec<&ReceiptHandle> = parsed.iter().filter_map(|h| h.as_ref().ok()).collect();
-    if valid.is_empty() {
-        return Ok(0);
-    }
-    let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM messages WHERE queue_id = ");
-    delete.push_bind(q.id).push(" AND (");
-    for (i, h) in valid.iter().enumerate() {
-        if i > 0 {
-            delete.push(" OR ");
+    let pairs: Vec<(i64, i64)> = parsed
+        .filter_map(|h| h.as_ref().ok())
+        .map(|h| (h.row_id, h.token))
+        .collect();
+    let mut deleted = 0;
+    for chunk in pairs.chunks(CHUNK) {
+        // `id IN (...)` makes the plan one primary-key lookup per handle at any depth, and the
+        // pair test checks each row's current receipt; `+queue_id` keeps SQLite from scanning
+        // the queue through an index on `queue_id` instead.
+        let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM messages WHERE id IN (");
+        let mut ids = delete.separated(", ");
+        for (id, _) in chunk {
+            ids.push_bind(*id);
         }
         delete
-            .push("(id = ")
-            .push_bind(h.row_id)
-            .push(" AND receipt = ")
-            .push_bind(h.token)
-            .push(")");
+            .push(") AND +queue_id = ")
+            .push_bind(q.id)
+            .push(" AND (id, receipt) IN (");
+        delete.push_values(chunk, |mut b, (id, token)| {
+            b.push_bind(*id).push_bind(*token);
+        });
+        delete.push(")");
+        deleted += delete.build().execute(&mut **tx).await?.rows_affected();
     }
-    delete.push(")");
-    Ok(delete.build().execute(&mut **tx).await?.rows_affected())
+    Ok(deleted)
 }
 
 pub(super) async fn change_visibility(

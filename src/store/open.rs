@@ -274,9 +274,13 @@ impl Store {
         if let Some(pages) = max_pages {
             base = base.pragma("max_page_count", pages.to_string());
         }
+        // The writer prepares each shape of multi-row statement once (`messages::CHUNK` rows at
+        // most, so up to that many shapes per statement kind); keep them all prepared. A local
+        // SQLite connection does not go stale, so no ping before each group either.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .idle_timeout(None)
             .max_lifetime(None)
@@ -298,7 +302,13 @@ impl Store {
                     Ok(!stuck)
                 })
             })
-            .connect_with(base.clone())
+            .connect_with(
+                base.clone()
+                    .statement_cache_capacity(512)
+                    // A claim returns the rows of every receive in the group; let SQLite's
+                    // thread hand them all over without waiting for the writer task to drain.
+                    .row_buffer_size(4096),
+            )
             .await
             .map_err(open_err)?;
         MIGRATOR

@@ -12,14 +12,14 @@
 //! here: a full database (`storage.max_size` or the disk), a lock held by another process past
 //! the busy timeout, and everything else.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::messages::{self, Received, Tx};
+use super::messages::{self, Received};
 use super::queues;
 use super::wake::Wakers;
 use super::{EntryResults, QueueInfo, StoreError};
@@ -218,16 +218,6 @@ enum Outcome {
     Entries(Result<EntryResults<()>, StoreError>),
 }
 
-impl Outcome {
-    fn db_error(&self) -> Option<Arc<sqlx::Error>> {
-        match self {
-            Outcome::Send(r) => db_error(r),
-            Outcome::Receive(r) => db_error(r),
-            Outcome::Entries(r) => db_error(r),
-        }
-    }
-}
-
 /// Sends `op`'s answer.
 fn answer(op: Op, outcome: Outcome) {
     match (op, outcome) {
@@ -240,11 +230,23 @@ fn answer(op: Op, outcome: Outcome) {
     }
 }
 
-/// Why a group did not commit: the database error, and the operation that hit it (`None` when
-/// the transaction as a whole failed to begin or commit).
+/// Why a group did not commit: the database error, and the operations whose statement hit it
+/// (none when the transaction as a whole failed to begin or commit).
 struct Failed {
     error: Arc<sqlx::Error>,
-    culprit: Option<usize>,
+    culprits: Vec<usize>,
+}
+
+impl Failed {
+    fn of(e: StoreError, culprits: Vec<usize>) -> Failed {
+        let error = match e {
+            StoreError::Unavailable(e) => e,
+            // Rejections are answered per entry and never abort a group; should one arrive here,
+            // the operations are refused rather than answered wrongly.
+            StoreError::Rejected(r) => Arc::new(sqlx::Error::Protocol(r.to_string())),
+        };
+        Failed { error, culprits }
+    }
 }
 
 fn op_fail(op: Op, e: &Arc<sqlx::Error>) {
@@ -280,9 +282,10 @@ impl Writer {
         }
     }
 
-    /// Runs a group. If one operation hits a database error (a full disk, say), it alone is
-    /// refused and the others run again in a fresh transaction, so a send that does not fit
-    /// never takes a poller's deletes down with it. Nothing is answered before its commit.
+    /// Runs a group. If a statement hits a database error (a full disk, say), only the
+    /// operations it served are refused and the others run again in a fresh transaction, so a
+    /// send that does not fit never takes a poller's deletes down with it. Nothing is answered
+    /// before its commit.
     async fn execute(&mut self, mut ops: Vec<Op>) {
         loop {
             match self.attempt(&ops).await {
@@ -295,10 +298,13 @@ impl Writer {
                 }
                 Err(Failed {
                     error,
-                    culprit: Some(k),
-                }) if ops.len() > 1 => {
-                    log_refused(&self.metrics, &error, 1);
-                    op_fail(ops.remove(k), &error);
+                    mut culprits,
+                }) if !culprits.is_empty() && culprits.len() < ops.len() => {
+                    log_refused(&self.metrics, &error, culprits.len());
+                    culprits.sort_unstable();
+                    for k in culprits.into_iter().rev() {
+                        op_fail(ops.remove(k), &error);
+                    }
                 }
                 Err(Failed { error, .. }) => {
                     log_refused(&self.metrics, &error, ops.len());
@@ -310,89 +316,170 @@ impl Writer {
     }
 
     /// One transaction over every operation of the group; rolled back on any database error.
-    /// Each queue is looked up once per group: message operations never change a queue's row,
-    /// and queue changes take the same connection between groups.
+    ///
+    /// Operations of one kind on one queue share a statement: every send to a queue is one
+    /// insert, every delete one delete, every receive (same visibility timeout, standard queue)
+    /// one claim dealt out in order. That keeps the statements per group, each a round trip to
+    /// SQLite's thread, near the number of queues rather than of requests. Sends run first so
+    /// that receives in the same group see them. Each queue is looked up once per group:
+    /// message operations never change a queue's row, and queue changes take the same
+    /// connection between groups.
     async fn attempt(&mut self, ops: &[Op]) -> Result<(Vec<Outcome>, Effects), Failed> {
         let whole = |e: sqlx::Error| Failed {
             error: Arc::new(e),
-            culprit: None,
+            culprits: Vec::new(),
         };
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(whole)?;
+        let now = self.clock.now().as_millis();
         let mut fx = Effects::default();
-        let mut outcomes = Vec::with_capacity(ops.len());
-        let mut found: HashMap<&QueueName, Option<QueueInfo>> = HashMap::new();
+        let mut outcomes: Vec<Option<Outcome>> = ops.iter().map(|_| None).collect();
+
+        let mut found: Vec<QueueInfo> = Vec::new();
+        let mut known: HashMap<&QueueName, Option<usize>> = HashMap::new();
+        let mut plan = Plan::default();
         for (k, op) in ops.iter().enumerate() {
-            let now = self.clock.now().as_millis();
-            let outcome = match resolve(&mut tx, &mut found, op.queue()).await {
-                Ok(q) => self.run_op(&mut tx, &mut fx, q, op, now).await,
-                Err(e) => op.refused(e),
+            let name = op.queue();
+            let at = match known.get(name) {
+                Some(at) => *at,
+                None => {
+                    let info = queues::lookup(&mut tx, name)
+                        .await
+                        .map_err(|e| Failed::of(e, vec![k]))?;
+                    let at = info.map(|info| {
+                        found.push(info);
+                        found.len() - 1
+                    });
+                    known.insert(name, at);
+                    at
+                }
             };
-            if let Some(error) = outcome.db_error() {
-                // Dropping the transaction rolls it back (or finds SQLite already did).
+            match at {
+                Some(at) => plan.add(k, op, at, found[at].name.is_fifo()),
+                None => outcomes[k] = Some(op.refused(Rejection::no_queue().into())),
+            }
+        }
+
+        for (at, ks) in &plan.sends {
+            let batches: Vec<&[NewMessage]> = ks.iter().map(|&k| ops[k].batch()).collect();
+            let results = messages::send(&mut tx, &mut fx, &found[*at], &batches, now)
+                .await
+                .map_err(|e| Failed::of(e, ks.clone()))?;
+            for (&k, r) in ks.iter().zip(results) {
+                outcomes[k] = Some(Outcome::Send(Ok(r)));
+            }
+        }
+        for &(k, at) in &plan.visibility {
+            let Op::ChangeVisibility { entries, .. } = &ops[k] else {
+                unreachable!("planned as a visibility change")
+            };
+            let r = messages::change_visibility(&mut tx, &mut fx, &found[at], entries, now).await;
+            if let Some(error) = db_error(&r) {
                 return Err(Failed {
                     error,
-                    culprit: Some(k),
+                    culprits: vec![k],
                 });
             }
-            outcomes.push(outcome);
+            outcomes[k] = Some(Outcome::Entries(r));
+        }
+        for (at, ks) in &plan.deletes {
+            let lists: Vec<&[String]> = ks.iter().map(|&k| ops[k].handles()).collect();
+            let results = messages::delete(&mut tx, &mut fx, &found[*at], &lists, now)
+                .await
+                .map_err(|e| Failed::of(e, ks.clone()))?;
+            for (&k, r) in ks.iter().zip(results) {
+                outcomes[k] = Some(Outcome::Entries(Ok(r)));
+            }
+        }
+        for ((at, visibility, _), ks) in &plan.receives {
+            let q = &found[*at];
+            let maxes: Vec<u32> = ks.iter().map(|&k| ops[k].max()).collect();
+            let expire = self.expire_due(q, now);
+            let got = messages::receive(&mut tx, &mut fx, q, &maxes, *visibility, now, expire)
+                .await
+                .map_err(|e| Failed::of(e, ks.clone()))?;
+            for (&k, r) in ks.iter().zip(got) {
+                outcomes[k] = Some(Outcome::Receive(Ok(r)));
+            }
         }
         tx.commit().await.map_err(whole)?;
+        let outcomes = outcomes
+            .into_iter()
+            .map(|o| o.expect("every operation was planned"))
+            .collect();
         Ok((outcomes, fx))
     }
 
-    async fn run_op(
-        &mut self,
-        tx: &mut Tx,
-        fx: &mut Effects,
-        q: &QueueInfo,
-        op: &Op,
-        now: i64,
-    ) -> Outcome {
+    /// Whether a receive on `q` should first delete the queue's expired messages: always on a
+    /// FIFO queue (an expired head would block its group), at most every
+    /// [`EXPIRE_EVERY_MS`] on a standard one.
+    fn expire_due(&mut self, q: &QueueInfo, now: i64) -> bool {
+        if q.name.is_fifo() {
+            return true;
+        }
+        let last = self.expired_at.entry(q.id).or_insert(i64::MIN);
+        let due = now.saturating_sub(*last) >= EXPIRE_EVERY_MS;
+        if due {
+            *last = now;
+        }
+        due
+    }
+}
+
+/// A group's operations sorted into shared statements, each list in arrival order. Queues are
+/// indexes into the group's looked-up queues.
+#[derive(Default)]
+struct Plan {
+    sends: BTreeMap<usize, Vec<usize>>,
+    visibility: Vec<(usize, usize)>,
+    deletes: BTreeMap<usize, Vec<usize>>,
+    /// Keyed by queue, visibility timeout and, for a FIFO queue, the operation itself: standard
+    /// receives share a claim, a FIFO receive has its own (one group's run goes to one receiver).
+    receives: BTreeMap<(usize, Option<Duration>, Option<usize>), Vec<usize>>,
+}
+
+impl Plan {
+    fn add(&mut self, k: usize, op: &Op, at: usize, fifo: bool) {
         match op {
-            Op::Send { batch, .. } => Outcome::Send(messages::send(tx, fx, q, batch, now).await),
-            Op::Receive {
-                max, visibility, ..
-            } => {
-                let expire = q.name.is_fifo() || {
-                    let last = self.expired_at.entry(q.id).or_insert(i64::MIN);
-                    let due = now.saturating_sub(*last) >= EXPIRE_EVERY_MS;
-                    if due {
-                        *last = now;
-                    }
-                    due
-                };
-                Outcome::Receive(messages::receive(tx, fx, q, *max, *visibility, now, expire).await)
-            }
-            Op::Delete { handles, .. } => {
-                Outcome::Entries(messages::delete(tx, fx, q, handles, now).await)
-            }
-            Op::ChangeVisibility { entries, .. } => {
-                Outcome::Entries(messages::change_visibility(tx, fx, q, entries, now).await)
+            Op::Send { .. } => self.sends.entry(at).or_default().push(k),
+            Op::ChangeVisibility { .. } => self.visibility.push((k, at)),
+            Op::Delete { .. } => self.deletes.entry(at).or_default().push(k),
+            Op::Receive { visibility, .. } => {
+                let own = fifo.then_some(k);
+                self.receives
+                    .entry((at, *visibility, own))
+                    .or_default()
+                    .push(k)
             }
         }
     }
 }
 
-/// The queue an operation names, looked up once per group.
-async fn resolve<'m, 'o>(
-    tx: &mut Tx,
-    found: &'m mut HashMap<&'o QueueName, Option<QueueInfo>>,
-    name: &'o QueueName,
-) -> Result<&'m QueueInfo, StoreError> {
-    if !found.contains_key(name) {
-        let info = queues::lookup(tx, name).await?;
-        found.insert(name, info);
-    }
-    found[name]
-        .as_ref()
-        .ok_or_else(|| Rejection::no_queue().into())
-}
-
 impl Op {
+    fn batch(&self) -> &[NewMessage] {
+        match self {
+            Op::Send { batch, .. } => batch,
+            _ => unreachable!("planned as a send"),
+        }
+    }
+
+    fn handles(&self) -> &[String] {
+        match self {
+            Op::Delete { handles, .. } => handles,
+            _ => unreachable!("planned as a delete"),
+        }
+    }
+
+    fn max(&self) -> u32 {
+        match self {
+            Op::Receive { max, .. } => *max,
+            _ => unreachable!("planned as a receive"),
+        }
+    }
+
     fn queue(&self) -> &QueueName {
         match self {
             Op::Send { queue, .. }
