@@ -205,6 +205,7 @@ impl Store {
         self.submit(
             writer::Op::Send {
                 queue: queue.clone(),
+                prepared: messages::prepare(&batch),
                 batch,
                 reply,
             },
@@ -231,10 +232,9 @@ impl Store {
         max: u32,
         visibility: Option<Duration>,
     ) -> Result<Vec<Message>, StoreError> {
-        Ok(self
-            .receive_next(queue, max, visibility)
+        self.receive_next(queue, max, visibility)
             .await?
-            .into_messages())
+            .into_messages()
     }
 
     /// A short poll that, when it finds nothing, also says when the next message becomes

@@ -14,11 +14,16 @@ use sqlx::{Sqlite, Transaction};
 
 use super::StoreError;
 
-type Tx = Transaction<'static, Sqlite>;
+type Tx<'c> = Transaction<'c, Sqlite>;
 
 /// Picks up to `want` receivable message rows of a FIFO queue, in delivery order: as many of the
 /// oldest available group as possible, then the next group, each group in send order.
-pub async fn pick(tx: &mut Tx, queue_id: i64, want: u32, now: i64) -> Result<Vec<i64>, StoreError> {
+pub async fn pick(
+    tx: &mut Tx<'_>,
+    queue_id: i64,
+    want: u32,
+    now: i64,
+) -> Result<Vec<i64>, StoreError> {
     let heads: Vec<(String,)> = sqlx::query_as(
         "SELECT group_id FROM messages WHERE queue_id = ? AND is_head = 1 AND visible_at <= ? \
          ORDER BY visible_at, id LIMIT ?",
@@ -52,7 +57,11 @@ pub async fn pick(tx: &mut Tx, queue_id: i64, want: u32, now: i64) -> Result<Vec
 }
 
 /// Whether `group` currently has no stored message in the queue (so a new one is its head).
-pub async fn is_empty_group(tx: &mut Tx, queue_id: i64, group: &str) -> Result<bool, StoreError> {
+pub async fn is_empty_group(
+    tx: &mut Tx<'_>,
+    queue_id: i64,
+    group: &str,
+) -> Result<bool, StoreError> {
     let row: Option<(i64,)> =
         sqlx::query_as("SELECT 1 FROM messages WHERE queue_id = ? AND group_id = ? LIMIT 1")
             .bind(queue_id)
@@ -64,7 +73,7 @@ pub async fn is_empty_group(tx: &mut Tx, queue_id: i64, group: &str) -> Result<b
 
 /// Marks the oldest stored message of each of `groups` as its group's head (after deletions).
 pub async fn rehead<'a>(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     queue_id: i64,
     groups: impl IntoIterator<Item = &'a str>,
 ) -> Result<(), StoreError> {
@@ -85,7 +94,7 @@ pub async fn rehead<'a>(
 /// Reserves `n` sequence numbers of a queue: large, increasing, never reused (20 digits, as
 /// AWS's are). Seeded from the clock so they keep increasing even across a purge.
 pub async fn next_sequences(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     queue_id: i64,
     n: usize,
     now: i64,

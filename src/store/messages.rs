@@ -6,7 +6,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
-use super::rows::{encode_attributes, to_ms, MessageRow, MESSAGE_COLUMNS};
+use super::rows::{encode_attributes, to_ms, Claimed, MESSAGE_COLUMNS};
 use super::writer::{Counter, Effects};
 use super::{fifo, queues, EntryResults, QueueCounts, QueueInfo, Store, StoreError};
 use crate::domain::attributes::{md5_hex, md5_of_attributes, AttributeValue};
@@ -14,10 +14,28 @@ use crate::domain::message::{Message, NewMessage, ReceiptHandle, SendReceipt};
 use crate::domain::queue::{DedupScope, QueueName, DEDUP_WINDOW, MAX_VISIBILITY_TIMEOUT};
 use crate::domain::{RejectCode, Rejection, Timestamp};
 
-pub(super) type Tx = Transaction<'static, Sqlite>;
+pub(super) type Tx<'c> = Transaction<'c, Sqlite>;
 
 /// How many claim rounds one receive makes when redrive moves some of what it claimed.
 const MAX_CLAIM_ROUNDS: usize = 8;
+
+/// What a send computes before it reaches the writer, on the sender's own task: the receipt
+/// (id and MD5s) and the stored form of the attributes.
+pub(super) struct Prepared {
+    receipt: SendReceipt,
+    attributes: Option<String>,
+}
+
+/// Prepares every message of a batch (see [`Prepared`]).
+pub(super) fn prepare(batch: &[NewMessage]) -> Vec<Prepared> {
+    batch
+        .iter()
+        .map(|m| Prepared {
+            receipt: receipt_for(m),
+            attributes: encode_attributes(&m.attributes),
+        })
+        .collect()
+}
 
 /// The receipt of an accepted message, before FIFO deduplication fills in its sequence number.
 fn receipt_for(m: &NewMessage) -> SendReceipt {
@@ -39,29 +57,30 @@ fn receipt_for(m: &NewMessage) -> SendReceipt {
 /// Sends the batches of several requests to one queue. Each entry is validated on its own; a
 /// standard queue's accepted messages go in with one statement.
 pub(super) async fn send(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     fx: &mut Effects,
     q: &QueueInfo,
-    batches: &[&[NewMessage]],
+    batches: &[(&[NewMessage], &[Prepared])],
     now: i64,
 ) -> Result<Vec<EntryResults<SendReceipt>>, StoreError> {
     let queue = &q.name;
     let mut results: Vec<EntryResults<SendReceipt>> = batches
         .iter()
-        .map(|batch| {
+        .map(|(batch, prepared)| {
             batch
                 .iter()
-                .map(|m| {
+                .zip(prepared.iter())
+                .map(|(m, p)| {
                     m.validate(queue.kind(), &q.settings, false)
-                        .map(|()| receipt_for(m))
+                        .map(|()| p.receipt.clone())
                 })
                 .collect()
         })
         .collect();
     let mut stored = Stored::default();
-    for (batch, results) in batches.iter().zip(results.iter_mut()) {
+    for ((batch, prepared), results) in batches.iter().zip(results.iter_mut()) {
         if queue.is_fifo() {
-            send_fifo(tx, q, batch, results, now, &mut stored).await?;
+            send_fifo(tx, q, batch, prepared, results, now, &mut stored).await?;
         }
     }
     if !queue.is_fifo() {
@@ -98,20 +117,20 @@ pub(super) const CHUNK: usize = 64;
 
 /// Inserts a standard queue's accepted messages, up to [`CHUNK`] rows per statement.
 async fn insert_standard(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     q: &QueueInfo,
-    batches: &[&[NewMessage]],
+    batches: &[(&[NewMessage], &[Prepared])],
     results: &[EntryResults<SendReceipt>],
     now: i64,
     stored: &mut Stored,
 ) -> Result<(), StoreError> {
-    let mut rows: Vec<(&NewMessage, &SendReceipt, i64, Option<String>)> = Vec::new();
-    for (batch, results) in batches.iter().zip(results) {
-        for (m, r) in batch.iter().zip(results) {
+    let mut rows: Vec<(&NewMessage, &SendReceipt, i64, Option<&str>)> = Vec::new();
+    for ((batch, prepared), results) in batches.iter().zip(results) {
+        for ((m, p), r) in batch.iter().zip(prepared.iter()).zip(results) {
             let Ok(r) = r else { continue };
             let delay = m.delay.unwrap_or(q.settings.delay);
             stored.add(delay);
-            rows.push((m, r, now + to_ms(delay), encode_attributes(&m.attributes)));
+            rows.push((m, r, now + to_ms(delay), p.attributes.as_deref()));
         }
     }
     for chunk in rows.chunks(CHUNK) {
@@ -123,7 +142,7 @@ async fn insert_standard(
             b.push_bind(q.id)
                 .push_bind(r.message_id.as_str())
                 .push_bind(m.body.as_str())
-                .push_bind(attributes.as_deref())
+                .push_bind(*attributes)
                 .push_bind(r.md5_of_body.as_str())
                 .push_bind(r.md5_of_attributes.as_deref())
                 .push_bind(m.trace_header.as_deref())
@@ -139,14 +158,15 @@ async fn insert_standard(
 /// Stores a FIFO queue's accepted messages one by one: deduplication, sequence numbers and
 /// group heads depend on what the same batch stored before.
 async fn send_fifo(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     q: &QueueInfo,
     batch: &[NewMessage],
+    prepared: &[Prepared],
     results: &mut EntryResults<SendReceipt>,
     now: i64,
     stored: &mut Stored,
 ) -> Result<(), StoreError> {
-    for (m, result) in batch.iter().zip(results.iter_mut()) {
+    for ((m, p), result) in batch.iter().zip(prepared).zip(results.iter_mut()) {
         let Ok(receipt) = result else { continue };
         let group = m
             .group_id
@@ -201,7 +221,7 @@ async fn send_fifo(
         .bind(q.id)
         .bind(&receipt.message_id)
         .bind(&m.body)
-        .bind(encode_attributes(&m.attributes))
+        .bind(p.attributes.as_deref())
         .bind(&receipt.md5_of_body)
         .bind(&receipt.md5_of_attributes)
         .bind(&m.trace_header)
@@ -220,7 +240,7 @@ async fn send_fifo(
 }
 
 /// Deletes the queue's messages that are past retention, in every state.
-async fn expire(tx: &mut Tx, q: &QueueInfo, now: i64) -> Result<u64, StoreError> {
+async fn expire(tx: &mut Tx<'_>, q: &QueueInfo, now: i64) -> Result<u64, StoreError> {
     let cutoff = now - to_ms(q.settings.retention);
     let gone: Vec<(Option<String>,)> = sqlx::query_as(
         "DELETE FROM messages WHERE queue_id = ? AND retain_from <= ? RETURNING group_id",
@@ -236,13 +256,13 @@ async fn expire(tx: &mut Tx, q: &QueueInfo, now: i64) -> Result<u64, StoreError>
 }
 
 async fn claim(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     q: &QueueInfo,
     want: u32,
     now: i64,
     until: i64,
     token: i64,
-) -> Result<Vec<MessageRow>, StoreError> {
+) -> Result<Vec<Claimed>, StoreError> {
     // Expired rows are deleted only now and then (see `Writer`); they are never handed out.
     let cutoff = now - to_ms(q.settings.retention);
     let set = "SET visible_at = ?1, in_flight = 1, receive_count = receive_count + 1, \
@@ -252,7 +272,7 @@ async fn claim(
             "UPDATE messages {set} WHERE id IN (SELECT id FROM messages WHERE queue_id = ?4 AND visible_at <= ?2 \
              AND +retain_from > ?6 ORDER BY visible_at LIMIT ?5) RETURNING {MESSAGE_COLUMNS}"
         );
-        let mut rows: Vec<MessageRow> = sqlx::query_as(&sql)
+        let mut rows = sqlx::query(&sql)
             .bind(until)
             .bind(now)
             .bind(token)
@@ -260,7 +280,10 @@ async fn claim(
             .bind(i64::from(want))
             .bind(cutoff)
             .fetch_all(&mut **tx)
-            .await?;
+            .await?
+            .into_iter()
+            .map(Claimed::from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         rows.sort_by_key(|r| r.id);
         return Ok(rows);
     }
@@ -269,13 +292,16 @@ async fn claim(
         return Ok(Vec::new());
     }
     let sql = format!("UPDATE messages {set} WHERE id IN (SELECT value FROM json_each(?4)) RETURNING {MESSAGE_COLUMNS}");
-    let mut rows: Vec<MessageRow> = sqlx::query_as(&sql)
+    let mut rows = sqlx::query(&sql)
         .bind(until)
         .bind(now)
         .bind(token)
         .bind(serde_json::to_string(&ids).expect("ids serialize"))
         .fetch_all(&mut **tx)
-        .await?;
+        .await?
+        .into_iter()
+        .map(Claimed::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     let order: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     rows.sort_by_key(|r| order[&r.id]);
     Ok(rows)
@@ -284,9 +310,9 @@ async fn claim(
 /// Moves rows that exceeded the redrive policy to the dead-letter queue. Returns how many moved
 /// (zero if the dead-letter queue no longer exists, in which case nothing moves).
 async fn dead_letter(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     src: &QueueInfo,
-    rows: &[MessageRow],
+    rows: &[Claimed],
     now: i64,
 ) -> Result<Option<QueueName>, StoreError> {
     let Some(redrive) = &src.settings.redrive else {
@@ -347,7 +373,7 @@ async fn dead_letter(
 /// nothing, also when the next message becomes receivable by the passage of time (a delay or a
 /// visibility timeout running out), if any.
 pub(super) struct Received {
-    rows: Vec<MessageRow>,
+    rows: Vec<Claimed>,
     queue_id: i64,
     pub next_visible: Option<Timestamp>,
 }
@@ -357,12 +383,13 @@ impl Received {
         self.rows.len()
     }
 
-    pub fn into_messages(self) -> Vec<Message> {
+    pub fn into_messages(self) -> Result<Vec<Message>, StoreError> {
         let queue_id = self.queue_id;
-        self.rows
+        Ok(self
+            .rows
             .into_iter()
             .map(|r| r.into_message(queue_id))
-            .collect()
+            .collect::<Result<_, _>>()?)
     }
 }
 
@@ -371,7 +398,7 @@ impl Received {
 /// group's run must go to one receiver.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn receive(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     fx: &mut Effects,
     q: &QueueInfo,
     maxes: &[u32],
@@ -387,7 +414,7 @@ pub(super) async fn receive(
     let max: u32 = maxes.iter().sum();
     let until = now + to_ms(visibility.unwrap_or(q.settings.visibility_timeout));
     let token: i64 = rand::random();
-    let mut out: Vec<MessageRow> = Vec::new();
+    let mut out: Vec<Claimed> = Vec::new();
     let mut moved = 0u64;
     let mut woken_dlq = None;
     for _ in 0..MAX_CLAIM_ROUNDS {
@@ -437,7 +464,7 @@ pub(super) async fn receive(
     Ok(maxes
         .iter()
         .map(|&n| {
-            let rows: Vec<MessageRow> = rows.by_ref().take(n as usize).collect();
+            let rows: Vec<Claimed> = rows.by_ref().take(n as usize).collect();
             Received {
                 next_visible: if rows.is_empty() { next_visible } else { None },
                 rows,
@@ -449,7 +476,7 @@ pub(super) async fn receive(
 
 /// When the next message of the queue becomes receivable by the passage of time, if any.
 async fn next_visible(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     q: &QueueInfo,
     now: i64,
 ) -> Result<Option<Timestamp>, StoreError> {
@@ -486,7 +513,7 @@ pub(super) async fn receive_wait(
                 // There may be more: pass the wake on to the next waiter.
                 notify.notify_one();
             }
-            return Ok(got.into_messages());
+            return got.into_messages();
         }
         let now = store.clock.now();
         if now >= deadline {
@@ -520,7 +547,7 @@ struct LeaseRow {
     is_head: bool,
 }
 
-async fn lease(tx: &mut Tx, h: &ReceiptHandle) -> Result<Option<LeaseRow>, StoreError> {
+async fn lease(tx: &mut Tx<'_>, h: &ReceiptHandle) -> Result<Option<LeaseRow>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT receipt, visible_at, received_at, group_id, is_head FROM messages WHERE id = ? AND queue_id = ?",
     )
@@ -543,7 +570,7 @@ fn parse_for(q: &QueueInfo, handle: &str) -> Result<ReceiptHandle, Rejection> {
 
 /// Deletes by receipt handle for several requests to one queue.
 pub(super) async fn delete(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     fx: &mut Effects,
     q: &QueueInfo,
     lists: &[&[String]],
@@ -581,7 +608,7 @@ pub(super) async fn delete(
 
 /// A FIFO delete: refused once the handle's visibility ran out (the group may have moved on).
 async fn delete_fifo(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     q: &QueueInfo,
     handle: &str,
     h: &ReceiptHandle,
@@ -614,7 +641,7 @@ async fn delete_fifo(
 /// ran out still deletes, unless the message was received again since (the newer receiver owns
 /// it and the call is a no-op); a handle of a message already gone succeeds too.
 async fn delete_standard<'h>(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     q: &QueueInfo,
     parsed: impl Iterator<Item = &'h Result<ReceiptHandle, Rejection>>,
 ) -> Result<u64, StoreError> {
@@ -646,7 +673,7 @@ async fn delete_standard<'h>(
 }
 
 pub(super) async fn change_visibility(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     fx: &mut Effects,
     q: &QueueInfo,
     entries: &[(String, Duration)],

@@ -10,7 +10,7 @@ use crate::domain::queue::{QueueName, QueueSettings, PURGE_INTERVAL};
 use crate::domain::{RejectCode, Rejection};
 
 pub(super) async fn lookup(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     name: &QueueName,
 ) -> Result<Option<QueueInfo>, StoreError> {
     let row: Option<QueueRow> = sqlx::query_as(&format!(
@@ -23,7 +23,7 @@ pub(super) async fn lookup(
 }
 
 pub(super) async fn require(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     name: &QueueName,
 ) -> Result<QueueInfo, StoreError> {
     lookup(tx, name)
@@ -32,7 +32,7 @@ pub(super) async fn require(
 }
 
 async fn check_dead_letter(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     name: &QueueName,
     settings: &QueueSettings,
 ) -> Result<(), StoreError> {
@@ -80,7 +80,7 @@ fn bind_settings<'q>(query: Query<'q>, s: &'q QueueSettings) -> Query<'q> {
 }
 
 async fn insert(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     name: &QueueName,
     s: &QueueSettings,
     tags: &BTreeMap<String, String>,
@@ -104,7 +104,7 @@ async fn insert(
 }
 
 async fn update(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     name: &QueueName,
     s: &QueueSettings,
     now: i64,

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sqlx::FromRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{FromRow, Row as _};
 
 use super::QueueInfo;
 use crate::domain::attributes::Attributes;
@@ -140,5 +141,31 @@ impl MessageRow {
                 .dead_letter_source
                 .and_then(|q| QueueName::parse(&q).ok()),
         }
+    }
+}
+
+/// A row a receive claimed: what the writer needs decoded at once (order, redrive, FIFO heads);
+/// the rest is decoded by the receiver on its own task, off the writer's critical path.
+pub struct Claimed {
+    pub id: i64,
+    pub receive_count: i64,
+    pub group_id: Option<String>,
+    row: SqliteRow,
+}
+
+impl Claimed {
+    /// Reads a row selected with [`MESSAGE_COLUMNS`].
+    pub fn from_row(row: SqliteRow) -> Result<Claimed, sqlx::Error> {
+        Ok(Claimed {
+            id: row.try_get("id")?,
+            receive_count: row.try_get("receive_count")?,
+            group_id: row.try_get("group_id")?,
+            row,
+        })
+    }
+
+    /// The domain message, with a receipt handle for `queue_id`.
+    pub fn into_message(self, queue_id: i64) -> Result<Message, sqlx::Error> {
+        Ok(MessageRow::from_row(&self.row)?.into_message(queue_id))
     }
 }

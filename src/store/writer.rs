@@ -14,12 +14,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sqlx::SqlitePool;
+use sqlx::{Connection as _, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::messages::{self, Received};
+use super::messages::{self, Prepared, Received};
 use super::queues;
 use super::wake::Wakers;
 use super::{EntryResults, QueueInfo, StoreError};
@@ -122,6 +122,40 @@ fn log_refused(metrics: &Metrics, e: &sqlx::Error, operations: usize) {
 /// Most operations one transaction takes.
 const MAX_GROUP: usize = 512;
 
+/// Longest the writer keeps the connection from the pool while groups keep coming.
+const HOLD: Duration = Duration::from_millis(100);
+
+/// How a group ended.
+enum Executed {
+    /// Committed and answered.
+    Committed,
+    /// Refused as a whole and answered; the connection goes back to the pool to be checked.
+    Refused,
+    /// Some operations were refused and the connection was left unusable (SQLite rolled the
+    /// transaction back by itself); these run again on a connection from the pool.
+    Retry(Vec<Op>),
+}
+
+/// Whether the connection can take the next transaction after a failed one: sqlx's queued
+/// ROLLBACK runs with the ping, and a connection still marked as inside a transaction is not
+/// (the pool replaces it on release; see `open.rs`).
+async fn usable(conn: &mut SqliteConnection) -> bool {
+    if !conn.is_in_transaction() {
+        return true;
+    }
+    conn.ping().await.is_ok() && !conn.is_in_transaction()
+}
+
+/// Adds the operations already waiting, up to [`MAX_GROUP`].
+fn fill(rx: &mut mpsc::Receiver<Op>, ops: &mut Vec<Op>) {
+    while ops.len() < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(op) => ops.push(op),
+            Err(_) => break,
+        }
+    }
+}
+
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// A message operation waiting for the writer.
@@ -129,6 +163,7 @@ pub(super) enum Op {
     Send {
         queue: QueueName,
         batch: Vec<NewMessage>,
+        prepared: Vec<Prepared>,
         reply: Reply<EntryResults<SendReceipt>>,
     },
     Receive {
@@ -269,16 +304,48 @@ fn db_error<T>(r: &Result<T, StoreError>) -> Option<Arc<sqlx::Error>> {
 
 impl Writer {
     /// Runs until every sender is gone.
+    ///
+    /// The connection is held from one group to the next while operations keep arriving, so
+    /// a busy writer does not wait for the pool to take it back and hand it out again (under
+    /// load that round trip cost as much as the commit). It goes back to the pool when the
+    /// queue runs dry, after [`HOLD`], or after a failed group (the pool then checks it), so
+    /// queue changes and the sweeper get their turn.
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Op>) {
-        while let Some(first) = rx.recv().await {
-            let mut ops = vec![first];
-            while ops.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(op) => ops.push(op),
-                    Err(_) => break,
+        let mut retry: Option<Vec<Op>> = None;
+        loop {
+            let mut ops = match retry.take() {
+                Some(ops) => ops,
+                None => match rx.recv().await {
+                    Some(first) => vec![first],
+                    None => return,
+                },
+            };
+            fill(&mut rx, &mut ops);
+            let mut conn = match self.pool.acquire().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    let error = Arc::new(e);
+                    log_refused(&self.metrics, &error, ops.len());
+                    ops.into_iter().for_each(|op| op_fail(op, &error));
+                    continue;
+                }
+            };
+            let held = Instant::now();
+            loop {
+                match self.execute(&mut conn, ops).await {
+                    Executed::Committed if held.elapsed() < HOLD => {}
+                    Executed::Committed | Executed::Refused => break,
+                    Executed::Retry(rest) => {
+                        retry = Some(rest);
+                        break;
+                    }
+                }
+                ops = Vec::new();
+                fill(&mut rx, &mut ops);
+                if ops.is_empty() {
+                    break;
                 }
             }
-            self.execute(ops).await;
         }
     }
 
@@ -286,15 +353,15 @@ impl Writer {
     /// operations it served are refused and the others run again in a fresh transaction, so a
     /// send that does not fit never takes a poller's deletes down with it. Nothing is answered
     /// before its commit.
-    async fn execute(&mut self, mut ops: Vec<Op>) {
+    async fn execute(&mut self, conn: &mut SqliteConnection, mut ops: Vec<Op>) -> Executed {
         loop {
-            match self.attempt(&ops).await {
+            match self.attempt(conn, &ops).await {
                 Ok((outcomes, fx)) => {
                     fx.apply(&self.wake, &self.metrics);
                     ops.into_iter()
                         .zip(outcomes)
                         .for_each(|(op, o)| answer(op, o));
-                    return;
+                    return Executed::Committed;
                 }
                 Err(Failed {
                     error,
@@ -305,11 +372,14 @@ impl Writer {
                     for k in culprits.into_iter().rev() {
                         op_fail(ops.remove(k), &error);
                     }
+                    if !usable(conn).await {
+                        return Executed::Retry(ops);
+                    }
                 }
                 Err(Failed { error, .. }) => {
                     log_refused(&self.metrics, &error, ops.len());
                     ops.into_iter().for_each(|op| op_fail(op, &error));
-                    return;
+                    return Executed::Refused;
                 }
             }
         }
@@ -324,16 +394,16 @@ impl Writer {
     /// that receives in the same group see them. Each queue is looked up once per group:
     /// message operations never change a queue's row, and queue changes take the same
     /// connection between groups.
-    async fn attempt(&mut self, ops: &[Op]) -> Result<(Vec<Outcome>, Effects), Failed> {
+    async fn attempt(
+        &mut self,
+        conn: &mut SqliteConnection,
+        ops: &[Op],
+    ) -> Result<(Vec<Outcome>, Effects), Failed> {
         let whole = |e: sqlx::Error| Failed {
             error: Arc::new(e),
             culprits: Vec::new(),
         };
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(whole)?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(whole)?;
         let now = self.clock.now().as_millis();
         let mut fx = Effects::default();
         let mut outcomes: Vec<Option<Outcome>> = ops.iter().map(|_| None).collect();
@@ -364,7 +434,7 @@ impl Writer {
         }
 
         for (at, ks) in &plan.sends {
-            let batches: Vec<&[NewMessage]> = ks.iter().map(|&k| ops[k].batch()).collect();
+            let batches: Vec<_> = ks.iter().map(|&k| ops[k].batch()).collect();
             let results = messages::send(&mut tx, &mut fx, &found[*at], &batches, now)
                 .await
                 .map_err(|e| Failed::of(e, ks.clone()))?;
@@ -459,9 +529,11 @@ impl Plan {
 }
 
 impl Op {
-    fn batch(&self) -> &[NewMessage] {
+    fn batch(&self) -> (&[NewMessage], &[Prepared]) {
         match self {
-            Op::Send { batch, .. } => batch,
+            Op::Send {
+                batch, prepared, ..
+            } => (batch, prepared),
             _ => unreachable!("planned as a send"),
         }
     }
