@@ -14,6 +14,7 @@
 //! timer; a message that becomes visible by the passage of time is waited for with a timer on
 //! its `visible_at`.
 
+mod cache;
 mod fifo;
 mod messages;
 mod open;
@@ -45,6 +46,7 @@ pub struct Store {
     wake: wake::Wakers,
     metrics: Arc<Metrics>,
     ops: tokio::sync::mpsc::Sender<writer::Op>,
+    queues: cache::QueueCache,
 }
 
 /// A queue as stored.
@@ -119,7 +121,9 @@ impl Store {
         settings: &QueueSettings,
         tags: &BTreeMap<String, String>,
     ) -> Result<(QueueInfo, bool), StoreError> {
-        queues::create(self, name, settings, tags).await
+        let done = queues::create(self, name, settings, tags).await;
+        self.queues.forget();
+        done
     }
 
     /// Creates the queue or overwrites its settings (the configuration file wins over earlier
@@ -129,7 +133,9 @@ impl Store {
         name: &QueueName,
         settings: &QueueSettings,
     ) -> Result<QueueInfo, StoreError> {
-        queues::ensure(self, name, settings).await
+        let done = queues::ensure(self, name, settings).await;
+        self.queues.forget();
+        done
     }
 
     /// Replaces a queue's settings (SetQueueAttributes after merging).
@@ -138,7 +144,9 @@ impl Store {
         name: &QueueName,
         settings: &QueueSettings,
     ) -> Result<QueueInfo, StoreError> {
-        queues::set_settings(self, name, settings).await
+        let done = queues::set_settings(self, name, settings).await;
+        self.queues.forget();
+        done
     }
 
     /// One queue.
@@ -146,7 +154,13 @@ impl Store {
     /// # Errors
     /// `Rejected(QueueDoesNotExist)` for an unknown name.
     pub async fn queue(&self, name: &QueueName) -> Result<QueueInfo, StoreError> {
-        queues::get(self, name).await
+        let generation = match self.queues.get(name.as_str()) {
+            Ok(info) => return Ok(info),
+            Err(generation) => generation,
+        };
+        let info = queues::get(self, name).await?;
+        self.queues.insert(generation, &info);
+        Ok(info)
     }
 
     /// Every queue, sorted by name.
@@ -156,7 +170,9 @@ impl Store {
 
     /// Deletes a queue and all its messages.
     pub async fn delete_queue(&self, name: &QueueName) -> Result<(), StoreError> {
-        queues::delete(self, name).await
+        let done = queues::delete(self, name).await;
+        self.queues.forget();
+        done
     }
 
     /// Deletes every message of a queue in every state and clears FIFO deduplication.
@@ -164,7 +180,9 @@ impl Store {
     /// # Errors
     /// `Rejected(PurgeQueueInProgress)` within 60 s of the previous purge.
     pub async fn purge(&self, name: &QueueName) -> Result<(), StoreError> {
-        queues::purge(self, name).await
+        let done = queues::purge(self, name).await;
+        self.queues.forget();
+        done
     }
 
     /// Adds or replaces tags.
@@ -173,12 +191,16 @@ impl Store {
         name: &QueueName,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), StoreError> {
-        queues::tag(self, name, tags).await
+        let done = queues::tag(self, name, tags).await;
+        self.queues.forget();
+        done
     }
 
     /// Removes tags.
     pub async fn untag(&self, name: &QueueName, keys: &[String]) -> Result<(), StoreError> {
-        queues::untag(self, name, keys).await
+        let done = queues::untag(self, name, keys).await;
+        self.queues.forget();
+        done
     }
 
     /// Queues whose redrive policy names `name` as their dead-letter queue.

@@ -16,7 +16,7 @@
 //! - `ESMD_BENCH_SECONDS` [60]: length of each timed phase; 5 for a quick run.
 //! - `ESMD_BENCH_SYNC` [full]: `storage.synchronous`, `full` or `normal`.
 //! - `ESMD_BENCH_DIR` [target/bench-tmp]: where the temporary databases go (the normal disk).
-//! - throughput: `ESMD_BENCH_CLIENTS` [32] senders, `ESMD_BENCH_MAX_CONCURRENCY` [50] (the
+//! - throughput: `ESMD_BENCH_CLIENTS` [128] senders, `ESMD_BENCH_MAX_CONCURRENCY` [400 for b10 and b1, 200 for b100] (the
 //!   mapping's), `ESMD_BENCH_MAX_BACKLOG` [20000] (senders pause while this many sent messages
 //!   are undelivered), `ESMD_BENCH_RATE` [0 = unlimited] msg/s cap, `ESMD_BENCH_DRAIN_SECONDS`
 //!   [300].

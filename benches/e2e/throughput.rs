@@ -18,6 +18,10 @@ pub struct Variant {
     pub name: &'static str,
     pub batch_size: u32,
     pub window: &'static str,
+    /// The mapping's `max_concurrency` unless `ESMD_BENCH_MAX_CONCURRENCY` says otherwise:
+    /// enough workers that the mapping keeps up (each worker waits for a group commit to
+    /// receive and another to delete); with a 1 s window, fewer, so that windows fill.
+    pub max_concurrency: u32,
 }
 
 pub const VARIANTS: [Variant; 3] = [
@@ -25,16 +29,19 @@ pub const VARIANTS: [Variant; 3] = [
         name: "b10",
         batch_size: 10,
         window: "0s",
+        max_concurrency: 400,
     },
     Variant {
         name: "b100",
         batch_size: 100,
         window: "1s",
+        max_concurrency: 200,
     },
     Variant {
         name: "b1",
         batch_size: 1,
         window: "0s",
+        max_concurrency: 400,
     },
 ];
 
@@ -55,8 +62,8 @@ pub struct Outcome {
 
 pub async fn run(v: &Variant) -> Outcome {
     let secs = harness::seconds();
-    let clients: usize = env_or("ESMD_BENCH_CLIENTS", 32);
-    let concurrency: u32 = env_or("ESMD_BENCH_MAX_CONCURRENCY", 50);
+    let clients: usize = env_or("ESMD_BENCH_CLIENTS", 128);
+    let concurrency: u32 = env_or("ESMD_BENCH_MAX_CONCURRENCY", v.max_concurrency);
     // Optional open-loop cap on the send rate (messages/s over all clients); 0 = as fast as possible.
     let rate: f64 = env_or("ESMD_BENCH_RATE", 0.0);
     // Senders pause while this many sent messages are not yet delivered, so that the run

@@ -266,7 +266,7 @@ impl Store {
                 Synchronous::Normal => SqliteSynchronous::Normal,
             })
             .foreign_keys(true)
-            .pragma("cache_size", "-16384")
+            .pragma("cache_size", "-8192")
             .pragma("temp_store", "memory");
         let max_pages = cfg
             .max_size
@@ -362,6 +362,7 @@ impl Store {
             wake,
             metrics,
             ops,
+            queues: Default::default(),
         }
     }
 

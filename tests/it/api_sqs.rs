@@ -476,3 +476,55 @@ async fn tags_and_purge() {
         )
     );
 }
+
+/// The request path keeps a copy of each queue's settings (src/store/cache.rs); a change must
+/// be in force for the very next request, and a deleted queue must be gone at once.
+#[tokio::test]
+async fn sends_follow_queue_changes_at_once() {
+    let api = TestApi::start().await;
+    let url = api
+        .sqs
+        .create_queue()
+        .queue_name("changing")
+        .attributes(A::MaximumMessageSize, "1024")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let set_max = |bytes: &'static str| {
+        api.sqs
+            .set_queue_attributes()
+            .queue_url(&url)
+            .attributes(A::MaximumMessageSize, bytes)
+            .send()
+    };
+    // SendMessageBatch checks its entries against the queue's settings before the store does.
+    let entry = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+        .id("only")
+        .message_body("x".repeat(2000))
+        .build()
+        .unwrap();
+    let send = || {
+        api.sqs
+            .send_message_batch()
+            .queue_url(&url)
+            .entries(entry.clone())
+            .send()
+    };
+    let out = send().await.unwrap();
+    assert_eq!(out.failed().len(), 1, "2000 bytes exceed 1024: {out:?}");
+    set_max("4096").await.unwrap();
+    let out = send().await.unwrap();
+    assert_eq!(
+        out.successful().len(),
+        1,
+        "the raised maximum applies at once: {out:?}"
+    );
+    api.sqs.delete_queue().queue_url(&url).send().await.unwrap();
+    let err = send().await.expect_err("the queue is gone");
+    assert_eq!(
+        code_and_message(&err).0,
+        "AWS.SimpleQueueService.NonExistentQueue"
+    );
+}
