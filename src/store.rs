@@ -15,6 +15,7 @@
 //! its `visible_at`.
 
 mod cache;
+mod fault;
 mod fifo;
 mod messages;
 mod open;

@@ -4,13 +4,11 @@
 //! and share the next one, so `synchronous = full` costs one fsync per group rather than per
 //! request, and no acknowledged write is ever answered before it is durable.
 //!
-//! An operation that is rejected (an SQS rule) has written nothing, so the group goes on. A
-//! database error aborts the group: it is rolled back and every operation in it gets
-//! `StoreError::Unavailable`, which is retriable; nothing in it was acknowledged.
-//!
-//! The kinds of database trouble that callers word differently ([`DbFault`]) are told apart
-//! here: a full database (`storage.max_size` or the disk), a lock held by another process past
-//! the busy timeout, and everything else.
+//! Within the transaction, operations of one kind on one queue share a statement (see
+//! `Writer::attempt`). An operation that is rejected (an SQS rule) has written nothing, so the
+//! group goes on. A database error rolls the group back: the operations whose statement hit it
+//! get `StoreError::Unavailable` (retriable; nothing of theirs was acknowledged) and the others
+//! run again in a fresh transaction. How errors are classified and logged is in `fault.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -19,6 +17,7 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection as _, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::fault::log_refused;
 use super::messages::{self, Prepared, Received};
 use super::queues;
 use super::wake::Wakers;
@@ -28,96 +27,6 @@ use crate::domain::message::{NewMessage, SendReceipt};
 use crate::domain::queue::QueueName;
 use crate::domain::Rejection;
 use crate::metrics::Metrics;
-
-/// What kind of trouble a database error is, as far as a client is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum DbFault {
-    /// `SQLITE_FULL`: `storage.max_size` is reached or the disk is full. Nothing of the refused
-    /// work was stored; deleting messages (or freeing disk space) lets writes succeed again.
-    Full,
-    /// `SQLITE_BUSY`/`SQLITE_LOCKED`: another process held the database past the busy timeout.
-    Locked,
-    /// Anything else (I/O errors, a damaged file, the store closing).
-    Other,
-}
-
-impl DbFault {
-    /// Classifies an error from SQLite by its primary result code.
-    pub(super) fn of(e: &sqlx::Error) -> DbFault {
-        const SQLITE_BUSY: i64 = 5;
-        const SQLITE_LOCKED: i64 = 6;
-        const SQLITE_FULL: i64 = 13;
-        let code = match e {
-            sqlx::Error::Database(d) => d.code().and_then(|c| c.parse::<i64>().ok()),
-            _ => None,
-        };
-        match code.map(|c| c & 0xff) {
-            Some(SQLITE_FULL) => DbFault::Full,
-            Some(SQLITE_BUSY | SQLITE_LOCKED) => DbFault::Locked,
-            _ => DbFault::Other,
-        }
-    }
-
-    /// A few words for a log line.
-    pub(super) fn describe(self) -> &'static str {
-        match self {
-            DbFault::Full => "the database is full (storage.max_size or the disk)",
-            DbFault::Locked => "the database is locked by another process",
-            DbFault::Other => "the database could not do the work",
-        }
-    }
-}
-
-impl StoreError {
-    fn fault(&self) -> Option<DbFault> {
-        match self {
-            StoreError::Unavailable(e) => Some(DbFault::of(e)),
-            StoreError::Rejected(_) => None,
-        }
-    }
-
-    /// Whether this is the database being full (`storage.max_size` reached, or the disk):
-    /// nothing of the refused work was stored, and it succeeds again once space is freed.
-    pub fn is_database_full(&self) -> bool {
-        self.fault() == Some(DbFault::Full)
-    }
-
-    /// Whether another process held the database locked past the busy timeout.
-    pub fn is_database_locked(&self) -> bool {
-        self.fault() == Some(DbFault::Locked)
-    }
-}
-
-/// Logs a refused group once, in words that say what happened and that nothing was stored.
-fn log_refused(metrics: &Metrics, e: &sqlx::Error, operations: usize) {
-    let fault = DbFault::of(e);
-    if !matches!(e, sqlx::Error::PoolClosed) {
-        metrics.store_error(match fault {
-            DbFault::Full => "full",
-            DbFault::Locked => "locked",
-            DbFault::Other => "other",
-        });
-    }
-    match fault {
-        DbFault::Full => tracing::warn!(
-            error = %e, operations,
-            "{}: the writes were refused and rolled back, nothing acknowledged is lost; they succeed again once messages are deleted or space is freed",
-            fault.describe()
-        ),
-        DbFault::Locked => tracing::warn!(
-            error = %e, operations,
-            "{} (held past the busy timeout): the writes were refused and may be retried",
-            fault.describe()
-        ),
-        DbFault::Other if matches!(e, sqlx::Error::PoolClosed) => {
-            tracing::debug!(operations, "the store is closing; late writes were refused")
-        }
-        DbFault::Other => tracing::warn!(
-            error = %e, operations,
-            "database write failed; the requests were refused and may be retried"
-        ),
-    }
-}
 
 /// Most operations one transaction takes.
 const MAX_GROUP: usize = 512;
@@ -433,19 +342,15 @@ impl Writer {
             }
         }
 
-        for (at, ks) in &plan.sends {
-            let batches: Vec<_> = ks.iter().map(|&k| ops[k].batch()).collect();
-            let results = messages::send(&mut tx, &mut fx, &found[*at], &batches, now)
+        for (at, shared) in &plan.sends {
+            let results = messages::send(&mut tx, &mut fx, &found[*at], &shared.items, now)
                 .await
-                .map_err(|e| Failed::of(e, ks.clone()))?;
-            for (&k, r) in ks.iter().zip(results) {
+                .map_err(|e| Failed::of(e, shared.ops.clone()))?;
+            for (&k, r) in shared.ops.iter().zip(results) {
                 outcomes[k] = Some(Outcome::Send(Ok(r)));
             }
         }
-        for &(k, at) in &plan.visibility {
-            let Op::ChangeVisibility { entries, .. } = &ops[k] else {
-                unreachable!("planned as a visibility change")
-            };
+        for &(k, at, entries) in &plan.visibility {
             let r = messages::change_visibility(&mut tx, &mut fx, &found[at], entries, now).await;
             if let Some(error) = db_error(&r) {
                 return Err(Failed {
@@ -455,23 +360,22 @@ impl Writer {
             }
             outcomes[k] = Some(Outcome::Entries(r));
         }
-        for (at, ks) in &plan.deletes {
-            let lists: Vec<&[String]> = ks.iter().map(|&k| ops[k].handles()).collect();
-            let results = messages::delete(&mut tx, &mut fx, &found[*at], &lists, now)
+        for (at, shared) in &plan.deletes {
+            let results = messages::delete(&mut tx, &mut fx, &found[*at], &shared.items, now)
                 .await
-                .map_err(|e| Failed::of(e, ks.clone()))?;
-            for (&k, r) in ks.iter().zip(results) {
+                .map_err(|e| Failed::of(e, shared.ops.clone()))?;
+            for (&k, r) in shared.ops.iter().zip(results) {
                 outcomes[k] = Some(Outcome::Entries(Ok(r)));
             }
         }
-        for ((at, visibility, _), ks) in &plan.receives {
+        for ((at, visibility, _), shared) in &plan.receives {
             let q = &found[*at];
-            let maxes: Vec<u32> = ks.iter().map(|&k| ops[k].max()).collect();
             let expire = self.expire_due(q, now);
-            let got = messages::receive(&mut tx, &mut fx, q, &maxes, *visibility, now, expire)
-                .await
-                .map_err(|e| Failed::of(e, ks.clone()))?;
-            for (&k, r) in ks.iter().zip(got) {
+            let got =
+                messages::receive(&mut tx, &mut fx, q, &shared.items, *visibility, now, expire)
+                    .await
+                    .map_err(|e| Failed::of(e, shared.ops.clone()))?;
+            for (&k, r) in shared.ops.iter().zip(got) {
                 outcomes[k] = Some(Outcome::Receive(Ok(r)));
             }
         }
@@ -502,56 +406,65 @@ impl Writer {
 /// A group's operations sorted into shared statements, each list in arrival order. Queues are
 /// indexes into the group's looked-up queues.
 #[derive(Default)]
-struct Plan {
-    sends: BTreeMap<usize, Vec<usize>>,
-    visibility: Vec<(usize, usize)>,
-    deletes: BTreeMap<usize, Vec<usize>>,
+struct Plan<'o> {
+    sends: BTreeMap<usize, Shared<SendItem<'o>>>,
+    /// (operation, queue, entries): each visibility change runs on its own.
+    visibility: Vec<(usize, usize, VisibilityEntries<'o>)>,
+    deletes: BTreeMap<usize, Shared<&'o [String]>>,
     /// Keyed by queue, visibility timeout and, for a FIFO queue, the operation itself: standard
     /// receives share a claim, a FIFO receive has its own (one group's run goes to one receiver).
-    receives: BTreeMap<(usize, Option<Duration>, Option<usize>), Vec<usize>>,
+    receives: BTreeMap<(usize, Option<Duration>, Option<usize>), Shared<u32>>,
 }
 
-impl Plan {
-    fn add(&mut self, k: usize, op: &Op, at: usize, fifo: bool) {
+/// A send's batch and what its sender prepared for it.
+type SendItem<'o> = (&'o [NewMessage], &'o [Prepared]);
+/// A visibility change's (receipt handle, timeout) entries.
+type VisibilityEntries<'o> = &'o [(String, Duration)];
+
+/// The operations (by index in the group) that share one statement, and what each brings to it.
+struct Shared<T> {
+    ops: Vec<usize>,
+    items: Vec<T>,
+}
+
+impl<T> Default for Shared<T> {
+    fn default() -> Self {
+        Shared {
+            ops: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+}
+
+impl<T> Shared<T> {
+    fn push(&mut self, k: usize, item: T) {
+        self.ops.push(k);
+        self.items.push(item);
+    }
+}
+
+impl<'o> Plan<'o> {
+    fn add(&mut self, k: usize, op: &'o Op, at: usize, fifo: bool) {
         match op {
-            Op::Send { .. } => self.sends.entry(at).or_default().push(k),
-            Op::ChangeVisibility { .. } => self.visibility.push((k, at)),
-            Op::Delete { .. } => self.deletes.entry(at).or_default().push(k),
-            Op::Receive { visibility, .. } => {
+            Op::Send {
+                batch, prepared, ..
+            } => self.sends.entry(at).or_default().push(k, (batch, prepared)),
+            Op::ChangeVisibility { entries, .. } => self.visibility.push((k, at, entries)),
+            Op::Delete { handles, .. } => self.deletes.entry(at).or_default().push(k, handles),
+            Op::Receive {
+                visibility, max, ..
+            } => {
                 let own = fifo.then_some(k);
                 self.receives
                     .entry((at, *visibility, own))
                     .or_default()
-                    .push(k)
+                    .push(k, *max)
             }
         }
     }
 }
 
 impl Op {
-    fn batch(&self) -> (&[NewMessage], &[Prepared]) {
-        match self {
-            Op::Send {
-                batch, prepared, ..
-            } => (batch, prepared),
-            _ => unreachable!("planned as a send"),
-        }
-    }
-
-    fn handles(&self) -> &[String] {
-        match self {
-            Op::Delete { handles, .. } => handles,
-            _ => unreachable!("planned as a delete"),
-        }
-    }
-
-    fn max(&self) -> u32 {
-        match self {
-            Op::Receive { max, .. } => *max,
-            _ => unreachable!("planned as a receive"),
-        }
-    }
-
     fn queue(&self) -> &QueueName {
         match self {
             Op::Send { queue, .. }
