@@ -1,13 +1,31 @@
 //! The composition root: opens the store, creates the configured queues, binds the listener,
-//! starts the API, the sweeper and one poller per enabled mapping under one cancellation tree,
-//! and tears them down in a written order (interface.md §1, issue 4 point 7):
+//! starts the API, the sweeper and one poller per enabled mapping, and tears them down in a
+//! written order (interface.md §1).
+//!
+//! # One supervision tree
+//!
+//! ```text
+//! root token (RunningDaemon::root)
+//! ├── pollers   child token; every mapping a child of it; workers on the `pollers` tracker
+//! ├── abandon   child token; fired when the shutdown grace period ends
+//! ├── serving   child token; the HTTP server and the sweeper, on the `services` tracker
+//! └── core      child token; the store's writer and the systemd watchdog, on the `core` tracker
+//! ```
+//!
+//! Every task esmd starts is on one of the three trackers, and [`RunningDaemon::shutdown`]
+//! awaits all three. The order:
 //!
 //! 1. not ready (`/readyz` answers 503) and systemd is told STOPPING;
 //! 2. the pollers stop claiming; in-flight invocations get `server.shutdown_grace` to finish and
 //!    be settled; one still running at the deadline is abandoned (a command is killed with its
 //!    children) and its messages come back after their visibility timeout;
-//! 3. the HTTP server stops (long polls return empty at once);
-//! 4. the database is closed.
+//! 3. the HTTP server and the sweeper stop (long polls return empty at once);
+//! 4. the store's writer answers what is queued and stops, and the database is closed;
+//! 5. the watchdog stops (it is fed until the very end, so a long drain is not killed).
+//!
+//! If the writer fails (a bug: it panicked), the daemon is not healthy whatever else runs:
+//! `/readyz` turns 503 with the cause, an ERROR line says it, and [`run`] shuts down and returns
+//! [`DaemonError::WriterFailed`] so that the process exits non-zero and systemd restarts it.
 
 mod signal;
 mod systemd;
@@ -28,9 +46,9 @@ use crate::domain::event::queue_arn;
 use crate::invoke::Invoker;
 use crate::metrics::Metrics;
 use crate::poller::{Mapping, Poller};
-use crate::store::{OpenError, Store, StoreError};
+use crate::store::{Observer, OpenError, Store, StoreError, StoreEvent, StoreOptions, WriterFault};
 
-pub use signal::shutdown_signal;
+pub use signal::{Received, Signals};
 
 /// How often expired messages and deduplication entries are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -61,6 +79,15 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// The signal handlers could not be installed.
+    #[error("cannot install the signal handlers")]
+    Signals(#[source] std::io::Error),
+    /// The store's writer failed while running; the daemon stopped so that it can be restarted.
+    #[error("the database writer failed ({cause}); esmd stopped so that it can be restarted")]
+    WriterFailed {
+        /// What the writer reported.
+        cause: String,
+    },
 }
 
 /// A started daemon.
@@ -70,6 +97,8 @@ pub struct RunningDaemon {
     metrics: Arc<Metrics>,
     readiness: Readiness,
     grace: Duration,
+    /// The root of the cancellation tree (see the module docs).
+    root: CancellationToken,
     /// Parent of every mapping's cancel token.
     pollers_cancel: CancellationToken,
     /// Owns every poller worker, including those of mappings retired by a reload that are still
@@ -80,8 +109,14 @@ pub struct RunningDaemon {
     /// The running mappings and their own cancel tokens.
     mappings: BTreeMap<String, (Mapping, CancellationToken)>,
     invoker: Invoker,
-    http_cancel: CancellationToken,
-    background: TaskTracker,
+    /// Stops the HTTP server and the sweeper.
+    serving: CancellationToken,
+    /// Owns the HTTP server and the sweeper.
+    services: TaskTracker,
+    /// Stops the watchdog (the writer stops through [`Store::close`]).
+    core_cancel: CancellationToken,
+    /// Owns the store's writer and the watchdog.
+    core: TaskTracker,
     /// The configuration in force.
     config: Config,
 }
@@ -106,6 +141,23 @@ pub struct StartOptions {
     pub listener: Option<TcpListener>,
     /// The clock (system clock when `None`).
     pub clock: Option<Clock>,
+    /// A writer failure to inject (tests of the supervision only).
+    #[doc(hidden)]
+    pub writer_fault: Option<WriterFault>,
+}
+
+/// The store's events, recorded as metrics (the daemon's observer; tests that serve the API
+/// without a daemon use it too).
+pub fn metrics_observer(metrics: &Arc<Metrics>) -> Observer {
+    let m = metrics.clone();
+    Observer::new(move |event| match event {
+        StoreEvent::Sent { queue, n } => m.messages_sent(queue, n),
+        StoreEvent::Received { queue, n } => m.messages_received(queue, n),
+        StoreEvent::Deleted { queue, n } => m.messages_deleted(queue, n),
+        StoreEvent::DeadLettered { queue, n } => m.messages_dead_lettered(queue, n),
+        StoreEvent::QueueDeleted { queue } => m.remove_queue(queue),
+        StoreEvent::Refused { fault, .. } => m.store_error(fault.label()),
+    })
 }
 
 /// Starts everything and returns once every enabled mapping is polling.
@@ -116,9 +168,17 @@ pub struct StartOptions {
 pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, DaemonError> {
     let clock = opts.clock.unwrap_or(Clock::System);
     let metrics = Arc::new(Metrics::new());
-    let store = Store::open(&config.storage, clock)
-        .await?
-        .with_metrics(metrics.clone());
+    let root = CancellationToken::new();
+    let core = TaskTracker::new();
+    let core_cancel = root.child_token();
+    let store_opts = StoreOptions {
+        observer: metrics_observer(&metrics),
+        tasks: Some(core.clone()),
+        stop: Some(root.child_token()),
+        writer_fault: opts.writer_fault,
+    };
+    let store = Store::open_with(&config.storage, clock, store_opts).await?;
+    systemd::spawn_watchdog(&core, core_cancel.clone());
     for (name, settings) in &config.queues {
         store
             .ensure_queue(name, settings)
@@ -142,8 +202,8 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
         source,
     })?;
     let readiness = Readiness::new();
-    let background = TaskTracker::new();
-    let http_cancel = CancellationToken::new();
+    let services = TaskTracker::new();
+    let serving = root.child_token();
     let state = AppState {
         store: store.clone(),
         server: Arc::new(config.server.clone()),
@@ -151,15 +211,15 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
         readiness: readiness.clone(),
     };
     let router = api::router(state);
-    let cancel = http_cancel.clone();
-    background.spawn(async move {
+    let cancel = serving.clone();
+    services.spawn(async move {
         if let Err(e) = api::serve(listener, router, cancel).await {
             tracing::error!(error = %e, "http server failed");
         }
     });
     let sweeper = store.clone();
-    let cancel = http_cancel.clone();
-    background.spawn(async move {
+    let cancel = serving.clone();
+    services.spawn(async move {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -177,13 +237,16 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
         metrics,
         readiness,
         grace: config.server.shutdown_grace,
-        pollers_cancel: CancellationToken::new(),
-        abandon: CancellationToken::new(),
+        pollers_cancel: root.child_token(),
+        abandon: root.child_token(),
+        root,
         pollers: TaskTracker::new(),
         mappings: BTreeMap::new(),
         invoker: Invoker::new(),
-        http_cancel,
-        background,
+        serving,
+        services,
+        core_cancel,
+        core,
         config: config.clone(),
     };
     daemon.start_mappings(&config).await?;
@@ -332,10 +395,34 @@ impl RunningDaemon {
         &self.metrics
     }
 
+    /// Reloads the configuration from where it was loaded (SIGHUP), logging the outcome.
+    async fn reload_from(&mut self, opts: &LoadOptions) {
+        systemd::reloading();
+        match crate::config::load(opts) {
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload refused; the running configuration stays")
+            }
+            Ok(loaded) => match self.reload(loaded.config).await {
+                Ok(r) => {
+                    tracing::info!(started = ?r.started, stopped = ?r.stopped, restarted = ?r.restarted, needs_restart = ?r.needs_restart, "configuration reloaded")
+                }
+                Err(e) => tracing::error!(error = %e, "configuration reload failed"),
+            },
+        }
+        systemd::ready();
+    }
+
+    /// Marks the daemon not ready with `reason` (`/readyz` answers 503 with it).
+    pub fn set_not_ready(&self, reason: &str) {
+        self.readiness.set_not_ready(reason);
+    }
+
     /// Shuts down in the order of this module's docs. Returns whether every in-flight
     /// invocation finished within the grace period.
     pub async fn shutdown(self) -> bool {
-        self.readiness.set_not_ready("shutting down");
+        if self.readiness.is_ready() {
+            self.readiness.set_not_ready("shutting down");
+        }
         systemd::stopping();
         tracing::info!(grace = ?self.grace, "shutting down: mappings stop claiming");
         self.pollers_cancel.cancel();
@@ -348,15 +435,19 @@ impl RunningDaemon {
             // Dropping the invocations kills their commands; give that a moment to finish.
             let _ = tokio::time::timeout(Duration::from_secs(2), self.pollers.wait()).await;
         }
-        self.http_cancel.cancel();
-        self.background.close();
-        if tokio::time::timeout(HTTP_DRAIN, self.background.wait())
+        self.serving.cancel();
+        self.services.close();
+        if tokio::time::timeout(HTTP_DRAIN, self.services.wait())
             .await
             .is_err()
         {
             tracing::warn!("http requests still running at shutdown were dropped");
         }
         self.store.close().await;
+        self.core_cancel.cancel();
+        self.core.close();
+        self.core.wait().await;
+        self.root.cancel();
         tracing::info!("esmd stopped");
         drained
     }
@@ -374,34 +465,53 @@ fn same_mapping(a: &Mapping, b: &Mapping) -> bool {
 
 /// Runs the daemon until SIGTERM or SIGINT, then shuts down cleanly. SIGHUP reloads the
 /// configuration from the same place (`opts`); an invalid one is refused with a logged error
-/// naming each key, and the running configuration stays.
+/// naming each key, and the running configuration stays. A signal that arrives during a reload
+/// is acted on once the reload is done: the handlers are installed once, before the loop, so
+/// none is lost between turns.
 ///
 /// # Errors
-/// [`DaemonError`] if it cannot start.
+/// [`DaemonError`] if it cannot start, or [`DaemonError::WriterFailed`] after a clean shutdown
+/// forced by the store's writer failing.
 pub async fn run(config: Config, opts: LoadOptions) -> Result<(), DaemonError> {
-    let mut daemon = start(config, StartOptions::default()).await?;
-    let watchdog = systemd::spawn_watchdog();
-    let mut hup = signal::hangups();
-    let sig = loop {
+    run_with(config, opts, StartOptions::default()).await
+}
+
+/// [`run`] with [`StartOptions`] (tests inject a writer failure through them).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with(
+    config: Config,
+    opts: LoadOptions,
+    start_opts: StartOptions,
+) -> Result<(), DaemonError> {
+    let mut signals = Signals::install().map_err(DaemonError::Signals)?;
+    let mut daemon = start(config, start_opts).await?;
+    let store = daemon.store.clone();
+    let writer_failed = store.writer_failed();
+    tokio::pin!(writer_failed);
+    let failure = loop {
         tokio::select! {
-            sig = shutdown_signal() => break sig,
-            _ = hup.recv() => {
-                systemd::reloading();
-                match crate::config::load(&opts) {
-                    Err(e) => tracing::error!(error = %e, "configuration reload refused; the running configuration stays"),
-                    Ok(loaded) => match daemon.reload(loaded.config).await {
-                        Ok(r) => tracing::info!(started = ?r.started, stopped = ?r.stopped, restarted = ?r.restarted, needs_restart = ?r.needs_restart, "configuration reloaded"),
-                        Err(e) => tracing::error!(error = %e, "configuration reload failed"),
-                    },
+            received = signals.next() => match received {
+                signal::Received::Shutdown(sig) => {
+                    tracing::info!(signal = sig, "received shutdown signal");
+                    break None;
                 }
-                systemd::ready();
+                signal::Received::Reload => daemon.reload_from(&opts).await,
+            },
+            cause = &mut writer_failed => {
+                tracing::error!(
+                    cause = %cause,
+                    "the database writer failed: esmd is not ready and stops; systemd restarts it"
+                );
+                daemon.set_not_ready(&format!("the database writer failed: {cause}"));
+                break Some(cause.to_string());
             }
         }
     };
-    tracing::info!(signal = sig, "received shutdown signal");
-    if let Some(w) = watchdog {
-        w.abort();
-    }
     daemon.shutdown().await;
-    Ok(())
+    match failure {
+        None => Ok(()),
+        Some(cause) => Err(DaemonError::WriterFailed { cause }),
+    }
 }

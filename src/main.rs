@@ -98,7 +98,11 @@ fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(e) => return fail(&e),
             };
-            let result = runtime.block_on(esmd::daemon::run(cfg, opts));
+            let start = esmd::daemon::StartOptions {
+                writer_fault: test_writer_fault(),
+                ..Default::default()
+            };
+            let result = runtime.block_on(esmd::daemon::run_with(cfg, opts, start));
             // Abandoned invocations (past the grace period) must not hold the process open.
             runtime.shutdown_timeout(Duration::from_secs(1));
             match result {
@@ -157,6 +161,19 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// Debug (test) builds only: `ESMD_TEST_WRITER_PANIC_QUEUE=<queue>` makes the store's writer
+/// panic on an operation for that queue, so that tests can check with the real binary that a
+/// dead writer stops the daemon with a non-zero exit. Release builds never read it.
+fn test_writer_fault() -> Option<esmd::store::WriterFault> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let queue = std::env::var("ESMD_TEST_WRITER_PANIC_QUEUE").ok()?;
+    esmd::domain::queue::QueueName::parse(&queue)
+        .ok()
+        .map(esmd::store::WriterFault::PanicOnQueue)
 }
 
 fn load(config_path: Option<PathBuf>) -> Result<Config, ExitCode> {

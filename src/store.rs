@@ -1,7 +1,13 @@
 //! SQLite persistence: the queue engine. Owns every SQL statement and every queue rule that needs
 //! the stored state (semantics.md §6): sends with delay and deduplication, receives with
 //! visibility timeouts and FIFO group blocking, receipt-handle checks, redrive to dead-letter
-//! queues, retention, purge. Knows nothing about HTTP or invocation.
+//! queues, retention, purge. Knows nothing about HTTP, invocation or metrics: it reports what
+//! happened as [`StoreEvent`]s to the [`Observer`] its owner gives it.
+//!
+//! Calls go one way: this handle → `wait` (long polls, with `wake`) → `writer` (the group-commit
+//! task and its `plan`) → `sql` (statements grouped by operation: send, claim, settle,
+//! retention, fifo, queues). `open` opens the file, `rows` maps columns, `cache` keeps the
+//! request path's queue rows, `error` classifies database faults, `report` carries events.
 //!
 //! Shape: one write connection (SQLite has one writer anyway; a single connection means writes
 //! queue in tokio instead of spinning on `SQLITE_BUSY`) and a small read pool, both opened with
@@ -15,12 +21,12 @@
 //! its `visible_at`.
 
 mod cache;
-mod fault;
-mod fifo;
-mod messages;
+mod error;
 mod open;
-mod queues;
+mod report;
 mod rows;
+mod sql;
+mod wait;
 mod wake;
 mod writer;
 
@@ -29,14 +35,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
 use crate::domain::message::{Message, NewMessage, SendReceipt};
 use crate::domain::queue::{QueueName, QueueSettings};
 use crate::domain::{Rejection, Timestamp};
-use crate::metrics::Metrics;
 
+pub use error::{DbFault, StoreError};
 pub use open::OpenError;
+pub use report::{Observer, StoreEvent};
 
 /// A cheap, cloneable handle on the database.
 #[derive(Clone, Debug)]
@@ -45,9 +55,33 @@ pub struct Store {
     reader: SqlitePool,
     clock: Clock,
     wake: wake::Wakers,
-    metrics: Arc<Metrics>,
-    ops: tokio::sync::mpsc::Sender<writer::Op>,
+    observer: Observer,
+    ops: writer::Handle,
     queues: cache::QueueCache,
+}
+
+/// How a store is run, beyond its configuration.
+#[derive(Debug, Default)]
+pub struct StoreOptions {
+    /// Receives every [`StoreEvent`] (the daemon records metrics from them).
+    pub observer: Observer,
+    /// Where the writer task runs; its owner awaits the tracker after [`Store::close`]. A
+    /// tracker of its own when `None`.
+    pub tasks: Option<TaskTracker>,
+    /// Cancelling it stops the writer as [`Store::close`] does (a child of the owner's root
+    /// token); a token of its own when `None`.
+    pub stop: Option<CancellationToken>,
+    /// A failure to inject into the writer (tests of the daemon's supervision only).
+    #[doc(hidden)]
+    pub writer_fault: Option<WriterFault>,
+}
+
+/// A writer failure injected by tests, to check that a dead writer stops the daemon.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub enum WriterFault {
+    /// The writer panics when it takes an operation on this queue.
+    PanicOnQueue(QueueName),
 }
 
 /// A queue as stored.
@@ -80,28 +114,6 @@ pub struct QueueCounts {
     pub oldest_sent_at: Option<Timestamp>,
 }
 
-/// What a store operation can fail with.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The request broke an SQS rule; the rejection says which.
-    #[error(transparent)]
-    Rejected(#[from] Rejection),
-    /// The database could not do the work (full disk, locked, I/O); retriable.
-    #[error("the database is unavailable")]
-    Unavailable(#[source] Arc<sqlx::Error>),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError::Unavailable(Arc::new(e))
-    }
-}
-
-/// The writer task is gone: only while the store is closing.
-fn writer_gone() -> StoreError {
-    StoreError::Unavailable(Arc::new(sqlx::Error::PoolClosed))
-}
-
 /// Per-entry results of a batch operation, in request order.
 pub type EntryResults<T> = Vec<Result<T, Rejection>>;
 
@@ -109,6 +121,34 @@ impl Store {
     /// The clock this store reads.
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// The clock's now, as stored.
+    fn now(&self) -> i64 {
+        self.clock.now().as_millis()
+    }
+
+    /// Logs and reports a database fault of an operation that does not go through the writer
+    /// (which logs its own), once.
+    fn reported<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Database { fault, source }) = &r {
+            error::log_fault(*fault, source, 1);
+            self.observer.emit(StoreEvent::Refused {
+                fault: *fault,
+                operations: 1,
+            });
+        }
+        r
+    }
+
+    /// Runs a queue change and empties the request path's copy of the queue rows.
+    async fn changing<T>(
+        &self,
+        change: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let done = change.await;
+        self.queues.forget();
+        self.reported(done)
     }
 
     /// Creates a queue, or returns the existing one unchanged. The `bool` says whether it was
@@ -122,9 +162,9 @@ impl Store {
         settings: &QueueSettings,
         tags: &BTreeMap<String, String>,
     ) -> Result<(QueueInfo, bool), StoreError> {
-        let done = queues::create(self, name, settings, tags).await;
-        self.queues.forget();
-        done
+        let now = self.now();
+        self.changing(sql::queues::create(&self.writer, name, settings, tags, now))
+            .await
     }
 
     /// Creates the queue or overwrites its settings (the configuration file wins over earlier
@@ -134,9 +174,14 @@ impl Store {
         name: &QueueName,
         settings: &QueueSettings,
     ) -> Result<QueueInfo, StoreError> {
-        let done = queues::ensure(self, name, settings).await;
-        self.queues.forget();
-        done
+        let now = self.now();
+        let (info, changed) = self
+            .changing(sql::queues::ensure(&self.writer, name, settings, now))
+            .await?;
+        if changed {
+            self.wake.all(name.as_str());
+        }
+        Ok(info)
     }
 
     /// Replaces a queue's settings (SetQueueAttributes after merging).
@@ -145,9 +190,12 @@ impl Store {
         name: &QueueName,
         settings: &QueueSettings,
     ) -> Result<QueueInfo, StoreError> {
-        let done = queues::set_settings(self, name, settings).await;
-        self.queues.forget();
-        done
+        let now = self.now();
+        let info = self
+            .changing(sql::queues::set_settings(&self.writer, name, settings, now))
+            .await?;
+        self.wake.all(name.as_str());
+        Ok(info)
     }
 
     /// One queue.
@@ -159,21 +207,25 @@ impl Store {
             Ok(info) => return Ok(info),
             Err(generation) => generation,
         };
-        let info = queues::get(self, name).await?;
+        let info = self.reported(sql::queues::get(&self.reader, name).await)?;
         self.queues.insert(generation, &info);
         Ok(info)
     }
 
     /// Every queue, sorted by name.
     pub async fn queues(&self) -> Result<Vec<QueueInfo>, StoreError> {
-        queues::list(self).await
+        self.reported(sql::queues::list(&self.reader).await)
     }
 
     /// Deletes a queue and all its messages.
     pub async fn delete_queue(&self, name: &QueueName) -> Result<(), StoreError> {
-        let done = queues::delete(self, name).await;
-        self.queues.forget();
-        done
+        self.changing(sql::queues::delete(&self.writer, name))
+            .await?;
+        self.observer.emit(StoreEvent::QueueDeleted {
+            queue: name.as_str(),
+        });
+        self.wake.all(name.as_str());
+        Ok(())
     }
 
     /// Deletes every message of a queue in every state and clears FIFO deduplication.
@@ -181,9 +233,9 @@ impl Store {
     /// # Errors
     /// `Rejected(PurgeQueueInProgress)` within 60 s of the previous purge.
     pub async fn purge(&self, name: &QueueName) -> Result<(), StoreError> {
-        let done = queues::purge(self, name).await;
-        self.queues.forget();
-        done
+        let now = self.now();
+        self.changing(sql::queues::purge(&self.writer, name, now))
+            .await
     }
 
     /// Adds or replaces tags.
@@ -192,16 +244,14 @@ impl Store {
         name: &QueueName,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), StoreError> {
-        let done = queues::tag(self, name, tags).await;
-        self.queues.forget();
-        done
+        self.changing(sql::queues::tag(&self.writer, name, tags))
+            .await
     }
 
     /// Removes tags.
     pub async fn untag(&self, name: &QueueName, keys: &[String]) -> Result<(), StoreError> {
-        let done = queues::untag(self, name, keys).await;
-        self.queues.forget();
-        done
+        self.changing(sql::queues::untag(&self.writer, name, keys))
+            .await
     }
 
     /// Queues whose redrive policy names `name` as their dead-letter queue.
@@ -209,12 +259,14 @@ impl Store {
         &self,
         name: &QueueName,
     ) -> Result<Vec<QueueName>, StoreError> {
-        queues::dead_letter_sources(self, name).await
+        self.reported(sql::queues::dead_letter_sources(&self.reader, name).await)
     }
 
     /// Message counts by state.
     pub async fn counts(&self, name: &QueueName) -> Result<QueueCounts, StoreError> {
-        messages::counts(self, name).await
+        let q = self.queue(name).await?;
+        let now = self.now();
+        self.reported(sql::retention::counts(&self.reader, &q, now).await)
     }
 
     /// Sends messages (one for SendMessage, up to ten for SendMessageBatch) in one transaction.
@@ -224,26 +276,22 @@ impl Store {
         queue: &QueueName,
         batch: Vec<NewMessage>,
     ) -> Result<EntryResults<SendReceipt>, StoreError> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.submit(
-            writer::Op::Send {
-                queue: queue.clone(),
-                prepared: messages::prepare(&batch),
-                batch,
-                reply,
-            },
-            rx,
-        )
-        .await
+        let (reply, rx) = oneshot::channel();
+        let op = writer::Op::Send {
+            queue: queue.clone(),
+            prepared: sql::send::prepare(&batch),
+            batch,
+            reply,
+        };
+        self.ops.submit(op, rx).await
     }
 
-    async fn submit<T>(
-        &self,
-        op: writer::Op,
-        rx: tokio::sync::oneshot::Receiver<Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        self.ops.send(op).await.map_err(|_| writer_gone())?;
-        rx.await.map_err(|_| writer_gone())?
+    fn waiter(&self) -> wait::Waiter<'_> {
+        wait::Waiter {
+            writer: &self.ops,
+            wake: &self.wake,
+            clock: &self.clock,
+        }
     }
 
     /// Receives up to `max` messages now (a short poll), making them invisible for `visibility`
@@ -255,30 +303,10 @@ impl Store {
         max: u32,
         visibility: Option<Duration>,
     ) -> Result<Vec<Message>, StoreError> {
-        self.receive_next(queue, max, visibility)
+        self.waiter()
+            .receive_now(queue, max, visibility)
             .await?
             .into_messages()
-    }
-
-    /// A short poll that, when it finds nothing, also says when the next message becomes
-    /// receivable by the passage of time.
-    async fn receive_next(
-        &self,
-        queue: &QueueName,
-        max: u32,
-        visibility: Option<Duration>,
-    ) -> Result<messages::Received, StoreError> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.submit(
-            writer::Op::Receive {
-                queue: queue.clone(),
-                max,
-                visibility,
-                reply,
-            },
-            rx,
-        )
-        .await
     }
 
     /// Receives like [`Store::receive`], but if nothing is available waits up to `wait` for a
@@ -294,7 +322,9 @@ impl Store {
         visibility: Option<Duration>,
         wait: Duration,
     ) -> Result<Vec<Message>, StoreError> {
-        messages::receive_wait(self, queue, max, visibility, wait).await
+        self.waiter()
+            .receive_wait(queue, max, visibility, wait)
+            .await
     }
 
     /// Deletes messages by receipt handle, applying the stale-handle rules (standard: a handle
@@ -304,16 +334,13 @@ impl Store {
         queue: &QueueName,
         handles: &[String],
     ) -> Result<EntryResults<()>, StoreError> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.submit(
-            writer::Op::Delete {
-                queue: queue.clone(),
-                handles: handles.to_vec(),
-                reply,
-            },
-            rx,
-        )
-        .await
+        let (reply, rx) = oneshot::channel();
+        let op = writer::Op::Delete {
+            queue: queue.clone(),
+            handles: handles.to_vec(),
+            reply,
+        };
+        self.ops.submit(op, rx).await
     }
 
     /// Changes the visibility timeout of received messages, counted from now, within the 12-hour
@@ -323,19 +350,30 @@ impl Store {
         queue: &QueueName,
         entries: &[(String, Duration)],
     ) -> Result<EntryResults<()>, StoreError> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
+        let (reply, rx) = oneshot::channel();
         let op = writer::Op::ChangeVisibility {
             queue: queue.clone(),
             entries: entries.to_vec(),
             reply,
         };
-        self.submit(op, rx).await
+        self.ops.submit(op, rx).await
     }
 
     /// Deletes messages past their queue's retention and expired deduplication entries. Runs
     /// periodically; receives also skip expired messages, so retention holds between sweeps.
     pub async fn sweep(&self) -> Result<u64, StoreError> {
-        messages::sweep(self).await
+        let queues = self.queues().await?;
+        self.reported(sql::retention::sweep(&self.writer, &queues, || self.now()).await)
+    }
+
+    /// Resolves with the cause once the writer task has failed (a bug: it panicked). Every
+    /// message operation is refused from then on; the owner should stop serving. Never resolves
+    /// while the writer runs or after it stopped on purpose.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn writer_failed(&self) -> Arc<str> {
+        self.ops.failed().await
     }
 
     /// The SQLite settings in force on the write connection: the journal mode (`wal`) and the

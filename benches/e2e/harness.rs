@@ -128,7 +128,7 @@ impl Daemon {
             loaded.config,
             StartOptions {
                 listener: Some(listener),
-                clock: None,
+                ..Default::default()
             },
         )
         .await

@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::error::log_failure;
 use super::AppState;
 
 /// The Prometheus text exposition content type.
@@ -32,7 +31,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: refreshes every queue's gauges from the store, then renders. A store failure
-/// leaves the gauges as they were (and is logged); the rest still renders.
+/// leaves the gauges as they were (the store logs it); the rest still renders.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     refresh_queue_gauges(&state).await;
     (
@@ -46,7 +45,7 @@ async fn refresh_queue_gauges(state: &AppState) {
     let queues = match state.store.queues().await {
         Ok(q) => q,
         Err(e) => {
-            log_failure("metrics: list queues", &e);
+            tracing::debug!(error = %e, "metrics: cannot list queues (the store logged why)");
             return;
         }
     };
@@ -63,7 +62,9 @@ async fn refresh_queue_gauges(state: &AppState) {
                     age,
                 );
             }
-            Err(e) => log_failure("metrics: count messages", &e),
+            Err(e) => {
+                tracing::debug!(queue = %q.name, error = %e, "metrics: cannot count messages (the store logged why)")
+            }
         }
     }
 }

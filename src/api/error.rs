@@ -129,22 +129,6 @@ pub(crate) fn wire(code: RejectCode) -> (&'static str, &'static str, StatusCode)
     }
 }
 
-/// Logs a server-side failure with its whole cause chain (never a request body).
-pub(crate) fn log_failure(context: &str, err: &(dyn std::error::Error + 'static)) {
-    tracing::error!(context, error = %chain(err), "request failed on the server side");
-}
-
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut chain = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        chain.push_str(": ");
-        chain.push_str(&s.to_string());
-        source = s.source();
-    }
-    chain
-}
-
 /// What a client is told about a store that could not do the work: every case is retriable
 /// (503), and nothing of the refused request was stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,29 +142,17 @@ enum Unavailable {
 }
 
 impl Unavailable {
-    /// Classifies `err` and logs it once: the expected operational states (full, locked) as
-    /// warnings that say what to do, anything else as an error with its cause chain.
+    /// Classifies `err`. The store logged the fault once, where it happened (a stopped writer
+    /// was logged as an ERROR when it stopped), so it is not logged again here.
     fn of(err: &StoreError, action: &str) -> Self {
-        let kind = if err.is_database_full() {
+        tracing::debug!(context = action, error = %err, "request refused: the store could not do the work");
+        if err.is_database_full() {
             Unavailable::Full
         } else if err.is_database_locked() {
             Unavailable::Locked
         } else {
             Unavailable::Other
-        };
-        match (kind, err) {
-            (Unavailable::Full, _) => tracing::warn!(
-                context = action,
-                "request refused: the database is full (storage.max_size or the disk); nothing was stored, the client may retry once messages are deleted or space is freed"
-            ),
-            (Unavailable::Locked, _) => tracing::warn!(
-                context = action,
-                "request refused: the database is locked by another process; nothing was done, the client may retry"
-            ),
-            (Unavailable::Other, StoreError::Unavailable(e)) => log_failure(action, e.as_ref()),
-            (Unavailable::Other, other) => log_failure(action, other),
         }
-        kind
     }
 
     /// The message of an SQS `ServiceUnavailable` error.

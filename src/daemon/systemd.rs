@@ -2,7 +2,11 @@
 //! shutdown, and WATCHDOG=1 keep-alives from the event loop when the unit sets `WatchdogSec`.
 //! Every call is a no-op when `NOTIFY_SOCKET` is unset.
 
+use std::time::Duration;
+
 use sd_notify::NotifyState;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Tells systemd the daemon is ready.
 pub fn ready() {
@@ -19,11 +23,29 @@ pub fn stopping() {
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
 }
 
-/// Starts watchdog keep-alives at half the interval systemd asked for, if it asked. The task
-/// runs on the main runtime, so a stuck event loop stops the keep-alives and systemd restarts
-/// esmd.
-pub fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
-    // As sd_watchdog_enabled(3): WATCHDOG_USEC, for this process if WATCHDOG_PID names one.
+/// Starts watchdog keep-alives at half the interval systemd asked for, if it asked, on
+/// `tasks` until `cancel` fires. The task runs on the main runtime, so a stuck event loop stops
+/// the keep-alives and systemd restarts esmd.
+pub fn spawn_watchdog(tasks: &TaskTracker, cancel: CancellationToken) {
+    let Some(every) = watchdog_interval() else {
+        return;
+    };
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {
+                    let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
+                }
+            }
+        }
+    });
+}
+
+/// Half the watchdog interval systemd asked this process for, as sd_watchdog_enabled(3) reads
+/// it: `WATCHDOG_USEC`, for this process if `WATCHDOG_PID` names one.
+fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC")
         .ok()?
         .parse()
@@ -37,12 +59,5 @@ pub fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
             return None;
         }
     }
-    let every = std::time::Duration::from_micros(usec / 2);
-    Some(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
-        }
-    }))
+    Some(Duration::from_micros(usec / 2))
 }

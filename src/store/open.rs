@@ -13,7 +13,6 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -21,11 +20,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection as _, SqlitePool};
 
-use super::writer::Writer;
-use super::{wake::Wakers, Store};
+use super::{wake::Wakers, writer, Store, StoreOptions};
 use crate::clock::Clock;
 use crate::config::{StorageConfig, Synchronous};
-use crate::metrics::Metrics;
 
 /// How long a write waits for another process's lock before it is refused as retriable.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -238,6 +235,19 @@ impl Store {
     /// another program's database, or carries a schema this build does not know; the file is
     /// never modified in those cases.
     pub async fn open(cfg: &StorageConfig, clock: Clock) -> Result<Store, OpenError> {
+        Self::open_with(cfg, clock, StoreOptions::default()).await
+    }
+
+    /// Opens like [`Store::open`], with the writer task on the owner's tracker and token and an
+    /// observer for the store's events.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub async fn open_with(
+        cfg: &StorageConfig,
+        clock: Clock,
+        opts: StoreOptions,
+    ) -> Result<Store, OpenError> {
         let path = cfg.path.clone();
         let open_err = |source| OpenError::Open {
             path: path.clone(),
@@ -330,52 +340,34 @@ impl Store {
             .connect_with(base.read_only(true).pragma("cache_size", "-2048"))
             .await
             .map_err(open_err)?;
-        Ok(Self::assemble(
-            writer,
-            reader,
-            clock,
-            Arc::new(Metrics::new()),
-        ))
-    }
-
-    fn assemble(
-        writer: SqlitePool,
-        reader: SqlitePool,
-        clock: Clock,
-        metrics: Arc<Metrics>,
-    ) -> Store {
         let wake = Wakers::default();
-        let (ops, rx) = tokio::sync::mpsc::channel(4096);
-        let task = Writer {
+        let ops = writer::Handle::start(writer::Start {
             pool: writer.clone(),
             clock: clock.clone(),
             wake: wake.clone(),
-            metrics: metrics.clone(),
-            expired_at: Default::default(),
-        };
-        // The writer task ends when the last Store clone (the last sender) is dropped.
-        tokio::spawn(task.run(rx));
-        Store {
+            observer: opts.observer.clone(),
+            fault: opts.writer_fault,
+            tasks: opts.tasks.unwrap_or_default(),
+            stop: opts.stop.unwrap_or_default(),
+        });
+        Ok(Store {
             writer,
             reader,
             clock,
             wake,
-            metrics,
+            observer: opts.observer,
             ops,
             queues: Default::default(),
-        }
+        })
     }
 
-    /// Records queue counters on `metrics` from now on.
-    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
-        Self::assemble(self.writer, self.reader, self.clock, metrics)
-    }
-
-    /// Closes both pools, waiting for open statements to finish. Before that the WAL is
+    /// Stops the writer once it has answered what is queued (later operations are refused
+    /// with `StoreError::WriterStopped`), then closes both pools, waiting for open statements to finish. Before that the WAL is
     /// checkpointed into the database file and emptied, so that after a clean shutdown the file
     /// alone holds everything (a copy of it is a complete backup). The readers close first, so
     /// that the last connection to close is the writer, which removes the WAL file.
     pub async fn close(&self) {
+        self.ops.close().await;
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.writer)
             .await

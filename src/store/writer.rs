@@ -4,35 +4,167 @@
 //! and share the next one, so `synchronous = full` costs one fsync per group rather than per
 //! request, and no acknowledged write is ever answered before it is durable.
 //!
-//! Within the transaction, operations of one kind on one queue share a statement (see
-//! `Writer::attempt`). An operation that is rejected (an SQS rule) has written nothing, so the
-//! group goes on. A database error rolls the group back: the operations whose statement hit it
-//! get `StoreError::Unavailable` (retriable; nothing of theirs was acknowledged) and the others
-//! run again in a fresh transaction. How errors are classified and logged is in `fault.rs`.
+//! Within the transaction, operations of one kind on one queue share a statement (`plan.rs`).
+//! An operation that is rejected (an SQS rule) has written nothing, so the group goes on. A
+//! database error rolls the group back: the operations whose statement hit it get
+//! `StoreError::Database` (retriable; nothing of theirs was acknowledged), the fault is logged
+//! once and reported, and the others run again in a fresh transaction.
+//!
+//! Supervision: the task runs on the owner's `TaskTracker` and stops when the owner's token is
+//! cancelled (after answering what is queued). Should it panic, [`Handle::failed`] resolves with
+//! the cause and every later operation is refused with `StoreError::WriterStopped`, so the owner
+//! can stop serving instead of looking healthy.
 
-use std::collections::{BTreeMap, HashMap};
+mod plan;
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use sqlx::{Connection as _, SqliteConnection, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use super::fault::log_refused;
-use super::messages::{self, Prepared, Received};
-use super::queues;
+use super::error::log_fault;
+use super::report::{Effects, Observer, StoreEvent};
+use super::sql::{self, queues};
 use super::wake::Wakers;
-use super::{EntryResults, QueueInfo, StoreError};
+use super::{QueueInfo, StoreError, WriterFault};
 use crate::clock::Clock;
-use crate::domain::message::{NewMessage, SendReceipt};
 use crate::domain::queue::QueueName;
 use crate::domain::Rejection;
-use crate::metrics::Metrics;
+pub(super) use plan::Op;
+use plan::{database, internal, Outcome, Plan};
 
 /// Most operations one transaction takes.
 const MAX_GROUP: usize = 512;
 
 /// Longest the writer keeps the connection from the pool while groups keep coming.
 const HOLD: Duration = Duration::from_millis(100);
+
+/// How often, in the clock's milliseconds, a receive on a standard queue also deletes the
+/// queue's expired messages. Receives never hand out an expired message in between (the claim
+/// skips them); this only bounds how long the rows linger.
+const EXPIRE_EVERY_MS: i64 = 1000;
+
+/// Whether the writer task runs.
+#[derive(Debug, Clone)]
+enum State {
+    Running,
+    /// Stopped on purpose (the store closed, or every handle was dropped).
+    Closed,
+    /// Stopped by a failure: the cause.
+    Failed(Arc<str>),
+}
+
+/// The store's side of the writer: submits operations and watches the task.
+#[derive(Debug, Clone)]
+pub(super) struct Handle {
+    ops: mpsc::Sender<Op>,
+    state: watch::Receiver<State>,
+    stop: CancellationToken,
+}
+
+/// What starts a writer.
+pub(super) struct Start {
+    pub pool: SqlitePool,
+    pub clock: Clock,
+    pub wake: Wakers,
+    pub observer: Observer,
+    pub fault: Option<WriterFault>,
+    pub tasks: TaskTracker,
+    pub stop: CancellationToken,
+}
+
+impl Handle {
+    /// Starts the writer task on `start.tasks`.
+    pub(super) fn start(start: Start) -> Handle {
+        let (ops, rx) = mpsc::channel(4096);
+        let (state_tx, state) = watch::channel(State::Running);
+        let writer = Writer {
+            pool: start.pool,
+            clock: start.clock,
+            wake: start.wake,
+            observer: start.observer,
+            fault: start.fault,
+            expired_at: HashMap::new(),
+        };
+        let stop = start.stop.clone();
+        start.tasks.spawn(async move {
+            let ended = AssertUnwindSafe(writer.run(rx, stop)).catch_unwind().await;
+            let state = match ended {
+                Ok(()) => State::Closed,
+                Err(panic) => {
+                    let cause = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic without a message".to_owned());
+                    tracing::error!(
+                        cause = %cause,
+                        "the database writer failed: every write is refused from now on"
+                    );
+                    State::Failed(format!("the writer panicked: {cause}").into())
+                }
+            };
+            state_tx.send_replace(state);
+        });
+        Handle {
+            ops,
+            state,
+            stop: start.stop,
+        }
+    }
+
+    /// Runs `op` and waits for its answer, which comes after its group committed.
+    pub(super) async fn submit<T>(
+        &self,
+        op: Op,
+        rx: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.ops.send(op).await.map_err(|_| self.stopped())?;
+        rx.await.map_err(|_| self.stopped())?
+    }
+
+    /// The error for an operation the writer could not take.
+    fn stopped(&self) -> StoreError {
+        let reason: Arc<str> = match &*self.state.borrow() {
+            State::Failed(cause) => cause.clone(),
+            State::Running | State::Closed => "the store is closing".into(),
+        };
+        StoreError::writer_stopped(&reason)
+    }
+
+    /// Resolves with the cause once the writer has failed; never if it stops on purpose.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub(super) async fn failed(&self) -> Arc<str> {
+        let mut state = self.state.clone();
+        loop {
+            if let State::Failed(cause) = &*state.borrow_and_update() {
+                return cause.clone();
+            }
+            if state.changed().await.is_err() {
+                // The task is gone without saying why: it cannot be running.
+                if let State::Failed(cause) = &*state.borrow() {
+                    return cause.clone();
+                }
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Stops the writer after it has answered what is queued, and waits until it has.
+    pub(super) async fn close(&self) {
+        self.stop.cancel();
+        let mut state = self.state.clone();
+        let _ = state.wait_for(|s| !matches!(s, State::Running)).await;
+    }
+}
 
 /// How a group ended.
 enum Executed {
@@ -65,115 +197,6 @@ fn fill(rx: &mut mpsc::Receiver<Op>, ops: &mut Vec<Op>) {
     }
 }
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-
-/// A message operation waiting for the writer.
-pub(super) enum Op {
-    Send {
-        queue: QueueName,
-        batch: Vec<NewMessage>,
-        prepared: Vec<Prepared>,
-        reply: Reply<EntryResults<SendReceipt>>,
-    },
-    Receive {
-        queue: QueueName,
-        max: u32,
-        visibility: Option<Duration>,
-        reply: Reply<Received>,
-    },
-    Delete {
-        queue: QueueName,
-        handles: Vec<String>,
-        reply: Reply<EntryResults<()>>,
-    },
-    ChangeVisibility {
-        queue: QueueName,
-        entries: Vec<(String, Duration)>,
-        reply: Reply<EntryResults<()>>,
-    },
-}
-
-/// Queue counters to bump once the transaction has committed.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Counter {
-    Sent,
-    Received,
-    Deleted,
-    DeadLettered,
-}
-
-/// Side effects of a group, applied only after it commits.
-#[derive(Default)]
-pub(super) struct Effects {
-    /// Messages made receivable, per queue name.
-    wake: HashMap<String, u64>,
-    counters: Vec<(Counter, QueueName, u64)>,
-}
-
-impl Effects {
-    /// `n` messages of `queue` may have become receivable.
-    pub(super) fn wake(&mut self, queue: &QueueName, n: u64) {
-        if n > 0 {
-            *self.wake.entry(queue.as_str().to_owned()).or_default() += n;
-        }
-    }
-
-    pub(super) fn count(&mut self, counter: Counter, queue: &QueueName, n: u64) {
-        if n > 0 {
-            self.counters.push((counter, queue.clone(), n));
-        }
-    }
-
-    fn apply(self, wakers: &Wakers, metrics: &Metrics) {
-        for (q, n) in self.wake {
-            wakers.messages(&q, n);
-        }
-        for (c, q, n) in self.counters {
-            let q = q.as_str();
-            match c {
-                Counter::Sent => metrics.messages_sent(q, n),
-                Counter::Received => metrics.messages_received(q, n),
-                Counter::Deleted => metrics.messages_deleted(q, n),
-                Counter::DeadLettered => metrics.messages_dead_lettered(q, n),
-            }
-        }
-    }
-}
-
-/// The writer task's inputs.
-pub(super) struct Writer {
-    pub pool: SqlitePool,
-    pub clock: Clock,
-    pub wake: Wakers,
-    pub metrics: Arc<Metrics>,
-    /// When each standard queue (by id) last had its expired messages deleted by a receive.
-    pub expired_at: HashMap<i64, i64>,
-}
-
-/// How often, in the clock's milliseconds, a receive on a standard queue also deletes the
-/// queue's expired messages. Receives never hand out an expired message in between (the claim
-/// skips them); this only bounds how long the rows linger.
-const EXPIRE_EVERY_MS: i64 = 1000;
-
-/// The result of one operation inside a group, answered only once the group commits.
-enum Outcome {
-    Send(Result<EntryResults<SendReceipt>, StoreError>),
-    Receive(Result<Received, StoreError>),
-    Entries(Result<EntryResults<()>, StoreError>),
-}
-
-/// Sends `op`'s answer.
-fn answer(op: Op, outcome: Outcome) {
-    match (op, outcome) {
-        (Op::Send { reply, .. }, Outcome::Send(r)) => drop(reply.send(r)),
-        (Op::Receive { reply, .. }, Outcome::Receive(r)) => drop(reply.send(r)),
-        (Op::Delete { reply, .. } | Op::ChangeVisibility { reply, .. }, Outcome::Entries(r)) => {
-            drop(reply.send(r))
-        }
-        _ => unreachable!("each operation yields its own kind of outcome"),
-    }
-}
-
 /// Why a group did not commit: the database error, and the operations whose statement hit it
 /// (none when the transaction as a whole failed to begin or commit).
 struct Failed {
@@ -184,58 +207,70 @@ struct Failed {
 impl Failed {
     fn of(e: StoreError, culprits: Vec<usize>) -> Failed {
         let error = match e {
-            StoreError::Unavailable(e) => e,
+            StoreError::Database { source, .. } => source,
             // Rejections are answered per entry and never abort a group; should one arrive here,
             // the operations are refused rather than answered wrongly.
-            StoreError::Rejected(r) => Arc::new(sqlx::Error::Protocol(r.to_string())),
+            other => Arc::new(sqlx::Error::Protocol(other.to_string())),
         };
         Failed { error, culprits }
     }
 }
 
-fn op_fail(op: Op, e: &Arc<sqlx::Error>) {
-    let err = || StoreError::Unavailable(e.clone());
-    match op {
-        Op::Send { reply, .. } => drop(reply.send(Err(err()))),
-        Op::Receive { reply, .. } => drop(reply.send(Err(err()))),
-        Op::Delete { reply, .. } | Op::ChangeVisibility { reply, .. } => {
-            drop(reply.send(Err(err())))
-        }
-    }
-}
-
 fn db_error<T>(r: &Result<T, StoreError>) -> Option<Arc<sqlx::Error>> {
     match r {
-        Err(StoreError::Unavailable(e)) => Some(e.clone()),
+        Err(StoreError::Database { source, .. }) => Some(source.clone()),
         _ => None,
     }
 }
 
+/// The writer task's state.
+struct Writer {
+    pool: SqlitePool,
+    clock: Clock,
+    wake: Wakers,
+    observer: Observer,
+    fault: Option<WriterFault>,
+    /// When each standard queue (by id) last had its expired messages deleted by a receive.
+    expired_at: HashMap<i64, i64>,
+}
+
 impl Writer {
-    /// Runs until every sender is gone.
+    /// Runs until `stop` is cancelled (then answers what is queued and returns) or every
+    /// sender is gone.
     ///
     /// The connection is held from one group to the next while operations keep arriving, so
     /// a busy writer does not wait for the pool to take it back and hand it out again (under
     /// load that round trip cost as much as the commit). It goes back to the pool when the
     /// queue runs dry, after [`HOLD`], or after a failed group (the pool then checks it), so
     /// queue changes and the sweeper get their turn.
-    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Op>, stop: CancellationToken) {
         let mut retry: Option<Vec<Op>> = None;
         loop {
             let mut ops = match retry.take() {
                 Some(ops) => ops,
-                None => match rx.recv().await {
-                    Some(first) => vec![first],
-                    None => return,
-                },
+                None => {
+                    let first = tokio::select! {
+                        op = rx.recv() => op,
+                        _ = stop.cancelled() => {
+                            // Refuse new operations; answer those already queued.
+                            rx.close();
+                            rx.recv().await
+                        }
+                    };
+                    match first {
+                        Some(first) => vec![first],
+                        None => return,
+                    }
+                }
             };
             fill(&mut rx, &mut ops);
+            self.inject_fault(&ops);
             let mut conn = match self.pool.acquire().await {
                 Ok(conn) => conn,
                 Err(e) => {
                     let error = Arc::new(e);
-                    log_refused(&self.metrics, &error, ops.len());
-                    ops.into_iter().for_each(|op| op_fail(op, &error));
+                    self.refused(&error, ops.len());
+                    ops.into_iter().for_each(|op| op.fail(&database(&error)));
                     continue;
                 }
             };
@@ -254,8 +289,30 @@ impl Writer {
                 if ops.is_empty() {
                     break;
                 }
+                self.inject_fault(&ops);
             }
         }
+    }
+
+    /// The test hook: fails the writer as a bug would.
+    fn inject_fault(&self, ops: &[Op]) {
+        if let Some(WriterFault::PanicOnQueue(q)) = &self.fault {
+            if ops.iter().any(|op| op.queue() == q) {
+                panic!("injected writer failure on an operation for queue {q}");
+            }
+        }
+    }
+
+    /// Logs and reports a refused group once.
+    fn refused(&self, e: &sqlx::Error, operations: usize) {
+        if matches!(e, sqlx::Error::PoolClosed) {
+            tracing::debug!(operations, "the store is closing; late writes were refused");
+            return;
+        }
+        let fault = super::error::DbFault::of(e);
+        log_fault(fault, e, operations);
+        self.observer
+            .emit(StoreEvent::Refused { fault, operations });
     }
 
     /// Runs a group. If a statement hits a database error (a full disk, say), only the
@@ -266,28 +323,28 @@ impl Writer {
         loop {
             match self.attempt(conn, &ops).await {
                 Ok((outcomes, fx)) => {
-                    fx.apply(&self.wake, &self.metrics);
+                    fx.apply(&self.wake, &self.observer);
                     ops.into_iter()
                         .zip(outcomes)
-                        .for_each(|(op, o)| answer(op, o));
+                        .for_each(|(op, o)| op.answer(o));
                     return Executed::Committed;
                 }
                 Err(Failed {
                     error,
                     mut culprits,
                 }) if !culprits.is_empty() && culprits.len() < ops.len() => {
-                    log_refused(&self.metrics, &error, culprits.len());
+                    self.refused(&error, culprits.len());
                     culprits.sort_unstable();
                     for k in culprits.into_iter().rev() {
-                        op_fail(ops.remove(k), &error);
+                        ops.remove(k).fail(&database(&error));
                     }
                     if !usable(conn).await {
                         return Executed::Retry(ops);
                     }
                 }
                 Err(Failed { error, .. }) => {
-                    log_refused(&self.metrics, &error, ops.len());
-                    ops.into_iter().for_each(|op| op_fail(op, &error));
+                    self.refused(&error, ops.len());
+                    ops.into_iter().for_each(|op| op.fail(&database(&error)));
                     return Executed::Refused;
                 }
             }
@@ -296,13 +353,11 @@ impl Writer {
 
     /// One transaction over every operation of the group; rolled back on any database error.
     ///
-    /// Operations of one kind on one queue share a statement: every send to a queue is one
-    /// insert, every delete one delete, every receive (same visibility timeout, standard queue)
-    /// one claim dealt out in order. That keeps the statements per group, each a round trip to
-    /// SQLite's thread, near the number of queues rather than of requests. Sends run first so
-    /// that receives in the same group see them. Each queue is looked up once per group:
-    /// message operations never change a queue's row, and queue changes take the same
-    /// connection between groups.
+    /// Keeping operations of one kind on one queue in one statement keeps the statements per
+    /// group, each a round trip to SQLite's thread, near the number of queues rather than of
+    /// requests. Sends run first so that receives in the same group see them. Each queue is
+    /// looked up once per group: message operations never change a queue's row, and queue
+    /// changes take the same connection between groups.
     async fn attempt(
         &mut self,
         conn: &mut SqliteConnection,
@@ -343,7 +398,7 @@ impl Writer {
         }
 
         for (at, shared) in &plan.sends {
-            let results = messages::send(&mut tx, &mut fx, &found[*at], &shared.items, now)
+            let results = sql::send::send(&mut tx, &mut fx, &found[*at], &shared.items, now)
                 .await
                 .map_err(|e| Failed::of(e, shared.ops.clone()))?;
             for (&k, r) in shared.ops.iter().zip(results) {
@@ -351,7 +406,8 @@ impl Writer {
             }
         }
         for &(k, at, entries) in &plan.visibility {
-            let r = messages::change_visibility(&mut tx, &mut fx, &found[at], entries, now).await;
+            let r =
+                sql::settle::change_visibility(&mut tx, &mut fx, &found[at], entries, now).await;
             if let Some(error) = db_error(&r) {
                 return Err(Failed {
                     error,
@@ -361,7 +417,7 @@ impl Writer {
             outcomes[k] = Some(Outcome::Entries(r));
         }
         for (at, shared) in &plan.deletes {
-            let results = messages::delete(&mut tx, &mut fx, &found[*at], &shared.items, now)
+            let results = sql::settle::delete(&mut tx, &mut fx, &found[*at], &shared.items, now)
                 .await
                 .map_err(|e| Failed::of(e, shared.ops.clone()))?;
             for (&k, r) in shared.ops.iter().zip(results) {
@@ -372,7 +428,7 @@ impl Writer {
             let q = &found[*at];
             let expire = self.expire_due(q, now);
             let got =
-                messages::receive(&mut tx, &mut fx, q, &shared.items, *visibility, now, expire)
+                sql::claim::receive(&mut tx, &mut fx, q, &shared.items, *visibility, now, expire)
                     .await
                     .map_err(|e| Failed::of(e, shared.ops.clone()))?;
             for (&k, r) in shared.ops.iter().zip(got) {
@@ -380,9 +436,12 @@ impl Writer {
             }
         }
         tx.commit().await.map_err(whole)?;
-        let outcomes = outcomes
-            .into_iter()
-            .map(|o| o.expect("every operation was planned"))
+        let outcomes = ops
+            .iter()
+            .zip(outcomes)
+            .map(|(op, o)| {
+                o.unwrap_or_else(|| op.refused(internal("an operation was not planned")))
+            })
             .collect();
         Ok((outcomes, fx))
     }
@@ -400,86 +459,5 @@ impl Writer {
             *last = now;
         }
         due
-    }
-}
-
-/// A group's operations sorted into shared statements, each list in arrival order. Queues are
-/// indexes into the group's looked-up queues.
-#[derive(Default)]
-struct Plan<'o> {
-    sends: BTreeMap<usize, Shared<SendItem<'o>>>,
-    /// (operation, queue, entries): each visibility change runs on its own.
-    visibility: Vec<(usize, usize, VisibilityEntries<'o>)>,
-    deletes: BTreeMap<usize, Shared<&'o [String]>>,
-    /// Keyed by queue, visibility timeout and, for a FIFO queue, the operation itself: standard
-    /// receives share a claim, a FIFO receive has its own (one group's run goes to one receiver).
-    receives: BTreeMap<(usize, Option<Duration>, Option<usize>), Shared<u32>>,
-}
-
-/// A send's batch and what its sender prepared for it.
-type SendItem<'o> = (&'o [NewMessage], &'o [Prepared]);
-/// A visibility change's (receipt handle, timeout) entries.
-type VisibilityEntries<'o> = &'o [(String, Duration)];
-
-/// The operations (by index in the group) that share one statement, and what each brings to it.
-struct Shared<T> {
-    ops: Vec<usize>,
-    items: Vec<T>,
-}
-
-impl<T> Default for Shared<T> {
-    fn default() -> Self {
-        Shared {
-            ops: Vec::new(),
-            items: Vec::new(),
-        }
-    }
-}
-
-impl<T> Shared<T> {
-    fn push(&mut self, k: usize, item: T) {
-        self.ops.push(k);
-        self.items.push(item);
-    }
-}
-
-impl<'o> Plan<'o> {
-    fn add(&mut self, k: usize, op: &'o Op, at: usize, fifo: bool) {
-        match op {
-            Op::Send {
-                batch, prepared, ..
-            } => self.sends.entry(at).or_default().push(k, (batch, prepared)),
-            Op::ChangeVisibility { entries, .. } => self.visibility.push((k, at, entries)),
-            Op::Delete { handles, .. } => self.deletes.entry(at).or_default().push(k, handles),
-            Op::Receive {
-                visibility, max, ..
-            } => {
-                let own = fifo.then_some(k);
-                self.receives
-                    .entry((at, *visibility, own))
-                    .or_default()
-                    .push(k, *max)
-            }
-        }
-    }
-}
-
-impl Op {
-    fn queue(&self) -> &QueueName {
-        match self {
-            Op::Send { queue, .. }
-            | Op::Receive { queue, .. }
-            | Op::Delete { queue, .. }
-            | Op::ChangeVisibility { queue, .. } => queue,
-        }
-    }
-
-    /// This operation's outcome when it cannot run at all.
-    fn refused(&self, e: StoreError) -> Outcome {
-        match self {
-            Op::Send { .. } => Outcome::Send(Err(e)),
-            Op::Receive { .. } => Outcome::Receive(Err(e)),
-            Op::Delete { .. } | Op::ChangeVisibility { .. } => Outcome::Entries(Err(e)),
-        }
     }
 }

@@ -55,10 +55,13 @@ impl TestApi {
     pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let metrics = Arc::new(Metrics::new());
-        let store = Store::open(&storage(&dir), Clock::System)
+        let opts = esmd::store::StoreOptions {
+            observer: esmd::daemon::metrics_observer(&metrics),
+            ..Default::default()
+        };
+        let store = Store::open_with(&storage(&dir), Clock::System, opts)
             .await
-            .expect("open store")
-            .with_metrics(metrics.clone());
+            .expect("open store");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -89,6 +89,7 @@ impl TestDaemon {
         let opts = StartOptions {
             listener: Some(listener),
             clock: Some(clock.clone()),
+            ..Default::default()
         };
         let daemon = daemon::start(config.clone(), opts)
             .await

@@ -10,15 +10,12 @@
 
 use std::collections::BTreeSet;
 
-use sqlx::{Sqlite, Transaction};
-
-use super::StoreError;
-
-type Tx<'c> = Transaction<'c, Sqlite>;
+use super::super::StoreError;
+use super::Tx;
 
 /// Picks up to `want` receivable message rows of a FIFO queue, in delivery order: as many of the
 /// oldest available group as possible, then the next group, each group in send order.
-pub async fn pick(
+pub(crate) async fn pick(
     tx: &mut Tx<'_>,
     queue_id: i64,
     want: u32,
@@ -57,7 +54,7 @@ pub async fn pick(
 }
 
 /// Whether `group` currently has no stored message in the queue (so a new one is its head).
-pub async fn is_empty_group(
+pub(crate) async fn is_empty_group(
     tx: &mut Tx<'_>,
     queue_id: i64,
     group: &str,
@@ -72,7 +69,7 @@ pub async fn is_empty_group(
 }
 
 /// Marks the oldest stored message of each of `groups` as its group's head (after deletions).
-pub async fn rehead<'a>(
+pub(crate) async fn rehead<'a>(
     tx: &mut Tx<'_>,
     queue_id: i64,
     groups: impl IntoIterator<Item = &'a str>,
@@ -93,7 +90,7 @@ pub async fn rehead<'a>(
 
 /// Reserves `n` sequence numbers of a queue: large, increasing, never reused (20 digits, as
 /// AWS's are). Seeded from the clock so they keep increasing even across a purge.
-pub async fn next_sequences(
+pub(crate) async fn next_sequences(
     tx: &mut Tx<'_>,
     queue_id: i64,
     n: usize,

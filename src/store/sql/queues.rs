@@ -1,15 +1,17 @@
-//! Queue rows: create, read, update settings, tag, purge, delete.
+//! Queue rows: create, read, update settings, tag, purge, delete. Each change is one short
+//! `BEGIN IMMEDIATE` transaction on the writer pool; reads use the reader pool. Wake-ups, the
+//! queue cache and events are the caller's ([`Store`](super::super::Store)).
 
 use std::collections::BTreeMap;
 
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use super::rows::{to_ms, QueueRow, QUEUE_COLUMNS};
-use super::{QueueInfo, Store, StoreError};
+use super::super::rows::{to_ms, QueueRow, QUEUE_COLUMNS};
+use super::super::{QueueInfo, StoreError};
 use crate::domain::queue::{QueueName, QueueSettings, PURGE_INTERVAL};
 use crate::domain::{RejectCode, Rejection};
 
-pub(super) async fn lookup(
+pub(crate) async fn lookup(
     tx: &mut Transaction<'_, Sqlite>,
     name: &QueueName,
 ) -> Result<Option<QueueInfo>, StoreError> {
@@ -22,7 +24,7 @@ pub(super) async fn lookup(
     Ok(row.map(QueueRow::into_info))
 }
 
-pub(super) async fn require(
+pub(crate) async fn require(
     tx: &mut Transaction<'_, Sqlite>,
     name: &QueueName,
 ) -> Result<QueueInfo, StoreError> {
@@ -95,7 +97,7 @@ async fn insert(
     .bind(name.as_str())
     .bind(name.is_fifo());
     bind_settings(query, s)
-        .bind(serde_json::to_string(tags).expect("tags serialize"))
+        .bind(tags_json(tags))
         .bind(now)
         .bind(now)
         .execute(&mut **tx)
@@ -133,15 +135,15 @@ fn settings_rejection(name: &QueueName, s: &QueueSettings) -> Result<(), StoreEr
     }
 }
 
-pub(super) async fn create(
-    store: &Store,
+pub(crate) async fn create(
+    writer: &SqlitePool,
     name: &QueueName,
     settings: &QueueSettings,
     tags: &BTreeMap<String, String>,
+    now: i64,
 ) -> Result<(QueueInfo, bool), StoreError> {
     settings_rejection(name, settings)?;
-    let now = store.clock.now().as_millis();
-    let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     if let Some(existing) = lookup(&mut tx, name).await? {
         return Ok((existing, false));
     }
@@ -152,63 +154,62 @@ pub(super) async fn create(
     Ok((info, true))
 }
 
-pub(super) async fn ensure(
-    store: &Store,
+/// Creates the queue or overwrites its settings; says whether anything changed.
+pub(crate) async fn ensure(
+    writer: &SqlitePool,
     name: &QueueName,
     settings: &QueueSettings,
-) -> Result<QueueInfo, StoreError> {
+    now: i64,
+) -> Result<(QueueInfo, bool), StoreError> {
     settings_rejection(name, settings)?;
-    let now = store.clock.now().as_millis();
-    let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     match lookup(&mut tx, name).await? {
-        Some(existing) if existing.settings == *settings => return Ok(existing),
+        Some(existing) if existing.settings == *settings => return Ok((existing, false)),
         Some(_) => update(&mut tx, name, settings, now).await?,
         None => insert(&mut tx, name, settings, &BTreeMap::new(), now).await?,
     }
     let info = require(&mut tx, name).await?;
     tx.commit().await?;
-    store.wake.all(name.as_str());
-    Ok(info)
+    Ok((info, true))
 }
 
-pub(super) async fn set_settings(
-    store: &Store,
+pub(crate) async fn set_settings(
+    writer: &SqlitePool,
     name: &QueueName,
     settings: &QueueSettings,
+    now: i64,
 ) -> Result<QueueInfo, StoreError> {
     settings_rejection(name, settings)?;
-    let now = store.clock.now().as_millis();
-    let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     require(&mut tx, name).await?;
     check_dead_letter(&mut tx, name, settings).await?;
     update(&mut tx, name, settings, now).await?;
     let info = require(&mut tx, name).await?;
     tx.commit().await?;
-    store.wake.all(name.as_str());
     Ok(info)
 }
 
-pub(super) async fn get(store: &Store, name: &QueueName) -> Result<QueueInfo, StoreError> {
+pub(crate) async fn get(reader: &SqlitePool, name: &QueueName) -> Result<QueueInfo, StoreError> {
     let row: Option<QueueRow> = sqlx::query_as(&format!(
         "SELECT {QUEUE_COLUMNS} FROM queues WHERE name = ?"
     ))
     .bind(name.as_str())
-    .fetch_optional(&store.reader)
+    .fetch_optional(reader)
     .await?;
     row.map(QueueRow::into_info)
         .ok_or_else(|| Rejection::no_queue().into())
 }
 
-pub(super) async fn list(store: &Store) -> Result<Vec<QueueInfo>, StoreError> {
+pub(crate) async fn list(reader: &SqlitePool) -> Result<Vec<QueueInfo>, StoreError> {
     let rows: Vec<QueueRow> =
         sqlx::query_as(&format!("SELECT {QUEUE_COLUMNS} FROM queues ORDER BY name"))
-            .fetch_all(&store.reader)
+            .fetch_all(reader)
             .await?;
     Ok(rows.into_iter().map(QueueRow::into_info).collect())
 }
 
-pub(super) async fn delete(store: &Store, name: &QueueName) -> Result<(), StoreError> {
-    let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
+pub(crate) async fn delete(writer: &SqlitePool, name: &QueueName) -> Result<(), StoreError> {
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     let q = require(&mut tx, name).await?;
     sqlx::query("DELETE FROM messages WHERE queue_id = ?")
         .bind(q.id)
@@ -219,14 +220,15 @@ pub(super) async fn delete(store: &Store, name: &QueueName) -> Result<(), StoreE
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    store.metrics.remove_queue(name.as_str());
-    store.wake.all(name.as_str());
     Ok(())
 }
 
-pub(super) async fn purge(store: &Store, name: &QueueName) -> Result<(), StoreError> {
-    let now = store.clock.now().as_millis();
-    let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
+pub(crate) async fn purge(
+    writer: &SqlitePool,
+    name: &QueueName,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     let q = require(&mut tx, name).await?;
     let (last,): (Option<i64>,) = sqlx::query_as("SELECT last_purge_at FROM queues WHERE id = ?")
         .bind(q.id)
@@ -257,15 +259,15 @@ pub(super) async fn purge(store: &Store, name: &QueueName) -> Result<(), StoreEr
 }
 
 async fn write_tags(
-    store: &Store,
+    writer: &SqlitePool,
     name: &QueueName,
     f: impl FnOnce(&mut BTreeMap<String, String>),
 ) -> Result<(), StoreError> {
-    let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     let mut q = require(&mut tx, name).await?;
     f(&mut q.tags);
     sqlx::query("UPDATE queues SET tags = ? WHERE id = ?")
-        .bind(serde_json::to_string(&q.tags).expect("tags serialize"))
+        .bind(tags_json(&q.tags))
         .bind(q.id)
         .execute(&mut *tx)
         .await?;
@@ -273,37 +275,49 @@ async fn write_tags(
     Ok(())
 }
 
-pub(super) async fn tag(
-    store: &Store,
+pub(crate) async fn tag(
+    writer: &SqlitePool,
     name: &QueueName,
     tags: &BTreeMap<String, String>,
 ) -> Result<(), StoreError> {
-    write_tags(store, name, |t| {
+    write_tags(writer, name, |t| {
         t.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())))
     })
     .await
 }
 
-pub(super) async fn untag(
-    store: &Store,
+pub(crate) async fn untag(
+    writer: &SqlitePool,
     name: &QueueName,
     keys: &[String],
 ) -> Result<(), StoreError> {
-    write_tags(store, name, |t| keys.iter().for_each(|k| drop(t.remove(k)))).await
+    write_tags(writer, name, |t| {
+        keys.iter().for_each(|k| drop(t.remove(k)))
+    })
+    .await
 }
 
-pub(super) async fn dead_letter_sources(
-    store: &Store,
+pub(crate) async fn dead_letter_sources(
+    reader: &SqlitePool,
     name: &QueueName,
 ) -> Result<Vec<QueueName>, StoreError> {
-    get(store, name).await?;
+    get(reader, name).await?;
     let rows: Vec<(String,)> =
         sqlx::query_as("SELECT name FROM queues WHERE dead_letter_queue = ? ORDER BY name")
             .bind(name.as_str())
-            .fetch_all(&store.reader)
+            .fetch_all(reader)
             .await?;
     Ok(rows
         .into_iter()
         .filter_map(|(n,)| QueueName::parse(&n).ok())
         .collect())
+}
+
+/// Tags as stored: a JSON object of strings.
+fn tags_json(tags: &BTreeMap<String, String>) -> String {
+    serde_json::Value::from(serde_json::Map::from_iter(
+        tags.iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))),
+    ))
+    .to_string()
 }

@@ -1,0 +1,106 @@
+//! What the store reports to its owner: [`StoreEvent`]s (messages sent, received, deleted,
+//! dead-lettered; a queue deleted; a refused write) delivered to the [`Observer`] given at
+//! open. The store imports no metrics: the daemon's observer records them. [`Effects`] is a
+//! group's tally of events and wake-ups, applied only once its transaction has committed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use super::error::DbFault;
+use super::wake::Wakers;
+use crate::domain::queue::QueueName;
+
+/// Something that happened in the store, for the owner's metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreEvent<'a> {
+    /// `n` messages were stored in `queue` (deduplicated sends are not).
+    Sent { queue: &'a str, n: u64 },
+    /// `n` messages of `queue` were handed to receivers.
+    Received { queue: &'a str, n: u64 },
+    /// `n` messages of `queue` were deleted by receipt handle.
+    Deleted { queue: &'a str, n: u64 },
+    /// `n` messages of `queue` were moved to its dead-letter queue.
+    DeadLettered { queue: &'a str, n: u64 },
+    /// `queue` was deleted.
+    QueueDeleted { queue: &'a str },
+    /// A database fault refused work (`operations` requests).
+    Refused { fault: DbFault, operations: usize },
+}
+
+type Sink = dyn Fn(StoreEvent<'_>) + Send + Sync;
+
+/// Receives every [`StoreEvent`], on the task where it happened: keep it quick (counters).
+#[derive(Clone, Default)]
+pub struct Observer(Option<Arc<Sink>>);
+
+impl Observer {
+    /// An observer calling `f` for every event.
+    pub fn new(f: impl Fn(StoreEvent<'_>) + Send + Sync + 'static) -> Self {
+        Observer(Some(Arc::new(f)))
+    }
+
+    pub(super) fn emit(&self, event: StoreEvent<'_>) {
+        if let Some(f) = &self.0 {
+            f(event);
+        }
+    }
+}
+
+impl fmt::Debug for Observer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Observer(..)"
+        } else {
+            "Observer(none)"
+        })
+    }
+}
+
+/// Which per-queue count an [`Effects`] entry adds to.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Counter {
+    Sent,
+    Received,
+    Deleted,
+    DeadLettered,
+}
+
+/// Side effects of a group, applied only after it commits.
+#[derive(Default)]
+pub(super) struct Effects {
+    /// Messages made receivable, per queue name.
+    wake: HashMap<String, u64>,
+    counters: Vec<(Counter, QueueName, u64)>,
+}
+
+impl Effects {
+    /// `n` messages of `queue` may have become receivable.
+    pub(super) fn wake(&mut self, queue: &QueueName, n: u64) {
+        if n > 0 {
+            *self.wake.entry(queue.as_str().to_owned()).or_default() += n;
+        }
+    }
+
+    pub(super) fn count(&mut self, counter: Counter, queue: &QueueName, n: u64) {
+        if n > 0 {
+            self.counters.push((counter, queue.clone(), n));
+        }
+    }
+
+    /// Wakes the waiters and reports the counts: called once the group has committed.
+    pub(super) fn apply(self, wakers: &Wakers, observer: &Observer) {
+        for (q, n) in self.wake {
+            wakers.messages(&q, n);
+        }
+        for (c, q, n) in self.counters {
+            let queue = q.as_str();
+            observer.emit(match c {
+                Counter::Sent => StoreEvent::Sent { queue, n },
+                Counter::Received => StoreEvent::Received { queue, n },
+                Counter::Deleted => StoreEvent::Deleted { queue, n },
+                Counter::DeadLettered => StoreEvent::DeadLettered { queue, n },
+            });
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Settling received messages: deletes by receipt handle (one statement per queue for standard
+//! queues, with the stale-handle rules; FIFO deletes one by one, moving the group head) and
+//! visibility changes within the 12-hour cap.
+
+use std::time::Duration;
+
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::super::report::{Counter, Effects};
+use super::super::rows::to_ms;
+use super::super::{EntryResults, QueueInfo, StoreError};
+use super::{fifo, Tx, CHUNK};
+use crate::domain::message::ReceiptHandle;
+use crate::domain::queue::MAX_VISIBILITY_TIMEOUT;
+use crate::domain::{RejectCode, Rejection};
+
+fn not_available(handle: &str) -> Rejection {
+    Rejection::bad_value(
+        "ReceiptHandle",
+        handle,
+        "Message does not exist or is not available for visibility timeout change.",
+    )
+}
+
+#[derive(sqlx::FromRow)]
+struct LeaseRow {
+    receipt: Option<i64>,
+    visible_at: i64,
+    received_at: Option<i64>,
+    group_id: Option<String>,
+    is_head: bool,
+}
+
+async fn lease(tx: &mut Tx<'_>, h: &ReceiptHandle) -> Result<Option<LeaseRow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT receipt, visible_at, received_at, group_id, is_head FROM messages WHERE id = ? AND queue_id = ?",
+    )
+    .bind(h.row_id)
+    .bind(h.queue_id)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+fn parse_for(q: &QueueInfo, handle: &str) -> Result<ReceiptHandle, Rejection> {
+    let h = ReceiptHandle::parse(handle)?;
+    if h.queue_id != q.id {
+        return Err(Rejection::new(
+            RejectCode::ReceiptHandleIsInvalid,
+            format!("The input receipt handle \"{handle}\" is not a valid receipt handle."),
+        ));
+    }
+    Ok(h)
+}
+
+/// Deletes by receipt handle for several requests to one queue.
+pub(crate) async fn delete(
+    tx: &mut Tx<'_>,
+    fx: &mut Effects,
+    q: &QueueInfo,
+    lists: &[&[String]],
+    now: i64,
+) -> Result<Vec<EntryResults<()>>, StoreError> {
+    let parsed: Vec<Vec<Result<ReceiptHandle, Rejection>>> = lists
+        .iter()
+        .map(|handles| handles.iter().map(|h| parse_for(q, h)).collect())
+        .collect();
+    if !q.name.is_fifo() {
+        let deleted = delete_standard(tx, q, parsed.iter().flatten()).await?;
+        fx.count(Counter::Deleted, &q.name, deleted);
+        return Ok(parsed
+            .into_iter()
+            .map(|p| p.into_iter().map(|h| h.map(|_| ())).collect())
+            .collect());
+    }
+    let mut all = Vec::with_capacity(lists.len());
+    let mut deleted = 0u64;
+    for (handles, parsed) in lists.iter().zip(parsed) {
+        let mut results = Vec::with_capacity(handles.len());
+        for (handle, h) in handles.iter().zip(parsed) {
+            results.push(match h {
+                Ok(h) => delete_fifo(tx, q, handle, &h, now, &mut deleted).await?,
+                Err(r) => Err(r),
+            });
+        }
+        all.push(results);
+    }
+    fx.count(Counter::Deleted, &q.name, deleted);
+    // The next message of each group the deletes unblocked.
+    fx.wake(&q.name, deleted);
+    Ok(all)
+}
+
+/// A FIFO delete: refused once the handle's visibility ran out (the group may have moved on).
+async fn delete_fifo(
+    tx: &mut Tx<'_>,
+    q: &QueueInfo,
+    handle: &str,
+    h: &ReceiptHandle,
+    now: i64,
+    deleted: &mut u64,
+) -> Result<Result<(), Rejection>, StoreError> {
+    let Some(row) = lease(tx, h).await? else {
+        // Already deleted (or expired): deleting again succeeds.
+        return Ok(Ok(()));
+    };
+    if !(row.receipt == Some(h.token) && row.visible_at > now) {
+        return Ok(Err(Rejection::bad_value(
+            "ReceiptHandle",
+            handle,
+            "The receipt handle has expired.",
+        )));
+    }
+    sqlx::query("DELETE FROM messages WHERE id = ?")
+        .bind(h.row_id)
+        .execute(&mut **tx)
+        .await?;
+    *deleted += 1;
+    if row.is_head {
+        fifo::rehead(tx, q.id, row.group_id.as_deref()).await?;
+    }
+    Ok(Ok(()))
+}
+
+/// Deletes a standard queue's messages by handle in one statement. A handle whose visibility
+/// ran out still deletes, unless the message was received again since (the newer receiver owns
+/// it and the call is a no-op); a handle of a message already gone succeeds too.
+async fn delete_standard<'h>(
+    tx: &mut Tx<'_>,
+    q: &QueueInfo,
+    parsed: impl Iterator<Item = &'h Result<ReceiptHandle, Rejection>>,
+) -> Result<u64, StoreError> {
+    let pairs: Vec<(i64, i64)> = parsed
+        .filter_map(|h| h.as_ref().ok())
+        .map(|h| (h.row_id, h.token))
+        .collect();
+    let mut deleted = 0;
+    for chunk in pairs.chunks(CHUNK) {
+        // `id IN (...)` makes the plan one primary-key lookup per handle at any depth, and the
+        // pair test checks each row's current receipt; `+queue_id` keeps SQLite from scanning
+        // the queue through an index on `queue_id` instead.
+        let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM messages WHERE id IN (");
+        let mut ids = delete.separated(", ");
+        for (id, _) in chunk {
+            ids.push_bind(*id);
+        }
+        delete
+            .push(") AND +queue_id = ")
+            .push_bind(q.id)
+            .push(" AND (id, receipt) IN (");
+        delete.push_values(chunk, |mut b, (id, token)| {
+            b.push_bind(*id).push_bind(*token);
+        });
+        delete.push(")");
+        deleted += delete.build().execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(deleted)
+}
+
+pub(crate) async fn change_visibility(
+    tx: &mut Tx<'_>,
+    fx: &mut Effects,
+    q: &QueueInfo,
+    entries: &[(String, Duration)],
+    now: i64,
+) -> Result<EntryResults<()>, StoreError> {
+    let mut results = Vec::with_capacity(entries.len());
+    let (mut made_visible, mut later) = (0u64, 0u64);
+    for (handle, timeout) in entries {
+        let h = match parse_for(q, handle) {
+            Ok(h) => h,
+            Err(r) => {
+                results.push(Err(r));
+                continue;
+            }
+        };
+        let row = lease(tx, &h).await?;
+        let Some(row) = row.filter(|r| r.receipt == Some(h.token)) else {
+            results.push(Err(not_available(handle)));
+            continue;
+        };
+        let until = now + to_ms(*timeout);
+        if *timeout > MAX_VISIBILITY_TIMEOUT
+            || until - row.received_at.unwrap_or(now) > to_ms(MAX_VISIBILITY_TIMEOUT)
+        {
+            results.push(Err(Rejection::bad_value(
+                "VisibilityTimeout",
+                timeout.as_secs(),
+                "Total VisibilityTimeout for the message is beyond the limit [43200 seconds]",
+            )));
+            continue;
+        }
+        sqlx::query("UPDATE messages SET visible_at = ?, in_flight = 1 WHERE id = ?")
+            .bind(until)
+            .bind(h.row_id)
+            .execute(&mut **tx)
+            .await?;
+        let _ = row.visible_at;
+        if *timeout == Duration::ZERO {
+            made_visible += 1;
+        } else {
+            // A waiter resets its timer for the new visibility.
+            later = 1;
+        }
+        results.push(Ok(()));
+    }
+    fx.wake(&q.name, made_visible + later);
+    Ok(results)
+}
