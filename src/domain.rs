@@ -5,10 +5,12 @@
 //! input happens here, once, so that everything past the edge can trust its types.
 
 pub mod attributes;
+pub mod batch_response;
 pub mod event;
 pub mod message;
 pub mod queue;
 pub mod rejection;
+pub mod text;
 pub mod time;
 
 pub use rejection::{RejectCode, Rejection};

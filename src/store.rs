@@ -26,6 +26,7 @@ mod open;
 mod report;
 mod rows;
 mod sql;
+mod types;
 mod wait;
 mod wake;
 mod writer;
@@ -42,11 +43,11 @@ use tokio_util::task::TaskTracker;
 use crate::clock::Clock;
 use crate::domain::message::{Message, NewMessage, SendReceipt};
 use crate::domain::queue::{QueueName, QueueSettings};
-use crate::domain::{Rejection, Timestamp};
 
 pub use error::{DbFault, StoreError};
 pub use open::OpenError;
 pub use report::{Observer, StoreEvent};
+pub use types::{EntryResults, QueueCounts, QueueInfo, WriterFault};
 
 /// A cheap, cloneable handle on the database.
 #[derive(Clone, Debug)]
@@ -75,47 +76,6 @@ pub struct StoreOptions {
     #[doc(hidden)]
     pub writer_fault: Option<WriterFault>,
 }
-
-/// A writer failure injected by tests, to check that a dead writer stops the daemon.
-#[doc(hidden)]
-#[derive(Debug, Clone)]
-pub enum WriterFault {
-    /// The writer panics when it takes an operation on this queue.
-    PanicOnQueue(QueueName),
-}
-
-/// A queue as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct QueueInfo {
-    /// Internal id (appears inside receipt handles).
-    pub id: i64,
-    /// The name.
-    pub name: QueueName,
-    /// Every attribute.
-    pub settings: QueueSettings,
-    /// Queue tags.
-    pub tags: BTreeMap<String, String>,
-    /// `CreatedTimestamp`.
-    pub created_at: Timestamp,
-    /// `LastModifiedTimestamp`.
-    pub last_modified_at: Timestamp,
-}
-
-/// How many messages a queue holds, by state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct QueueCounts {
-    /// Receivable now (`ApproximateNumberOfMessages`).
-    pub visible: u64,
-    /// Received and not yet visible again (`ApproximateNumberOfMessagesNotVisible`).
-    pub in_flight: u64,
-    /// Waiting out a delay (`ApproximateNumberOfMessagesDelayed`).
-    pub delayed: u64,
-    /// When the oldest message still stored was sent (retention clock).
-    pub oldest_sent_at: Option<Timestamp>,
-}
-
-/// Per-entry results of a batch operation, in request order.
-pub type EntryResults<T> = Vec<Result<T, Rejection>>;
 
 impl Store {
     /// The clock this store reads.

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::raw::RawMapping;
-use super::read::{key, Skipped};
-use super::validate::Problems;
+use super::read::{key, Problems, Skipped};
 use super::{FunctionConfig, MappingConfig};
 use crate::domain::queue::{QueueKind, QueueName, QueueSettings};
 

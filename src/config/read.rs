@@ -254,6 +254,22 @@ fn join(at: &str, rest: &str) -> String {
     }
 }
 
+/// The problems found so far; each is pushed as `full.key: message`. Shared by the validators
+/// of every section (`validate.rs`, `mapping.rs`).
+pub(super) struct Problems<'a>(&'a mut Vec<String>);
+
+impl<'a> Problems<'a> {
+    /// Collects into `out`.
+    pub(super) fn new(out: &'a mut Vec<String>) -> Self {
+        Problems(out)
+    }
+
+    /// A problem with the key `segments` (joined and quoted as [`key`] does).
+    pub(super) fn at(&mut self, segments: &[&str], message: impl std::fmt::Display) {
+        self.0.push(format!("{}: {message}", key(segments)));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,6 @@
 //! rules of `[mappings.NAME]` are in `mapping`.
 
 use std::collections::BTreeMap;
-use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,7 +17,7 @@ use super::raw::{
     RawCommand, RawConfig, RawFunction, RawHttp, RawLog, RawLogFunction, RawQueue, RawServer,
     RawStorage,
 };
-use super::read::{key, Skipped};
+use super::read::{Problems, Skipped};
 use super::{
     Config, FunctionConfig, FunctionTarget, LogConfig, LogFormat, ServerConfig, StorageConfig,
     Synchronous,
@@ -43,7 +42,7 @@ pub(super) fn validate(
     storage_base: &Path,
     problems: &mut Vec<String>,
 ) -> Config {
-    let mut p = Problems(problems);
+    let mut p = Problems::new(problems);
     let server = server(raw.server, &mut p);
     let storage = storage(raw.storage, storage_base, &mut p);
     let log = log(raw.log, &mut p);
@@ -57,15 +56,6 @@ pub(super) fn validate(
         queues,
         functions,
         mappings,
-    }
-}
-
-/// The problems found so far; each is pushed as `full.key: message`.
-pub(super) struct Problems<'a>(&'a mut Vec<String>);
-
-impl Problems<'_> {
-    pub(super) fn at(&mut self, segments: &[&str], message: impl Display) {
-        self.0.push(format!("{}: {message}", key(segments)));
     }
 }
 

@@ -8,6 +8,7 @@ use base64::Engine as _;
 
 use super::attributes::{self, Attributes};
 use super::queue::{QueueKind, QueueName, QueueSettings, MAX_DELAY};
+pub use super::text::check_chars;
 use super::{RejectCode, Rejection, Timestamp};
 
 /// A message as a sender submits it.
@@ -77,24 +78,6 @@ pub struct Message {
 
 /// The sender id esmd reports: there are no IAM principals locally.
 pub const SENDER_ID: &str = "AIDAESMDLOCALSENDER00";
-
-/// Checks that every character is one SQS allows in a body or attribute value:
-/// `#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF`.
-pub fn check_chars(s: &str) -> Result<(), Rejection> {
-    let bad = s.chars().find(|&c| {
-        !matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
-    });
-    match bad {
-        None => Ok(()),
-        Some(c) => Err(Rejection::new(
-            RejectCode::InvalidMessageContents,
-            format!(
-                "Invalid binary character '#x{:X}' was found in the message body, the set of allowed characters is #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
-                c as u32
-            ),
-        )),
-    }
-}
 
 /// Checks a `MessageGroupId` or `MessageDeduplicationId`: 1 to 128 alphanumeric or punctuation
 /// characters.

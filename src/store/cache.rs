@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use super::QueueInfo;
+use super::types::QueueInfo;
 
 #[derive(Debug, Default, Clone)]
 pub struct QueueCache {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, Row as _};
 
-use super::QueueInfo;
+use super::types::QueueInfo;
 use crate::domain::attributes::Attributes;
 use crate::domain::message::{Message, ReceiptHandle, SENDER_ID};
 use crate::domain::queue::{DedupScope, FifoThroughputLimit, QueueName, QueueSettings, Redrive};

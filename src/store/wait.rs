@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::error::StoreError;
 use super::sql::claim::Received;
 use super::wake::Wakers;
 use super::writer::{Handle, Op};
-use super::StoreError;
 use crate::clock::Clock;
 use crate::domain::message::Message;
 use crate::domain::queue::QueueName;

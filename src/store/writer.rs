@@ -29,10 +29,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::error::log_fault;
+use super::error::StoreError;
 use super::report::{Effects, Observer, StoreEvent};
 use super::sql::{self, queues};
+use super::types::{QueueInfo, WriterFault};
 use super::wake::Wakers;
-use super::{QueueInfo, StoreError, WriterFault};
 use crate::clock::Clock;
 use crate::domain::queue::QueueName;
 use crate::domain::Rejection;

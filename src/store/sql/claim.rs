@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::super::error::StoreError;
 use super::super::report::{Counter, Effects};
 use super::super::rows::{to_ms, Claimed, MESSAGE_COLUMNS};
-use super::super::{QueueInfo, StoreError};
+use super::super::types::QueueInfo;
 use super::{fifo, queues, retention, Tx};
 use crate::domain::message::Message;
 use crate::domain::queue::QueueName;

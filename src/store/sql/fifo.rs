@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use super::super::StoreError;
+use super::super::error::StoreError;
 use super::Tx;
 
 /// Picks up to `want` receivable message rows of a FIFO queue, in delivery order: as many of the

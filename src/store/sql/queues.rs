@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+use super::super::error::StoreError;
 use super::super::rows::{to_ms, QueueRow, QUEUE_COLUMNS};
-use super::super::{QueueInfo, StoreError};
+use super::super::types::QueueInfo;
 use crate::domain::queue::{QueueName, QueueSettings, PURGE_INTERVAL};
 use crate::domain::{RejectCode, Rejection};
 

@@ -3,8 +3,9 @@
 
 use sqlx::SqlitePool;
 
+use super::super::error::StoreError;
 use super::super::rows::to_ms;
-use super::super::{QueueCounts, QueueInfo, StoreError};
+use super::super::types::{QueueCounts, QueueInfo};
 use super::{fifo, Tx};
 use crate::domain::Timestamp;
 

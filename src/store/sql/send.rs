@@ -7,9 +7,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use sqlx::{QueryBuilder, Sqlite};
 
+use super::super::error::StoreError;
 use super::super::report::{Counter, Effects};
 use super::super::rows::{encode_attributes, to_ms};
-use super::super::{EntryResults, QueueInfo, StoreError};
+use super::super::types::{EntryResults, QueueInfo};
 use super::{fifo, Tx, CHUNK};
 use crate::domain::attributes::{md5_hex, md5_of_attributes, AttributeValue};
 use crate::domain::message::{NewMessage, SendReceipt};

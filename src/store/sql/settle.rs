@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use sqlx::{QueryBuilder, Sqlite};
 
+use super::super::error::StoreError;
 use super::super::report::{Counter, Effects};
 use super::super::rows::to_ms;
-use super::super::{EntryResults, QueueInfo, StoreError};
+use super::super::types::{EntryResults, QueueInfo};
 use super::{fifo, Tx, CHUNK};
 use crate::domain::message::ReceiptHandle;
 use crate::domain::queue::MAX_VISIBILITY_TIMEOUT;

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::super::error::StoreError;
 use super::super::sql::claim::Received;
 use super::super::sql::send::Prepared;
-use super::super::{EntryResults, StoreError};
+use super::super::types::EntryResults;
 use crate::domain::message::{NewMessage, SendReceipt};
 use crate::domain::queue::QueueName;
 

@@ -1,0 +1,22 @@
+//! The characters SQS accepts in message bodies and attribute values, checked in one place for
+//! both (a body and a `String` attribute follow the same rule).
+
+use super::{RejectCode, Rejection};
+
+/// Checks that every character is one SQS allows in a body or attribute value:
+/// `#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF`.
+pub fn check_chars(s: &str) -> Result<(), Rejection> {
+    let bad = s.chars().find(|&c| {
+        !matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
+    });
+    match bad {
+        None => Ok(()),
+        Some(c) => Err(Rejection::new(
+            RejectCode::InvalidMessageContents,
+            format!(
+                "Invalid binary character '#x{:X}' was found in the message body, the set of allowed characters is #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+                c as u32
+            ),
+        )),
+    }
+}
