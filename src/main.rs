@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use esmd::config::{self, Config, ConfigError, LoadOptions};
+use esmd::domain::error::chain;
 
 /// EX_CONFIG from sysexits.h.
 const EX_CONFIG: u8 = 78;
@@ -219,17 +220,6 @@ fn client<E: std::error::Error>(
         }
         Err(e) => fail(&e),
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(cause) = src {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        src = cause.source();
-    }
-    s
 }
 
 fn fail(e: &dyn std::error::Error) -> ExitCode {

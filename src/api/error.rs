@@ -13,6 +13,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::domain::error::chain;
 use crate::domain::{RejectCode, Rejection};
 use crate::store::StoreError;
 
@@ -132,17 +133,6 @@ pub(crate) fn wire(code: RejectCode) -> (&'static str, &'static str, StatusCode)
 /// Logs a server-side failure with its whole cause chain (never a request body).
 pub(crate) fn log_failure(context: &str, err: &(dyn std::error::Error + 'static)) {
     tracing::error!(context, error = %chain(err), "request failed on the server side");
-}
-
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut chain = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        chain.push_str(": ");
-        chain.push_str(&s.to_string());
-        source = s.source();
-    }
-    chain
 }
 
 /// What a client is told about a store that could not do the work: every case is retriable
