@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
 /// How long to wait for the daemon to accept a connection.
@@ -122,17 +123,17 @@ fn base_url(endpoint: &str) -> Result<String, ClientError> {
     }
 }
 
+/// What a path segment keeps as it is: RFC 3986's unreserved characters; everything else
+/// (`/` included) is percent-encoded.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// Percent-encodes a path segment.
 fn segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 fn http() -> Result<reqwest::Client, ClientError> {
@@ -321,6 +322,12 @@ mod tests {
         assert_eq!(base_url("0.0.0.0:9324").unwrap(), "http://127.0.0.1:9324");
         assert!(base_url("ftp://x").is_err());
         assert!(base_url("").is_err());
+    }
+
+    #[test]
+    fn segments_keep_only_unreserved_characters() {
+        assert_eq!(segment("orders-1_a.b~c"), "orders-1_a.b~c");
+        assert_eq!(segment("a b/c%é"), "a%20b%2Fc%25%C3%A9");
     }
 
     #[test]

@@ -43,11 +43,13 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, AppState, Readiness};
 use crate::clock::Clock;
 use crate::config::{Config, LoadOptions};
+use crate::domain::error::chain;
 use crate::invoke::Invoker;
 use crate::metrics::Metrics;
 use crate::poller::{Mapping, Poller};
-use crate::store::{Observer, OpenError, Store, StoreError, StoreEvent, StoreOptions, WriterFault};
+use crate::store::{Observer, OpenError, Store, StoreError, StoreEvent, StoreOptions};
 
+pub use crate::store::WriterFault;
 pub use reload::ReloadReport;
 pub use signal::{Received, Signals};
 
@@ -202,7 +204,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
     let cancel = serving.clone();
     services.spawn(async move {
         if let Err(e) = api::serve(listener, router, cancel).await {
-            tracing::error!(error = %e, "http server failed");
+            tracing::error!(error = %chain(&e), "http server failed");
         }
     });
     let sweeper = store.clone();
@@ -214,7 +216,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
                 _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
             }
             if let Err(e) = sweeper.sweep().await {
-                tracing::warn!(error = %e, "retention sweep failed");
+                tracing::warn!(error = %chain(&e), "retention sweep failed");
             }
         }
     });

@@ -7,7 +7,7 @@
 //! # Layers (arrows point down only)
 //!
 //! ```text
-//! main.rs   -> daemon, config, telemetry
+//! main.rs   -> daemon, client, config, telemetry, domain
 //! daemon    -> everything below it (the composition root)
 //! api       -> store, metrics, clock, config, domain       (never invoke or poller)
 //! poller    -> store, invoke, metrics, clock, config, domain (never api)

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use esmd::config::{self, Config, ConfigError, LoadOptions};
+use esmd::domain::error::chain;
 
 /// EX_CONFIG from sysexits.h.
 const EX_CONFIG: u8 = 78;
@@ -166,14 +167,14 @@ fn main() -> ExitCode {
 /// Debug (test) builds only: `ESMD_TEST_WRITER_PANIC_QUEUE=<queue>` makes the store's writer
 /// panic on an operation for that queue, so that tests can check with the real binary that a
 /// dead writer stops the daemon with a non-zero exit. Release builds never read it.
-fn test_writer_fault() -> Option<esmd::store::WriterFault> {
+fn test_writer_fault() -> Option<esmd::daemon::WriterFault> {
     if !cfg!(debug_assertions) {
         return None;
     }
     let queue = std::env::var("ESMD_TEST_WRITER_PANIC_QUEUE").ok()?;
     esmd::domain::queue::QueueName::parse(&queue)
         .ok()
-        .map(esmd::store::WriterFault::PanicOnQueue)
+        .map(esmd::daemon::WriterFault::PanicOnQueue)
 }
 
 fn load(config_path: Option<PathBuf>) -> Result<Config, ExitCode> {
@@ -236,17 +237,6 @@ fn client<E: std::error::Error>(
         }
         Err(e) => fail(&e),
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(cause) = src {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        src = cause.source();
-    }
-    s
 }
 
 fn fail(e: &dyn std::error::Error) -> ExitCode {

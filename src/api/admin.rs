@@ -9,6 +9,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::AppState;
+use crate::domain::error::chain;
 
 /// The Prometheus text exposition content type.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
@@ -45,7 +46,7 @@ async fn refresh_queue_gauges(state: &AppState) {
     let queues = match state.store.queues().await {
         Ok(q) => q,
         Err(e) => {
-            tracing::debug!(error = %e, "metrics: cannot list queues (the store logged why)");
+            tracing::debug!(error = %chain(&e), "metrics: cannot list queues (the store logged why)");
             return;
         }
     };
@@ -63,7 +64,7 @@ async fn refresh_queue_gauges(state: &AppState) {
                 );
             }
             Err(e) => {
-                tracing::debug!(queue = %q.name, error = %e, "metrics: cannot count messages (the store logged why)")
+                tracing::debug!(queue = %q.name, error = %chain(&e), "metrics: cannot count messages (the store logged why)")
             }
         }
     }

@@ -10,6 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq as _;
 
 use super::error::{RestError, SqsError};
 use super::{body, AppState, MAX_SQS_BODY};
@@ -59,7 +60,7 @@ pub(crate) async fn require(State(state): State<AppState>, req: Request, next: N
     }
 }
 
-/// Compares secrets without an early exit.
+/// Compares secrets in time that does not depend on where they differ (only on their length).
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.ct_eq(b).into()
 }

@@ -13,6 +13,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::domain::error::chain;
 use crate::domain::{RejectCode, Rejection};
 use crate::store::StoreError;
 
@@ -145,7 +146,7 @@ impl Unavailable {
     /// Classifies `err`. The store logged the fault once, where it happened (a stopped writer
     /// was logged as an ERROR when it stopped), so it is not logged again here.
     fn of(err: &StoreError, action: &str) -> Self {
-        tracing::debug!(context = action, error = %err, "request refused: the store could not do the work");
+        tracing::debug!(context = action, error = %chain(err), "request refused: the store could not do the work");
         if err.is_database_full() {
             Unavailable::Full
         } else if err.is_database_locked() {

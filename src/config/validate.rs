@@ -364,7 +364,7 @@ fn functions(
 }
 
 fn is_http_url(url: &str) -> bool {
-    reqwest::Url::parse(url).is_ok_and(|u| {
+    url::Url::parse(url).is_ok_and(|u| {
         matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
     })
 }

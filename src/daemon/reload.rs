@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{systemd, DaemonError, RunningDaemon};
 use crate::config::{Config, LoadOptions};
+use crate::domain::error::chain;
 use crate::domain::event::queue_arn;
 use crate::poller::Mapping;
 
@@ -133,13 +134,13 @@ impl RunningDaemon {
         systemd::reloading();
         match crate::config::load(opts) {
             Err(e) => {
-                tracing::error!(error = %e, "configuration reload refused; the running configuration stays")
+                tracing::error!(error = %chain(&e), "configuration reload refused; the running configuration stays")
             }
             Ok(loaded) => match self.reload(loaded.config).await {
                 Ok(r) => {
                     tracing::info!(started = ?r.started, stopped = ?r.stopped, restarted = ?r.restarted, needs_restart = ?r.needs_restart, "configuration reloaded")
                 }
-                Err(e) => tracing::error!(error = %e, "configuration reload failed"),
+                Err(e) => tracing::error!(error = %chain(&e), "configuration reload failed"),
             },
         }
         systemd::ready();

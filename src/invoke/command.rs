@@ -23,6 +23,7 @@ use tokio::io::{
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 
 use super::{response, too_large, Invocation, InvokeTarget, MAX_RESPONSE_BYTES};
+use crate::domain::error::chain;
 
 /// The longest stderr line forwarded to the log; the rest of the line is dropped.
 const MAX_STDERR_LINE: usize = 16 * 1024;
@@ -69,7 +70,9 @@ pub(super) async fn invoke(
     }
     let mut child = match command.spawn() {
         Ok(child) => child,
-        Err(e) => return Invocation::FunctionError(format!("failed to start {program:?}: {e}")),
+        Err(e) => {
+            return Invocation::FunctionError(format!("failed to start {program:?}: {}", chain(&e)))
+        }
     };
     // From here on, every way out (return, timeout, or this future being dropped) kills the group.
     let mut group = GroupKiller::new(&child);
@@ -118,7 +121,7 @@ async fn drive(
         if let Some(mut stdin) = stdin {
             // A child may exit without reading its input (EPIPE): that is its business.
             if let Err(e) = stdin.write_all(&payload).await {
-                tracing::debug!(function = target.function, mapping = target.mapping, error = %e, "stdin not fully written");
+                tracing::debug!(function = target.function, mapping = target.mapping, error = %chain(&e), "stdin not fully written");
             }
             // Dropping stdin closes it, so the child sees the end of the event.
         }
@@ -152,7 +155,12 @@ async fn drive(
     };
     let status = match status {
         Ok(status) => status,
-        Err(e) => return Invocation::FunctionError(format!("waiting for the process failed: {e}")),
+        Err(e) => {
+            return Invocation::FunctionError(format!(
+                "waiting for the process failed: {}",
+                chain(&e)
+            ))
+        }
     };
     match (exit_failure(status), out) {
         (Some(why), _) => Invocation::FunctionError(why),

@@ -7,13 +7,13 @@
 //! header when the handler threw). Anything else, including a connection error, is a function
 //! error; no complete answer (headers and body) within the timeout is [`Invocation::TimedOut`].
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use reqwest::{Client, Response};
 
 use super::{response, too_large, Invocation, MAX_RESPONSE_BYTES};
+use crate::domain::error::chain;
 
 /// The header with which the Lambda Invoke API marks a failed invocation (`Unhandled`, `Handled`).
 const FUNCTION_ERROR_HEADER: &str = "x-amz-function-error";
@@ -120,22 +120,6 @@ fn quote(body: &[u8]) -> String {
         quoted.push('…');
     }
     quoted
-}
-
-/// An error with its sources, `outer: inner: …` (reqwest's own message omits the cause, such as
-/// "Connection refused").
-fn chain(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::{Invocation, InvokeTarget};
+use crate::domain::error::chain;
 
 /// How much of a body the log shows, in characters.
 const MAX_BODY_CHARS: usize = 200;
@@ -37,7 +38,7 @@ pub(super) fn invoke(target: &InvokeTarget<'_>, payload: &[u8]) -> Invocation {
         Ok(event) => event,
         Err(e) => {
             // esmd built this event itself; a log function has no one to fail to.
-            tracing::warn!(function = target.function, mapping = target.mapping, error = %e, "event is not an SQS event");
+            tracing::warn!(function = target.function, mapping = target.mapping, error = %chain(&e), "event is not an SQS event");
             return Invocation::Returned(None);
         }
     };

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::domain::error::chain;
 use crate::domain::Rejection;
 
 /// What a store operation can fail with.
@@ -137,16 +138,4 @@ pub(super) fn log_fault(fault: DbFault, e: &sqlx::Error, operations: usize) {
             "database operation failed; the requests were refused and may be retried"
         ),
     }
-}
-
-// TEMP: replaced by the crate's one error-chain helper at merge.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(s) = next {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        next = s.source();
-    }
-    out
 }

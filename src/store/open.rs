@@ -23,6 +23,7 @@ use sqlx::{Connection as _, SqlitePool};
 use super::{wake::Wakers, writer, Store, StoreOptions};
 use crate::clock::Clock;
 use crate::config::{StorageConfig, Synchronous};
+use crate::domain::error::chain;
 
 /// How long a write waits for another process's lock before it is refused as retriable.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -372,7 +373,7 @@ impl Store {
             .execute(&self.writer)
             .await
         {
-            tracing::debug!(error = %e, "the final checkpoint did not run; the WAL stays beside the file");
+            tracing::debug!(error = %chain(&e), "the final checkpoint did not run; the WAL stays beside the file");
         }
         self.reader.close().await;
         self.writer.close().await;

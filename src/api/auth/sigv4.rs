@@ -7,12 +7,25 @@
 
 use axum::body::Body;
 use axum::extract::Request;
+use hmac::{Hmac, Mac as _};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 
 use crate::api::{body, MAX_SQS_BODY};
 
 /// The algorithm prefix of a SigV4 `Authorization` header.
 pub(crate) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+
+/// What SigV4 percent-encodes in a query name or value: every byte but RFC 3986's unreserved
+/// characters (`A-Z a-z 0-9 - _ . ~`), with upper-case hex digits.
+const QUERY_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// What SigV4 percent-encodes in the path: the same, but `/` separates segments and stays.
+const PATH: &AsciiSet = &QUERY_COMPONENT.remove(b'/');
 
 /// The parts of `Authorization: AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`.
 struct Parsed<'a> {
@@ -115,58 +128,20 @@ pub(crate) async fn verify(
 
 /// HMAC-SHA256 (RFC 2104).
 fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    inner.update(message);
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// URI-encodes every byte but the unreserved ones, and `/` too when `encode_slash`.
 fn encode(s: &str, encode_slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'_' | b'.' | b'~')
-            || (b == b'/' && !encode_slash)
-        {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    let set = if encode_slash { QUERY_COMPONENT } else { PATH };
+    utf8_percent_encode(s, set).to_string()
 }
 
-/// Decodes `%XX` escapes (nothing else).
+/// Decodes `%XX` escapes (nothing else: `+` stays `+`); a `%` without two hex digits stays.
 fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// The canonical query string: parameters sorted by name then value, each strictly encoded.
@@ -201,8 +176,47 @@ mod tests {
     }
 
     #[test]
+    fn hmac_matches_rfc4231_case_6_a_key_longer_than_a_block() {
+        let mac = hmac(
+            &[0xaa; 131],
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+        );
+        assert_eq!(
+            hex::encode(mac),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
     fn query_is_sorted_and_encoded() {
         assert_eq!(canonical_query("b=2&a=x%20y&a=1"), "a=1&a=x%20y&b=2");
         assert_eq!(encode("/a b/%", false), "/a%20b/%25");
+    }
+
+    #[test]
+    fn only_unreserved_characters_and_path_slashes_stay_unencoded() {
+        for b in 0u8..=127 {
+            let s = char::from(b).to_string();
+            let unreserved = b.is_ascii_alphanumeric() || b"-_.~".contains(&b);
+            let escaped = format!("%{b:02X}");
+            let query = if unreserved { &s } else { &escaped };
+            let path = if unreserved || b == b'/' {
+                &s
+            } else {
+                &escaped
+            };
+            assert_eq!(&encode(&s, true), query, "byte {b:#04x} in a query");
+            assert_eq!(&encode(&s, false), path, "byte {b:#04x} in a path");
+        }
+        assert_eq!(encode("é/€", false), "%C3%A9/%E2%82%AC");
+        assert_eq!(encode("é/€", true), "%C3%A9%2F%E2%82%AC");
+    }
+
+    #[test]
+    fn decoding_takes_only_complete_escapes() {
+        assert_eq!(decode("a%20b+c%2fd"), "a b+c/d");
+        assert_eq!(decode("100%"), "100%");
+        assert_eq!(decode("%zz%4"), "%zz%4");
+        assert_eq!(decode("%C3%A9%FF"), "é\u{FFFD}");
     }
 }
