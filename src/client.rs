@@ -1,4 +1,4 @@
-//! The HTTP client behind `esmd send` and `esmd queues` (interface.md §1): it talks to a
+//! The HTTP client behind `esmd send` and `esmd queues` (docs/interface.md §1): it talks to a
 //! running daemon through the REST shim (`POST /queues/{name}/messages`, `GET /queues`) and
 //! turns the answers into what the commands print. When no daemon answers it says so, naming the
 //! endpoint, rather than showing a bare connection error.

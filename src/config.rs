@@ -1,5 +1,5 @@
 //! Configuration: the typed, validated [`Config`] and [`load`], which layers built-in defaults <
-//! the TOML file < `ESMD__` environment variables (interface.md §2) and checks every rule before
+//! the TOML file < `ESMD__` environment variables (docs/interface.md §2) and checks every rule before
 //! anything starts. Every problem names its full key.
 //!
 //! Lower modules take their own section (`&StorageConfig`, `&FunctionConfig`...), never the whole
@@ -106,7 +106,7 @@ pub struct FunctionConfig {
     pub target: FunctionTarget,
 }
 
-/// How a function is invoked (interface.md §4).
+/// How a function is invoked (docs/interface.md §4).
 #[derive(Debug, Clone, PartialEq)]
 pub enum FunctionTarget {
     /// `type = "http"`: POST the event to `url`.

@@ -1,6 +1,6 @@
 //! The composition root: opens the store, creates the configured queues, binds the listener,
 //! starts the API, the sweeper and one poller per enabled mapping, and tears them down in a
-//! written order (interface.md §1).
+//! written order (docs/interface.md §1).
 //!
 //! # One supervision tree
 //!

@@ -1,6 +1,6 @@
-//! Function invocation (interface.md §4): the [`Invoker`], built once, sends one event to one
+//! Function invocation (docs/interface.md §4): the [`Invoker`], built once, sends one event to one
 //! function and classifies what happened as an [`Invocation`]. It never interprets a response:
-//! the caller applies [`crate::domain::event::parse_batch_response`] (architecture.md §5 rule 7).
+//! the caller applies [`crate::domain::event::parse_batch_response`] (docs/architecture.md §5 rule 7).
 //!
 //! Each backend lives in its own file and is the only one to import its crate: `http` (reqwest),
 //! `command` (tokio::process), `log` (built in). Failures are logged here, once, at warn level with

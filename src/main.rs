@@ -1,5 +1,5 @@
 //! The `esmd` binary: parses the command line, loads the configuration, installs logging, runs
-//! the daemon or a client command, and maps failures to exit codes (interface.md §1): 0 after a
+//! the daemon or a client command, and maps failures to exit codes (docs/interface.md §1): 0 after a
 //! clean shutdown, 78 for a bad configuration (before any port is bound or the database is
 //! touched), 1 for anything else, with one line on stderr naming the cause.
 

@@ -1,4 +1,4 @@
-//! Prometheus metrics: every series of interface.md §3.3, defined in this one file on a
+//! Prometheus metrics: every series of docs/interface.md §3.3, defined in this one file on a
 //! non-global registry, recorded through typed methods. Label values are only configured names
 //! and fixed words. The only module that imports `prometheus`.
 

@@ -1,5 +1,5 @@
 //! SQLite persistence: the queue engine. Owns every SQL statement and every queue rule that needs
-//! the stored state (semantics.md §6): sends with delay and deduplication, receives with
+//! the stored state (docs/semantics.md §6): sends with delay and deduplication, receives with
 //! visibility timeouts and FIFO group blocking, receipt-handle checks, redrive to dead-letter
 //! queues, retention, purge. Knows nothing about HTTP, invocation or metrics: it reports what
 //! happened as [`StoreEvent`]s to the [`Observer`] its owner gives it.

@@ -1,4 +1,4 @@
-//! Request authentication (interface.md §3.4). With `server.auth_token` unset every request
+//! Request authentication (docs/interface.md §3.4). With `server.auth_token` unset every request
 //! passes. With it set, every request but `/healthz` must carry `Authorization: Bearer <token>`
 //! or be SigV4-signed (`AWS4-HMAC-SHA256`, any access key id) with the token as the secret
 //! key, so the AWS SDKs and CLIs work by configuring the token as their secret. Anything else

@@ -236,7 +236,7 @@ impl SqsError {
         )
     }
 
-    /// Missing or bad credentials (interface.md §3.4).
+    /// Missing or bad credentials (docs/interface.md §3.4).
     pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         Self::framing(
             StatusCode::UNAUTHORIZED,

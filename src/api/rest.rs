@@ -1,4 +1,4 @@
-//! The REST shim for curl and scripts (interface.md §3.2): `POST /queues/{name}/messages` with
+//! The REST shim for curl and scripts (docs/interface.md §3.2): `POST /queues/{name}/messages` with
 //! the raw body (query `group`, `dedup`, `delay`, repeated `attr=NAME=TYPE:VALUE`), `GET /queues`
 //! and `GET /queues/{name}`. Errors are `{"error", "message"}` JSON with a 4xx/5xx status; an
 //! unknown queue is 404.

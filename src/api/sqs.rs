@@ -1,4 +1,4 @@
-//! The SQS JSON protocol endpoint (`POST /`, semantics.md §7): request framing (body limit,
+//! The SQS JSON protocol endpoint (`POST /`, docs/semantics.md §7): request framing (body limit,
 //! content type, `X-Amz-Target`), JSON decoding, dispatch to the actions, and the success
 //! envelope (`Content-Type: application/x-amz-json-1.0`, `x-amzn-RequestId`).
 //!

@@ -1,4 +1,4 @@
-//! Finding and layering the configuration (interface.md §1, §2): the file lookup order, the
+//! Finding and layering the configuration (docs/interface.md §1, §2): the file lookup order, the
 //! built-in demo, the layers defaults < TOML file < `ESMD__` environment variables (merged by the
 //! `config` crate), and [`ConfigError`]. Reading values into types is `read`'s job and checking
 //! them `validate`'s; this file only wires the steps together.
@@ -111,7 +111,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     }
 }
 
-/// The lookup order of interface.md §1. An explicit path is returned whether or not it exists,
+/// The lookup order of docs/interface.md §1. An explicit path is returned whether or not it exists,
 /// so that reading it reports it missing.
 fn find_file(explicit: Option<&Path>, env: &Env, cwd: &Path) -> Option<PathBuf> {
     if let Some(path) = explicit {

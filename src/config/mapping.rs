@@ -1,4 +1,4 @@
-//! The rules of `[mappings.NAME]` (semantics.md §1): the queue and function exist, batch size
+//! The rules of `[mappings.NAME]` (docs/semantics.md §1): the queue and function exist, batch size
 //! and batching window as Lambda checks them (with AWS's messages), concurrency and payload
 //! ranges, the function's timeout against the queue's visibility timeout, and one mapping per
 //! queue and function.

@@ -1,4 +1,4 @@
-//! The serde mirror of the TOML configuration (interface.md §2) and the ONE place where defaults
+//! The serde mirror of the TOML configuration (docs/interface.md §2) and the ONE place where defaults
 //! are written. Every table is `deny_unknown_fields`; durations are humantime strings and sizes
 //! are bytes or strings such as `"256KiB"`.
 //!
@@ -44,7 +44,7 @@ pub(super) mod default {
     /// `mappings.NAME.max_concurrency`
     pub const MAX_CONCURRENCY: u32 = 5;
 
-    /// The built-in demo, used only when no configuration file is found (interface.md §1): a
+    /// The built-in demo, used only when no configuration file is found (docs/interface.md §1): a
     /// standard queue `default` mapped to a built-in function that logs each batch.
     pub const DEMO: &str = r#"
 [queues.default]

@@ -1,5 +1,5 @@
 //! From the raw mirror to the typed [`Config`]: every rule that looks at one value or at several
-//! together (semantics.md §1 and §6.1), checked before anything starts. Each problem is pushed
+//! together (docs/semantics.md §1 and §6.1), checked before anything starts. Each problem is pushed
 //! as one line that names its full key; checking goes on after a problem so that all of them are
 //! reported at once.
 //!

@@ -1,5 +1,5 @@
 //! Message attributes (user and system) and the MD5 digests SQS computes over them
-//! (semantics.md §6.2 for the rules, §7.5 for the digest algorithm and its test vectors).
+//! (docs/semantics.md §6.2 for the rules, §7.5 for the digest algorithm and its test vectors).
 
 use std::collections::BTreeMap;
 

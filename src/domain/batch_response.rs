@@ -1,5 +1,5 @@
 //! What a function's response says about its batch under ReportBatchItemFailures: the rules
-//! of semantics.md §3.1 applied once, where the response is parsed. Pure: no I/O.
+//! of docs/semantics.md §3.1 applied once, where the response is parsed. Pure: no I/O.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -19,7 +19,7 @@ pub enum BatchResponse {
 /// The longest identifier quoted back in an [`BatchResponse::Invalid`] reason.
 const MAX_QUOTED: usize = 100;
 
-/// Reads a function's response under ReportBatchItemFailures, per semantics.md §3.1.
+/// Reads a function's response under ReportBatchItemFailures, per docs/semantics.md §3.1.
 ///
 /// `body` is the response (`None` when the function returned nothing); `batch_message_ids` are the
 /// message ids of the records sent. Nothing, `null`, `{}`, an object without `batchItemFailures`,

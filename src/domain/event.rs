@@ -1,4 +1,4 @@
-//! The SQS event a function receives: one record's exact JSON (semantics.md §5.1), the
+//! The SQS event a function receives: one record's exact JSON (docs/semantics.md §5.1), the
 //! `{"Records":[...]}` envelope and its size arithmetic, and queue ARNs. The response a function
 //! may return is read in `batch_response.rs`.
 //!
@@ -26,7 +26,7 @@ pub fn queue_arn(region: &str, account_id: &str, queue_name: &str) -> String {
     format!("arn:aws:sqs:{region}:{account_id}:{queue_name}")
 }
 
-/// One record of the SQS event (semantics.md §5.1). Field order follows AWS's documented example.
+/// One record of the SQS event (docs/semantics.md §5.1). Field order follows AWS's documented example.
 #[derive(Serialize)]
 struct Record<'a> {
     #[serde(rename = "messageId")]
@@ -123,7 +123,7 @@ fn arn_account(arn: &str) -> &str {
 }
 
 /// Encodes one record of the SQS event for `msg`, received from the queue `queue_arn` in
-/// `region`, as compact JSON with exactly the keys of semantics.md §5.1.
+/// `region`, as compact JSON with exactly the keys of docs/semantics.md §5.1.
 pub fn encode_record(msg: &Message, queue_arn: &str, region: &str) -> String {
     let attributes = SystemAttributes {
         approximate_receive_count: msg.receive_count.to_string(),

@@ -1,6 +1,6 @@
 //! Messages: what a sender hands in ([`NewMessage`]), what a receiver gets back ([`Message`]),
 //! the send acknowledgement ([`SendReceipt`]), receipt handles, and the send-side rules of
-//! semantics.md §6.2 (characters, sizes, FIFO ids).
+//! docs/semantics.md §6.2 (characters, sizes, FIFO ids).
 
 use std::time::Duration;
 
@@ -117,7 +117,7 @@ impl NewMessage {
                 .sum::<usize>()
     }
 
-    /// Validates the message for a queue of `kind` with `settings`, per semantics.md §6.2.
+    /// Validates the message for a queue of `kind` with `settings`, per docs/semantics.md §6.2.
     /// `in_batch` selects the wording AWS uses inside SendMessageBatch entries.
     pub fn validate(
         &self,

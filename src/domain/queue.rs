@@ -1,5 +1,5 @@
 //! Queue names and queue settings: the SQS queue attributes with AWS's ranges and defaults
-//! (semantics.md §6.1).
+//! (docs/semantics.md §6.1).
 
 use std::fmt;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! change from putting the old row back.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use super::types::QueueInfo;
 
@@ -23,19 +23,13 @@ struct Inner {
 impl QueueCache {
     /// The cached row, or the generation to hand to [`QueueCache::insert`] after reading it.
     pub fn get(&self, name: &str) -> Result<QueueInfo, u64> {
-        let inner = self
-            .inner
-            .read()
-            .expect("queue cache lock is never poisoned");
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         inner.queues.get(name).cloned().ok_or(inner.generation)
     }
 
     /// Keeps `info`, unless a queue changed since `generation` was read.
     pub fn insert(&self, generation: u64, info: &QueueInfo) {
-        let mut inner = self
-            .inner
-            .write()
-            .expect("queue cache lock is never poisoned");
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         if inner.generation == generation {
             inner
                 .queues
@@ -45,10 +39,7 @@ impl QueueCache {
 
     /// Forgets every row: called after any change to any queue.
     pub fn forget(&self) {
-        let mut inner = self
-            .inner
-            .write()
-            .expect("queue cache lock is never poisoned");
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         inner.generation += 1;
         inner.queues.clear();
     }

@@ -52,7 +52,12 @@ pub fn to_ms(d: Duration) -> i64 {
 impl QueueRow {
     /// The domain view. Values were validated on the way in; a damaged row degrades to
     /// defaults rather than failing every request on the queue.
-    pub fn into_info(self) -> QueueInfo {
+    pub fn into_info(self) -> Result<QueueInfo, sqlx::Error> {
+        let name = QueueName::parse(&self.name).map_err(|e| {
+            sqlx::Error::Decode(
+                format!("stored queue name {:?} is not valid: {e}", self.name).into(),
+            )
+        })?;
         let redrive = match (self.dead_letter_queue, self.max_receive_count) {
             (Some(q), Some(n)) => QueueName::parse(&q).ok().map(|dead_letter_queue| Redrive {
                 dead_letter_queue,
@@ -60,9 +65,9 @@ impl QueueRow {
             }),
             _ => None,
         };
-        QueueInfo {
+        Ok(QueueInfo {
             id: self.id,
-            name: QueueName::parse(&self.name).expect("stored queue names were validated"),
+            name,
             settings: QueueSettings {
                 visibility_timeout: ms(self.visibility_timeout_ms),
                 delay: ms(self.delay_ms),
@@ -79,7 +84,7 @@ impl QueueRow {
             tags: serde_json::from_str::<BTreeMap<String, String>>(&self.tags).unwrap_or_default(),
             created_at: Timestamp::from_millis(self.created_at),
             last_modified_at: Timestamp::from_millis(self.last_modified_at),
-        }
+        })
     }
 }
 

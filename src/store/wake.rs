@@ -9,7 +9,7 @@
 //! so none is lost. Settings changes and queue deletion wake everyone.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
@@ -26,7 +26,7 @@ impl Wakers {
     /// The queue's wake-up handle. Waiters create their `Notified` (and `enable` it) before they
     /// look at the database, so a commit between the look and the wait is never missed.
     pub fn get(&self, queue: &str) -> Arc<Notify> {
-        let mut map = self.inner.lock().expect("wakers lock is never poisoned");
+        let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(n) = map.get(queue) {
             return n.clone();
         }

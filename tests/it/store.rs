@@ -1,4 +1,4 @@
-//! The queue engine against a real SQLite file with a manual clock: every rule of semantics.md
+//! The queue engine against a real SQLite file with a manual clock: every rule of docs/semantics.md
 //! §6 that needs stored state, and restarts.
 
 use std::collections::BTreeMap;

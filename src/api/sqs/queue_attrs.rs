@@ -1,4 +1,4 @@
-//! Queue attributes on the wire (semantics.md §6.1): the string map of CreateQueue,
+//! Queue attributes on the wire (docs/semantics.md §6.1): the string map of CreateQueue,
 //! SetQueueAttributes and GetQueueAttributes, converted to and from [`QueueSettings`].
 //!
 //! Every value is a string; integers are whole seconds or bytes, booleans lower-case, timestamps

@@ -1,7 +1,7 @@
 //! FIFO mechanics: group heads, the exact in-flight blocking rule, sequence numbers.
 //!
 //! Within a group, messages go out strictly from the head in send order, and a group's delivery
-//! stops at the first message that is not visible (semantics.md §6.3). Because a group's received
+//! stops at the first message that is not visible (docs/semantics.md §6.3). Because a group's received
 //! messages are always a prefix of the group, that rule is equivalent to: a group is available
 //! exactly when its head (its oldest stored message) is visible, and a receive takes the run of
 //! visible messages from the head. Each FIFO message row carries `is_head`, maintained whenever a

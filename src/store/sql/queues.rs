@@ -22,7 +22,7 @@ pub(crate) async fn lookup(
     .bind(name.as_str())
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(QueueRow::into_info))
+    Ok(row.map(QueueRow::into_info).transpose()?)
 }
 
 pub(crate) async fn require(
@@ -198,6 +198,7 @@ pub(crate) async fn get(reader: &SqlitePool, name: &QueueName) -> Result<QueueIn
     .fetch_optional(reader)
     .await?;
     row.map(QueueRow::into_info)
+        .transpose()?
         .ok_or_else(|| Rejection::no_queue().into())
 }
 
@@ -206,7 +207,10 @@ pub(crate) async fn list(reader: &SqlitePool) -> Result<Vec<QueueInfo>, StoreErr
         sqlx::query_as(&format!("SELECT {QUEUE_COLUMNS} FROM queues ORDER BY name"))
             .fetch_all(reader)
             .await?;
-    Ok(rows.into_iter().map(QueueRow::into_info).collect())
+    Ok(rows
+        .into_iter()
+        .map(QueueRow::into_info)
+        .collect::<Result<_, _>>()?)
 }
 
 pub(crate) async fn delete(writer: &SqlitePool, name: &QueueName) -> Result<(), StoreError> {
