@@ -92,6 +92,7 @@ impl Handle {
             observer: start.observer,
             fault: start.fault,
             expired_at: HashMap::new(),
+            pending: Vec::new(),
         };
         let stop = start.stop.clone();
         start.tasks.spawn(async move {
@@ -233,6 +234,8 @@ struct Writer {
     fault: Option<WriterFault>,
     /// When each standard queue (by id) last had its expired messages deleted by a receive.
     expired_at: HashMap<i64, i64>,
+    /// Operations of the writer's own (releases of unclaimed receives), run in the next group.
+    pending: Vec<Op>,
 }
 
 impl Writer {
@@ -249,6 +252,7 @@ impl Writer {
         loop {
             let mut ops = match retry.take() {
                 Some(ops) => ops,
+                None if !self.pending.is_empty() => std::mem::take(&mut self.pending),
                 None => {
                     let first = tokio::select! {
                         op = rx.recv() => op,
@@ -285,7 +289,7 @@ impl Writer {
                         break;
                     }
                 }
-                ops = Vec::new();
+                ops = std::mem::take(&mut self.pending);
                 fill(&mut rx, &mut ops);
                 if ops.is_empty() {
                     break;
@@ -325,9 +329,11 @@ impl Writer {
             match self.attempt(conn, &ops).await {
                 Ok((outcomes, fx)) => {
                     fx.apply(&self.wake, &self.observer);
-                    ops.into_iter()
+                    let released = ops
+                        .into_iter()
                         .zip(outcomes)
-                        .for_each(|(op, o)| op.answer(o));
+                        .filter_map(|(op, o)| op.answer(o));
+                    self.pending.extend(released);
                     return Executed::Committed;
                 }
                 Err(Failed {

@@ -9,6 +9,7 @@ use esmd::domain::message::NewMessage;
 use esmd::domain::queue::{DedupScope, QueueSettings, Redrive};
 use esmd::domain::RejectCode;
 use esmd::store::StoreError;
+use futures_util::FutureExt as _;
 
 use crate::common::{q, secs, within, TestStore, T0};
 
@@ -1070,4 +1071,54 @@ async fn wal_and_the_configured_synchronous_level_are_in_force() {
         store.storage_settings().await.unwrap(),
         ("wal".to_string(), 1)
     );
+}
+
+#[tokio::test]
+async fn a_receive_whose_caller_went_away_releases_what_it_claimed() {
+    let t = TestStore::new().await;
+    let standard = t
+        .queue(
+            "gone",
+            QueueSettings {
+                visibility_timeout: secs(30),
+                ..Default::default()
+            },
+        )
+        .await;
+    let fifo = t.queue("gone.fifo", QueueSettings::default()).await;
+    t.store
+        .send(
+            &standard,
+            vec![NewMessage::body("a"), NewMessage::body("b")],
+        )
+        .await
+        .unwrap();
+    t.store
+        .send(&fifo, vec![fifo_msg("g", "first"), fifo_msg("g", "second")])
+        .await
+        .unwrap();
+    for (queue, want) in [
+        (&standard, vec!["a", "b"]),
+        (&fifo, vec!["first", "second"]),
+    ] {
+        // Polled once: the claim is handed to the writer, then the caller is gone (a long
+        // poll cancelled mid-claim, a client that hung up) before the answer.
+        let gone = t.store.receive(queue, 10, None).now_or_never();
+        assert!(gone.is_none(), "the receive was dropped before its answer");
+        // Without the release these would stay hidden for the visibility timeout (the manual
+        // clock does not move); with it, a waiting receive is woken and gets them, FIFO group
+        // order kept.
+        let got = within(
+            secs(20),
+            "the released messages",
+            t.store.receive_wait(queue, 10, None, secs(20)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(bodies(&got), want, "{queue}");
+        assert!(
+            got.iter().all(|m| m.receive_count == 2),
+            "the lost receive still counts, as on SQS: {got:?}"
+        );
+    }
 }

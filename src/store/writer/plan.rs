@@ -72,10 +72,18 @@ impl Op {
 
     /// Answers with `outcome`. The planner gives each operation its own kind of outcome; were
     /// that ever broken, the operation is refused as retriable rather than answered wrongly.
-    pub(super) fn answer(self, outcome: Outcome) {
+    ///
+    /// A receive whose caller went away before the answer (a long poll cancelled mid-claim, a
+    /// client that hung up) comes back as a visibility change that releases what it claimed, so
+    /// nobody's messages stay hidden for a visibility timeout on behalf of no one.
+    pub(super) fn answer(self, outcome: Outcome) -> Option<Op> {
         match (self, outcome) {
             (Op::Send { reply, .. }, Outcome::Send(r)) => drop(reply.send(r)),
-            (Op::Receive { reply, .. }, Outcome::Receive(r)) => drop(reply.send(r)),
+            (Op::Receive { queue, reply, .. }, Outcome::Receive(r)) => {
+                if let Err(Ok(unclaimed)) = reply.send(r) {
+                    return release(queue, unclaimed);
+                }
+            }
             (
                 Op::Delete { reply, .. } | Op::ChangeVisibility { reply, .. },
                 Outcome::Entries(r),
@@ -85,6 +93,7 @@ impl Op {
                 op.fail(&internal("an operation got another kind's outcome"));
             }
         }
+        None
     }
 
     /// Refuses the operation with a database error.
@@ -98,6 +107,27 @@ impl Op {
             }
         }
     }
+}
+
+/// The operation that makes `unclaimed` (received for a caller that is gone) visible again.
+fn release(queue: QueueName, unclaimed: Received) -> Option<Op> {
+    if unclaimed.len() == 0 {
+        return None;
+    }
+    let entries: Vec<(String, Duration)> = unclaimed
+        .into_messages()
+        .ok()?
+        .into_iter()
+        .map(|m| (m.receipt_handle, Duration::ZERO))
+        .collect();
+    tracing::debug!(queue = %queue, messages = entries.len(), "a receiver went away before its answer; releasing what it claimed");
+    // Nobody waits for this answer.
+    let (reply, _) = oneshot::channel();
+    Some(Op::ChangeVisibility {
+        queue,
+        entries,
+        reply,
+    })
 }
 
 /// A retriable error for a broken internal promise (never expected).
