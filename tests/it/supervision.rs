@@ -240,13 +240,23 @@ function = "hang"
         503,
         "the write the writer died on is refused, not acknowledged"
     );
-    let ready = http
-        .get(format!("{}/readyz", esmd.url))
-        .send()
-        .await
-        .expect("readyz while draining");
-    assert_eq!(ready.status(), 503, "not ready once the writer failed");
-    let reason = ready.text().await.expect("readyz body");
+    // The supervisor hears of the failure a moment after the refused request: wait for it.
+    let deadline = Instant::now() + BOUND;
+    let reason = loop {
+        let ready = http
+            .get(format!("{}/readyz", esmd.url))
+            .send()
+            .await
+            .expect("readyz while draining");
+        if ready.status() == 503 {
+            break ready.text().await.expect("readyz body");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz stayed ready after the writer failed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await; // sleep-ok: a pause between two readiness checks of another process
+    };
     assert!(
         reason.contains("database writer failed") && reason.contains("injected writer failure"),
         "/readyz says why: {reason}"
