@@ -15,3 +15,4 @@ mod ops;
 mod poller;
 mod soak;
 mod store;
+mod tidy;
