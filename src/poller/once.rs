@@ -31,11 +31,11 @@ pub struct PollReport {
 
 impl Poller {
     /// Polls once, in the caller's task, as one of the mapping's workers would with no batching
-    /// window: takes what the queue holds receivable now (the records carried from the previous
-    /// call first, then one receive of up to `batch_size`, claimed with the workers' visibility
-    /// timeout), builds one batch within `batch_size` and `max_payload`, invokes the function
-    /// once with it, settles by the result (deletes what succeeded, leaves the rest in flight;
-    /// metrics and logs included) and reports what it did.
+    /// window: builds one batch within `batch_size` and `max_payload` from the records carried
+    /// from the previous call or, when there are none, from one receive of what the queue holds
+    /// receivable now (claimed with the workers' visibility timeout); invokes the function once
+    /// with it, settles by the result (deletes what succeeded, leaves the rest in flight; metrics
+    /// and logs included) and reports what it did.
     ///
     /// Use it where the caller decides when each step happens: tests on a manual clock
     /// ([`crate::clock::Clock::advance`] then decides when a visibility timeout runs out, so
