@@ -1,5 +1,5 @@
 //! Event source mappings: a [`Poller`] per enabled mapping polls its queue in batches and invokes
-//! its function synchronously, exactly as Lambda's SQS event source mapping does (semantics.md
+//! its function synchronously, exactly as Lambda's SQS event source mapping does (docs/semantics.md
 //! §1 to §4).
 //!
 //! A poller runs `max_concurrency` identical workers, like Lambda's concurrent pollers: each
@@ -9,8 +9,13 @@
 //! FIFO group with a message in flight is not handed out again, so two invocations never hold the
 //! same group. Cancellation only interrupts waiting; a claimed batch is always invoked and settled
 //! (or, past the shutdown grace period, abandoned to its visibility timeout).
+//!
+//! [`Poller::poll_once`] is one worker's step driven by its caller (no waiting, no background
+//! task), for tests on a manual clock and for embedding.
 
 mod batch;
+mod once;
+mod settle;
 mod worker;
 
 use std::sync::Arc;
@@ -19,12 +24,15 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{FunctionConfig, MappingConfig};
+use crate::config::{Config, FunctionConfig, MappingConfig};
+use crate::domain::event::queue_arn;
+use crate::domain::message::Message;
 use crate::invoke::Invoker;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
 pub use batch::Batch;
+pub use once::PollReport;
 
 /// Everything a mapping's workers need to know, resolved once from the configuration.
 #[derive(Debug, Clone)]
@@ -46,6 +54,31 @@ pub struct Mapping {
 }
 
 impl Mapping {
+    /// The mapping `name` of `config`, for a queue whose visibility timeout is
+    /// `queue_visibility_timeout`; `None` if `config` has no such mapping (or not its function).
+    /// A disabled mapping resolves too: nothing starts its workers, but [`Poller::poll_once`]
+    /// can drive it.
+    pub fn from_config(
+        name: &str,
+        config: &Config,
+        queue_visibility_timeout: Duration,
+    ) -> Option<Mapping> {
+        let m = config.mappings.get(name)?;
+        Some(Mapping {
+            name: name.to_owned(),
+            config: m.clone(),
+            function_name: m.function.clone(),
+            function: config.functions.get(&m.function)?.clone(),
+            queue_arn: queue_arn(
+                &config.server.region,
+                &config.server.account_id,
+                m.queue.as_str(),
+            ),
+            region: config.server.region.clone(),
+            queue_visibility_timeout,
+        })
+    }
+
     /// The visibility timeout messages are claimed with. With a batching window, Lambda raises it
     /// to `window + function timeout + 30 s` when the queue's is shorter than `window + timeout`,
     /// so that messages collected early in a window do not reappear before they are invoked.
@@ -64,6 +97,8 @@ pub struct Poller {
     store: Store,
     invoker: Invoker,
     metrics: Arc<Metrics>,
+    /// What [`Poller::poll_once`] carries from one call to the next.
+    step_carry: Arc<tokio::sync::Mutex<Vec<(Message, String)>>>,
 }
 
 impl Poller {
@@ -75,6 +110,7 @@ impl Poller {
             store,
             invoker,
             metrics,
+            step_carry: Arc::default(),
         }
     }
 

@@ -1,16 +1,19 @@
-//! One poller worker: collect a batch, invoke, settle, repeat (semantics.md §2.3).
+//! One poller worker: collect a batch, invoke, settle, repeat (docs/semantics.md §2.3). The same
+//! worker also makes [`Poller::poll_once`]'s single step, without waiting.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Batch, Poller};
-use crate::domain::event::{encode_record, parse_batch_response, BatchResponse};
+use super::settle::Settled;
+use super::{Batch, PollReport, Poller};
+use crate::domain::error::chain;
+use crate::domain::event::encode_record;
 use crate::domain::message::Message;
-use crate::invoke::{Invocation, InvokeTarget};
-use crate::metrics::{MappingEvent, Outcome};
+use crate::metrics::MappingEvent;
+use crate::store::StoreError;
 
 /// Longest single long poll (SQS's limit; Lambda polls with it).
 const LONG_POLL: Duration = Duration::from_secs(20);
@@ -26,6 +29,12 @@ pub(super) struct Worker {
     /// Messages received but not yet invoked because the previous batch was full; they seed the
     /// next batch, still in flight under this worker's receipt handles.
     carry: Vec<(Message, String)>,
+    /// Whether collecting waits (long polls, the batching window): a background worker does; a
+    /// step of [`Poller::poll_once`] takes only what is receivable now.
+    waits: bool,
+    /// Carried messages too large for any batch, left to their visibility timeout by the last
+    /// collect (for a step's report).
+    oversized: Vec<String>,
 }
 
 impl Worker {
@@ -35,18 +44,71 @@ impl Worker {
             n,
             abandon,
             carry: Vec::new(),
+            waits: true,
+            oversized: Vec::new(),
         }
+    }
+
+    /// A worker for one step of [`Poller::poll_once`], seeded with what the previous step
+    /// carried; [`Worker::into_carry`] hands what it carries on to the next step.
+    pub(super) fn stepping(poller: Poller, carry: Vec<(Message, String)>) -> Self {
+        Worker {
+            carry,
+            waits: false,
+            ..Worker::new(poller, 0, CancellationToken::new())
+        }
+    }
+
+    /// What this worker carries: received, not yet invoked, still in flight under its handles.
+    pub(super) fn into_carry(self) -> Vec<(Message, String)> {
+        self.carry
+    }
+
+    /// One step: collects what is receivable now (no long poll, no batching window), invokes and
+    /// settles it, and reports.
+    pub(super) async fn step(&mut self) -> Result<PollReport, StoreError> {
+        let batch = self.collect(&CancellationToken::new()).await?;
+        let mut report = PollReport {
+            kept: std::mem::take(&mut self.oversized),
+            ..PollReport::default()
+        };
+        if let Some(batch) = batch {
+            report.invoked = batch
+                .messages()
+                .iter()
+                .map(|msg| msg.message_id.clone())
+                .collect();
+            match self.invoke_and_settle(batch).await {
+                Some(settled) => {
+                    report.outcome = Some(settled.outcome);
+                    report.error = settled.error;
+                    report.deleted = settled.deleted;
+                    report.kept.extend(settled.kept);
+                }
+                None => report.kept.extend(report.invoked.iter().cloned()),
+            }
+        }
+        report.carried = self
+            .carry
+            .iter()
+            .map(|(msg, _)| msg.message_id.clone())
+            .collect();
+        Ok(report)
     }
 
     pub(super) async fn run(mut self, cancel: CancellationToken) {
         let m = &self.poller.mapping;
         tracing::debug!(mapping = %m.name, worker = self.n, "poller worker started");
         while !cancel.is_cancelled() {
-            match self.collect(&cancel).await {
-                Ok(Some(batch)) => self.invoke_and_settle(batch).await,
+            let collected = self.collect(&cancel).await;
+            self.oversized.clear();
+            match collected {
+                Ok(Some(batch)) => {
+                    self.invoke_and_settle(batch).await;
+                }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(mapping = %self.poller.mapping.name, error = %e, "poll failed, retrying");
+                    tracing::warn!(mapping = %self.poller.mapping.name, error = %chain(&e), "poll failed, retrying");
                     tokio::select! {
                         _ = cancel.cancelled() => {}
                         _ = tokio::time::sleep(ERROR_BACKOFF) => {}
@@ -75,21 +137,22 @@ impl Worker {
             .change_visibility(&m.config.queue, &entries)
             .await
         {
-            tracing::warn!(mapping = %m.name, error = %e, "could not release carried messages; they return after their visibility timeout");
+            tracing::warn!(mapping = %m.name, error = %chain(&e), "could not release carried messages; they return after their visibility timeout");
         }
     }
 
     /// Collects one batch. `Ok(None)`: nothing to invoke (cancelled, or a window closed empty).
-    async fn collect(
-        &mut self,
-        cancel: &CancellationToken,
-    ) -> Result<Option<Batch>, crate::store::StoreError> {
+    async fn collect(&mut self, cancel: &CancellationToken) -> Result<Option<Batch>, StoreError> {
         let m = self.poller.mapping.clone();
         let store = &self.poller.store;
         let max_records = m.config.batch_size as usize;
         let max_payload = usize::try_from(m.config.max_payload).unwrap_or(usize::MAX);
         let visibility = m.claim_visibility();
-        let window = m.config.batching_window;
+        let (window, long_poll) = if self.waits {
+            (m.config.batching_window, LONG_POLL)
+        } else {
+            (Duration::ZERO, Duration::ZERO)
+        };
         let mut batch = Batch::default();
         let mut full = false;
 
@@ -133,11 +196,11 @@ impl Worker {
             }
         }
 
-        // The window starts now, when the previous invocation finished (semantics.md §2.1).
+        // The window starts now, when the previous invocation finished (docs/semantics.md §2.1).
         let deadline = Instant::now() + window;
         loop {
             let wait = if window.is_zero() {
-                LONG_POLL
+                long_poll
             } else {
                 deadline
                     .saturating_duration_since(Instant::now())
@@ -190,120 +253,24 @@ impl Worker {
                 mapping = %m.name, message_id = %msg.message_id, record_bytes = record.len(), max_payload = m.config.max_payload,
                 "a record alone exceeds max_payload; it is not invoked and returns after its visibility timeout"
             );
+            self.oversized.push(msg.message_id);
         }
         (!batch.is_empty()).then_some(batch)
     }
 
-    async fn invoke_and_settle(&mut self, batch: Batch) {
-        let poller = &self.poller;
-        let m = &poller.mapping;
-        let n = batch.len() as u64;
-        let payload = batch.event();
-        poller
-            .metrics
-            .invocation_started(&m.name, batch.len(), payload.len());
-        poller
-            .metrics
-            .mapping_event(&m.name, MappingEvent::Invoked, n);
-        let target = InvokeTarget {
-            function: &m.function_name,
-            mapping: &m.name,
-            region: &m.region,
-            config: &m.function,
-        };
-        let started = Instant::now();
-        let invocation = tokio::select! {
-            inv = poller.invoker.invoke(&target, payload) => inv,
-            _ = self.abandon.cancelled() => {
-                poller.metrics.invocation_finished(&m.name, &m.function_name, Outcome::Error, started.elapsed());
-                tracing::warn!(
-                    mapping = %m.name, function = %m.function_name, records = n,
-                    "invocation abandoned at the end of the shutdown grace period; its messages return after their visibility timeout"
-                );
-                return;
-            }
-        };
-        let ids: HashSet<&str> = batch
-            .messages()
-            .iter()
-            .map(|msg| msg.message_id.as_str())
-            .collect();
-        let (outcome, failed): (Outcome, Option<BTreeSet<String>>) = match invocation {
-            Invocation::Returned(_) if !m.config.report_batch_item_failures => {
-                (Outcome::Success, Some(BTreeSet::new()))
-            }
-            Invocation::Returned(body) => match parse_batch_response(body.as_deref(), &ids) {
-                BatchResponse::AllSucceeded => (Outcome::Success, Some(BTreeSet::new())),
-                BatchResponse::SomeFailed(f) => (Outcome::PartialFailure, Some(f)),
-                BatchResponse::Invalid(why) => {
-                    tracing::warn!(mapping = %m.name, function = %m.function_name, reason = %why, "malformed batchItemFailures response; the whole batch failed");
-                    (Outcome::Error, None)
-                }
-            },
-            Invocation::FunctionError(_) => (Outcome::Error, None),
-            Invocation::TimedOut => (Outcome::Timeout, None),
-        };
-        poller
-            .metrics
-            .invocation_finished(&m.name, &m.function_name, outcome, started.elapsed());
-        let failed_groups: BTreeSet<String>;
-        match failed {
-            None => {
-                // Delete nothing: the batch returns after its visibility timeout.
-                poller
-                    .metrics
-                    .mapping_event(&m.name, MappingEvent::FailedInvoke, n);
-                failed_groups = batch
-                    .messages()
-                    .iter()
-                    .filter_map(|msg| msg.group_id.clone())
-                    .collect();
-            }
-            Some(failed) => {
-                let handles: Vec<String> = batch
-                    .messages()
-                    .iter()
-                    .filter(|msg| !failed.contains(&msg.message_id))
-                    .map(|msg| msg.receipt_handle.clone())
-                    .collect();
-                failed_groups = batch
-                    .messages()
-                    .iter()
-                    .filter(|msg| failed.contains(&msg.message_id))
-                    .filter_map(|msg| msg.group_id.clone())
-                    .collect();
-                self.delete(&handles).await;
-            }
-        }
+    /// Invokes and settles `batch`; `None` if the shutdown grace period ran out first.
+    async fn invoke_and_settle(&mut self, batch: Batch) -> Option<Settled> {
+        let settled = self.poller.invoke_and_settle(&batch, &self.abandon).await?;
         // FIFO: carried messages of a group that failed must wait for the failed ones to be
         // retried first; leave them in flight so they come back behind them, in order.
-        if m.config.queue.is_fifo() && !failed_groups.is_empty() {
+        let failed_groups = &settled.failed_groups;
+        if self.poller.mapping.config.queue.is_fifo() && !failed_groups.is_empty() {
             self.carry.retain(|(msg, _)| {
                 msg.group_id
                     .as_ref()
                     .is_none_or(|g| !failed_groups.contains(g))
             });
         }
-    }
-
-    async fn delete(&self, handles: &[String]) {
-        if handles.is_empty() {
-            return;
-        }
-        let m = &self.poller.mapping;
-        match self.poller.store.delete(&m.config.queue, handles).await {
-            Ok(results) => {
-                let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
-                self.poller
-                    .metrics
-                    .mapping_event(&m.name, MappingEvent::Deleted, ok);
-                for r in results.into_iter().filter_map(Result::err) {
-                    tracing::warn!(mapping = %m.name, error = %r, "could not delete a processed message; it will be delivered again");
-                }
-            }
-            Err(e) => {
-                tracing::error!(mapping = %m.name, error = %e, "could not delete processed messages; they will be delivered again")
-            }
-        }
+        Some(settled)
     }
 }

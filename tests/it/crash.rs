@@ -27,9 +27,7 @@
 //! `ESMD_CRASH_KILLS=50 cargo test --release --test it crash:: -- --nocapture`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::str::FromStr as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -39,12 +37,15 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::response::Response;
 use axum::Router;
+use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions as _, Connection as _};
 use tokio::task::JoinHandle;
+
+use crate::common::process::EsmdProcess;
 
 const STD: &str = "std";
 const FIFO: &str = "events.fifo";
@@ -84,14 +85,6 @@ fn env_u64(name: &str) -> Option<u64> {
             .parse()
             .unwrap_or_else(|e| panic!("{name}={raw:?} is not a number: {e}")),
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -247,25 +240,27 @@ async fn start_function(seed: u64) -> (Arc<Function>, String, JoinHandle<()>) {
 // The esmd process
 // ---------------------------------------------------------------------------------------------
 
-/// `esmd run` as a child process, restarted on the same directory (and database) after each
-/// kill, on a new port each time (the senders read the current URL before every send).
+/// `esmd run` ([`EsmdProcess`]), restarted on the same directory (and database) after each
+/// kill. Each incarnation listens on port 0 and reports the port it got; the senders read the
+/// current URL before every send.
 struct Esmd {
-    child: Option<Child>,
+    process: Option<EsmdProcess>,
     dir: tempfile::TempDir,
     function_url: String,
     url: Arc<RwLock<String>>,
-    log: Arc<Mutex<Vec<String>>>,
+    /// The log lines of the incarnations that ended, each prefixed with its number.
+    history: Vec<String>,
     incarnation: u32,
 }
 
 impl Esmd {
     fn new(function_url: String) -> Esmd {
         Esmd {
-            child: None,
+            process: None,
             dir: tempfile::tempdir().expect("temp dir"),
             function_url,
             url: Arc::new(RwLock::new(String::new())),
-            log: Arc::new(Mutex::new(Vec::new())),
+            history: Vec::new(),
             incarnation: 0,
         }
     }
@@ -278,13 +273,14 @@ impl Esmd {
         self.url.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn spawn(&mut self) {
-        assert!(self.child.is_none(), "esmd is already running");
-        let port = free_port();
+    /// Starts the next incarnation and waits until it is ready (the fixture panics with the
+    /// log if it exits first).
+    async fn start(&mut self) {
+        assert!(self.process.is_none(), "esmd is already running");
         let config = format!(
             r#"
 [server]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 shutdown_grace = "5s"
 [storage]
 path = "{db}"
@@ -315,101 +311,48 @@ report_batch_item_failures = true
             db = self.db().display(),
             function = self.function_url,
         );
-        let path = self.dir.path().join("esmd.toml");
-        std::fs::write(&path, config).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_esmd"))
-            .arg("run")
-            .arg("--config")
-            .arg(&path)
-            .current_dir(self.dir.path())
-            .env_remove("RUST_LOG")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("NOTIFY_SOCKET")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn esmd");
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = self.log.clone();
-        let n = self.incarnation;
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                lock(&sink).push(format!("[{n}] {line}"));
-            }
-        });
-        *self.url.write().unwrap_or_else(|p| p.into_inner()) = format!("http://127.0.0.1:{port}");
-        self.child = Some(child);
+        let process = EsmdProcess::start(self.dir.path(), &config, &[]).await;
+        *self.url.write().unwrap_or_else(|p| p.into_inner()) = process.url();
+        self.process = Some(process);
         self.incarnation += 1;
     }
 
-    /// Waits until `/readyz` answers 200; panics (with the log's tail) if esmd exits first.
-    async fn wait_ready(&mut self, http: &reqwest::Client, limit: Duration) {
-        let url = format!("{}/readyz", self.url());
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(r) = http.get(&url).send().await {
-                if r.status().as_u16() == 200 {
-                    return;
-                }
-            }
-            let child = self.child.as_mut().expect("running");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                panic!(
-                    "esmd exited with {status} before becoming ready; log:\n{}",
-                    self.tail(30)
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "esmd was not ready within {limit:?}; log:\n{}",
-                self.tail(30)
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await; // sleep-ok: polling another process's readiness.
-        }
+    /// Moves the running incarnation's log into the history.
+    fn ended(&mut self, process: &EsmdProcess) {
+        let n = self.incarnation - 1;
+        self.history
+            .extend(process.lines().into_iter().map(|l| format!("[{n}] {l}")));
     }
 
-    /// SIGKILL, and reap.
-    fn kill(&mut self) {
-        let mut child = self.child.take().expect("running");
-        child.kill().expect("SIGKILL esmd");
-        child.wait().expect("reap esmd");
+    /// SIGKILL, reaped, its log kept.
+    async fn kill(&mut self) {
+        let mut process = self.process.take().expect("running");
+        process.kill().await;
+        self.ended(&process);
     }
 
-    /// SIGTERM; returns the exit code.
+    /// SIGTERM; returns the exit code (panics if it does not exit within `limit`).
     async fn terminate(&mut self, limit: Duration) -> Option<i32> {
-        let mut child = self.child.take().expect("running");
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM esmd");
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return status.code();
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("esmd did not exit within {limit:?} of SIGTERM");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await; // sleep-ok: polling a child process's exit.
-        }
+        let mut process = self.process.take().expect("running");
+        process.signal(Signal::SIGTERM);
+        let code = process.wait_exit(limit).await;
+        self.ended(&process);
+        code
     }
 
+    /// Every log line so far, of every incarnation.
     fn lines(&self) -> Vec<String> {
-        lock(&self.log).clone()
+        let mut lines = self.history.clone();
+        if let Some(p) = &self.process {
+            let n = self.incarnation - 1;
+            lines.extend(p.lines().into_iter().map(|l| format!("[{n}] {l}")));
+        }
+        lines
     }
 
     fn tail(&self, n: usize) -> String {
         let lines = self.lines();
         lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-}
-
-impl Drop for Esmd {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
@@ -670,8 +613,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let (function, function_url, function_task) = start_function(seed).await;
     let http = http_client();
     let mut esmd = Esmd::new(function_url);
-    esmd.spawn();
-    esmd.wait_ready(&http, Duration::from_secs(30)).await;
+    esmd.start().await;
 
     let ledger = Arc::new(Mutex::new(Ledger {
         fifo_acked: vec![Vec::new(); FIFO_GROUPS],
@@ -710,7 +652,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             }
         }
         let invoking = lock(&function.log).in_flight;
-        esmd.kill();
+        esmd.kill().await;
         in_flight_at_kills.push(in_flight);
         eprintln!(
             "kill {}/{kills} at {:.1}s after {run:?} up: {in_flight} messages in flight, {invoking} invocations running",
@@ -721,8 +663,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             let down = Duration::from_millis(rng.random_range(0..500));
             tokio::time::sleep(down).await; // sleep-ok: esmd stays down a little while
         }
-        esmd.spawn();
-        esmd.wait_ready(&http, Duration::from_secs(30)).await;
+        esmd.start().await;
         resend_some(&http, &esmd.url(), &ledger, &mut rng).await;
     }
     tokio::time::sleep(Duration::from_millis(1000)).await; // sleep-ok: a little more load on the last incarnation before the senders stop.

@@ -1,57 +1,30 @@
 //! The real `esmd` binary as a process (issue #4 point 8): `check-config` on the shipped
 //! configuration and on broken ones (exit 78, every bad key named, no database created),
-//! `--config` naming a missing file, and `esmd run` on a free port: healthy, accepting a message
-//! on the REST shim, exiting 0 on SIGTERM, and keeping the queue's messages across a restart.
+//! `--config` naming a missing file, and `esmd run` on port 0 (it reports the port it got):
+//! healthy, accepting a message on the REST shim, exiting 0 on SIGTERM, and keeping the queue's
+//! messages across a restart.
 //!
-//! Every process runs in a temporary working directory with the `ESMD_*` and `STATE_DIRECTORY`
-//! variables removed, so the developer's environment never leaks in, and its output goes to
-//! files that a failure message quotes.
+//! Every process runs through the binary fixture ([`process`]): in a temporary working directory
+//! with the `ESMD_*` and `STATE_DIRECTORY` variables removed, so the developer's environment never
+//! leaks in, and with its log captured for failure messages to quote.
 
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 use md5::{Digest as _, Md5};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde_json::Value;
 use tempfile::TempDir;
-use tokio::process::{Child, Command};
 
-/// How long a started daemon may take to answer `/healthz`, and to exit after SIGTERM.
-const BOUND: Duration = Duration::from_secs(30);
-
-fn esmd() -> &'static str {
-    env!("CARGO_BIN_EXE_esmd")
-}
+use crate::common::process::{self, EsmdProcess, BOUND};
 
 fn shipped_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config/esmd.toml")
 }
 
-/// `esmd <args>` in `cwd` with a clean environment.
-fn command(cwd: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(esmd());
-    cmd.args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    for (key, _) in std::env::vars_os() {
-        let key_text = key.to_string_lossy();
-        if key_text.starts_with("ESMD")
-            || key_text == "STATE_DIRECTORY"
-            || key_text == "RUST_LOG"
-            || key_text == "NOTIFY_SOCKET"
-        {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd
-}
-
-/// Runs `esmd <args>` to completion (bounded) and returns its output.
+/// Runs `esmd <args>` in `cwd` ([`process::command`]) to completion (bounded) and returns its
+/// output.
 async fn run_to_end(cwd: &Path, args: &[&str]) -> Output {
-    let out = command(cwd, args).output();
+    let out = process::command(cwd).args(args).output();
     tokio::time::timeout(BOUND, out)
         .await
         .unwrap_or_else(|_| panic!("esmd {args:?} did not finish within {BOUND:?}"))
@@ -62,95 +35,20 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A free port on 127.0.0.1: bound, then released for the daemon to take.
-fn free_port() -> u16 {
-    let l =
-        std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
-    l.local_addr().expect("local address").port()
-}
-
-/// A running `esmd run`, its output going to files in its directory.
-struct Daemon {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-impl Daemon {
-    /// `esmd run --config <dir>/esmd.toml` in `dir`; waits until `/healthz` answers 200.
-    async fn start(dir: &Path, port: u16, run: usize) -> Daemon {
-        let log = dir.join(format!("run-{run}.log"));
-        let file = std::fs::File::create(&log).expect("create the log file");
-        let err = file.try_clone().expect("clone the log file");
-        let child = command(dir, &["run", "--config", "esmd.toml"])
-            .stdout(Stdio::from(file))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("spawn esmd run");
-        let mut d = Daemon {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        d.wait_healthy().await;
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Polls `/healthz` until it answers 200, failing early if the process exits.
-    async fn wait_healthy(&mut self) {
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + BOUND;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("query the child") {
-                panic!(
-                    "esmd run exited with {status} before becoming healthy; its log:\n{}",
-                    self.log()
-                );
-            }
-            let answer = http
-                .get(format!("{}/healthz", self.url))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
-            if answer.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "esmd run was not healthy within {BOUND:?}; its log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await; // sleep-ok: a pause between two health checks of a process that is starting up.
-        }
-    }
-
-    /// Sends SIGTERM and waits (bounded) for the exit; asserts a clean exit with status 0.
-    async fn terminate(mut self) {
-        let pid = self.child.id().expect("the daemon is still running");
-        kill(
-            Pid::from_raw(i32::try_from(pid).expect("a pid fits in i32")),
-            Signal::SIGTERM,
-        )
-        .expect("send SIGTERM");
-        let status = tokio::time::timeout(BOUND, self.child.wait())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "esmd did not exit within {BOUND:?} of SIGTERM; its log:\n{}",
-                    self.log()
-                )
-            })
-            .expect("wait for esmd");
-        assert!(
-            status.success(),
-            "esmd exited with {status} after SIGTERM; its log:\n{}",
-            self.log()
-        );
-    }
+/// `esmd run --config esmd.toml` in `dir`, ready and healthy.
+async fn start(dir: &Path) -> EsmdProcess {
+    let mut d = EsmdProcess::spawn_config(dir, Path::new("esmd.toml"), &[]);
+    d.ready().await;
+    let health = reqwest::get(format!("{}/healthz", d.url()))
+        .await
+        .expect("GET /healthz");
+    assert_eq!(
+        health.status(),
+        200,
+        "healthy once ready; its log:\n{}",
+        d.tail(40)
+    );
+    d
 }
 
 #[tokio::test]
@@ -285,11 +183,9 @@ async fn a_missing_config_file_exits_78() {
 #[tokio::test]
 async fn run_serves_accepts_a_message_stops_on_sigterm_and_keeps_the_message_across_a_restart() {
     let dir = TempDir::new().expect("temp dir");
-    let port = free_port();
-    let toml = format!(
-        r#"
+    let toml = r#"
 [server]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 
 [storage]
 path = "state/esmd.db"
@@ -304,16 +200,15 @@ type = "log"
 [mappings.logged]
 queue = "logged"
 function = "log"
-"#
-    );
+"#;
     std::fs::write(dir.path().join("esmd.toml"), toml).expect("write the config");
     std::fs::create_dir(dir.path().join("state")).expect("create the state directory");
 
-    let d = Daemon::start(dir.path(), port, 1).await;
+    let d = start(dir.path()).await;
     let http = reqwest::Client::new();
     // What `curl --data 'hello' localhost:PORT/queues/parked/messages` sends.
     let answer = http
-        .post(format!("{}/queues/parked/messages", d.url))
+        .post(format!("{}/queues/parked/messages", d.url()))
         .header("content-type", "application/x-www-form-urlencoded")
         .body("hello")
         .send()
@@ -324,7 +219,7 @@ function = "log"
     let id = sent["messageId"].as_str().expect("a messageId").to_owned();
     assert_eq!(sent["md5OfBody"], hex::encode(Md5::digest(b"hello")));
     let ready = http
-        .get(format!("{}/readyz", d.url))
+        .get(format!("{}/readyz", d.url()))
         .send()
         .await
         .expect("GET /readyz");
@@ -333,16 +228,16 @@ function = "log"
         200,
         "ready once every enabled mapping polls"
     );
-    d.terminate().await;
+    d.stop().await;
     assert!(
         dir.path().join("state/esmd.db").exists(),
         "the configured database file"
     );
 
     // Same database: the message of the queue without a mapping is still there.
-    let d = Daemon::start(dir.path(), port, 2).await;
+    let d = start(dir.path()).await;
     let queue: Value = http
-        .get(format!("{}/queues/parked", d.url))
+        .get(format!("{}/queues/parked", d.url()))
         .send()
         .await
         .expect("GET /queues/parked")
@@ -355,11 +250,12 @@ function = "log"
     );
     assert_eq!(queue["inFlight"], 0, "{queue}");
     let received: Value = http
-        .post(&d.url)
+        .post(d.url())
         .header("x-amz-target", "AmazonSQS.ReceiveMessage")
         .header("content-type", "application/x-amz-json-1.0")
         .body(
-            serde_json::json!({ "QueueUrl": format!("{}/000000000000/parked", d.url) }).to_string(),
+            serde_json::json!({ "QueueUrl": format!("{}/000000000000/parked", d.url()) })
+                .to_string(),
         )
         .send()
         .await
@@ -373,5 +269,5 @@ function = "log"
         "the same message: {received}"
     );
     assert_eq!(received["Messages"][0]["Body"], "hello");
-    d.terminate().await;
+    d.stop().await;
 }

@@ -36,166 +36,39 @@ use esmd::clock::Clock;
 use esmd::config::{StorageConfig, Synchronous};
 use esmd::domain::message::NewMessage;
 use esmd::store::Store;
+use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use sqlx::Connection as _;
 use tempfile::TempDir;
 
 use crate::common::api::{TestApi, ACCOUNT};
+use crate::common::process::{self, EsmdProcess};
 use crate::common::{q, within};
 
 // ---------------------------------------------------------------------------------------------
 // The binary as a process
 // ---------------------------------------------------------------------------------------------
 
-/// A running `esmd run` with its stderr (the log) captured line by line.
-struct Esmd {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<Vec<String>>>,
-    config: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// `esmd run --config <dir>/esmd.toml` in `dir`, the environment cleaned of the developer's
-/// settings, plus `env`.
-fn esmd_command(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esmd"));
-    cmd.arg("run")
-        .arg("--config")
-        .arg(config)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for var in ["RUST_LOG", "JOURNAL_STREAM", "NOTIFY_SOCKET", "ESMD_CONFIG"] {
-        cmd.env_remove(var);
-    }
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ESMD__") {
-            cmd.env_remove(k);
-        }
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-/// Writes `config` (with `@PORT@` and `@DIR@` filled in) into `dir/esmd.toml`; returns the path
-/// and the port.
-fn write_config(dir: &Path, config: &str) -> (PathBuf, u16) {
-    let port = free_port();
-    let text = config
-        .replace("@PORT@", &port.to_string())
-        .replace("@DIR@", &dir.display().to_string());
-    let path = dir.join("esmd.toml");
-    std::fs::write(&path, text).expect("write config");
-    (path, port)
-}
-
-impl Esmd {
-    fn start(dir: &Path, config: &str, env: &[(&str, &str)]) -> Esmd {
-        let (path, port) = write_config(dir, config);
-        let mut child = esmd_command(dir, &path, env).spawn().expect("spawn esmd");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log lock").push(line);
-            }
-        });
-        Esmd {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-            config: path,
-        }
-    }
-
-    async fn ready(self) -> Esmd {
-        let url = format!("{}/readyz", self.url);
-        let log = self.log.clone();
-        eventually(Duration::from_secs(30), "esmd to become ready", || async {
-            let status = reqwest::get(&url).await.ok()?.status().as_u16();
-            (status == 200).then_some(())
-        })
+/// The metrics text of the daemon at `url`.
+async fn metrics_text(url: &str) -> String {
+    reqwest::get(format!("{url}/metrics"))
         .await
-        .unwrap_or_else(|e| panic!("{e}; log:\n{}", log.lock().expect("log").join("\n")));
-        self
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.log.lock().expect("log lock").clone()
-    }
-
-    /// The log as JSON objects (the configurations here use `log.format = "json"`).
-    fn json_lines(&self) -> Vec<Value> {
-        self.lines()
-            .iter()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(ok.success(), "kill -{sig}");
-    }
-
-    /// SIGTERM, then the exit code.
-    async fn stop(mut self) -> i32 {
-        self.signal("TERM");
-        let code = wait_exit(&mut self.child, Duration::from_secs(30)).await;
-        assert_eq!(
-            code,
-            0,
-            "esmd exits 0 on SIGTERM; log:\n{}",
-            self.lines().join("\n")
-        );
-        code
-    }
-
-    async fn metrics(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.url))
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics text")
-    }
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text")
 }
 
-impl Drop for Esmd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_exit(child: &mut Child, limit: Duration) -> i32 {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status.code().unwrap_or(-1);
-        }
-        assert!(
-            start.elapsed() < limit,
-            "esmd did not exit within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await; // sleep-ok: polling a child process's exit
-    }
+/// A port on 127.0.0.1 that refuses connections for as long as the returned socket lives: bound,
+/// so nothing else can take it, and not listening, so a connection attempt is refused.
+fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("an address"))
+        .expect("bind 127.0.0.1:0");
+    let port = socket.local_addr().expect("its address").port();
+    (socket, port)
 }
 
 /// Polls `check` until it yields a value, for at most `limit`: the condition is another
@@ -356,7 +229,7 @@ const FAULTS: &[(&str, &str, &str)] = &[
 
 const FUNCTION_FAULTS: &str = r#"
 [server]
-listen = "127.0.0.1:@PORT@"
+listen = "127.0.0.1:0"
 shutdown_grace = "1s"
 [storage]
 path = "@DIR@/esmd.db"
@@ -469,15 +342,16 @@ async fn function_faults_are_errors_with_a_log_line_and_a_metric_and_lose_nothin
         HANG_SCRIPT.replace("@DIR@", &dir.path().display().to_string()),
     )
     .expect("write hang.sh");
-    let refused = free_port();
+    let (_refusing, refused) = refusing_port();
     let config = FUNCTION_FAULTS
         .replace("@SILENT@", &silent_endpoint().to_string())
         .replace("@REFUSED@", &refused.to_string());
-    let esmd = Esmd::start(dir.path(), &config, &[]).ready().await;
+    let esmd = EsmdProcess::start(dir.path(), &config, &[]).await;
+    let url = esmd.url();
     let http = reqwest::Client::new();
     let send = |queue: &str, body: &str| {
         let req = http
-            .post(format!("{}/queues/{queue}/messages", esmd.url))
+            .post(format!("{}/queues/{queue}/messages", url))
             .body(body.to_owned());
         async move {
             let r = req.send().await.expect("send");
@@ -493,7 +367,7 @@ async fn function_faults_are_errors_with_a_log_line_and_a_metric_and_lose_nothin
         Duration::from_secs(10),
         "both slow invocations to start",
         || async {
-            let m = esmd.metrics().await;
+            let m = metrics_text(&url).await;
             let held = |mapping| metric(&m, "esmd_invocations_in_flight", &[("mapping", mapping)]);
             (held("hang") == 1.0 && held("silent-http") == 1.0).then_some(())
         },
@@ -507,11 +381,11 @@ async fn function_faults_are_errors_with_a_log_line_and_a_metric_and_lose_nothin
     eventually(
         Duration::from_secs(10),
         "the healthy queue to drain",
-        || async { (stored(&esmd.url, "healthy").await == 0).then_some(()) },
+        || async { (stored(&url, "healthy").await == 0).then_some(()) },
     )
     .await
     .unwrap();
-    let m = esmd.metrics().await;
+    let m = metrics_text(&url).await;
     let held = |mapping| metric(&m, "esmd_invocations_in_flight", &[("mapping", mapping)]);
     assert!(
         held("hang") == 1.0 && held("silent-http") == 1.0,
@@ -534,7 +408,7 @@ async fn function_faults_are_errors_with_a_log_line_and_a_metric_and_lose_nothin
         Duration::from_secs(20),
         "every fault to be counted",
         || async {
-            let m = esmd.metrics().await;
+            let m = metrics_text(&url).await;
             FAULTS
                 .iter()
                 .all(|(mapping, outcome, _)| {
@@ -579,11 +453,7 @@ async fn function_faults_are_errors_with_a_log_line_and_a_metric_and_lose_nothin
             esmd.lines().join("\n")
         );
         // Nothing is lost: the message is still there (in flight until its visibility timeout).
-        assert_eq!(
-            stored(&esmd.url, mapping).await,
-            1,
-            "{mapping}: message kept"
-        );
+        assert_eq!(stored(&url, mapping).await, 1, "{mapping}: message kept");
     }
     let refused_line = log
         .iter()
@@ -614,7 +484,7 @@ async fn function_faults_are_errors_with_a_log_line_and_a_metric_and_lose_nothin
 
 const FULL: &str = r#"
 [server]
-listen = "127.0.0.1:@PORT@"
+listen = "127.0.0.1:0"
 [storage]
 path = "@DIR@/esmd.db"
 max_size = "1MiB"
@@ -634,12 +504,13 @@ fn body(prefix: &str, i: usize) -> String {
 async fn a_full_database_refuses_sends_retriably_keeps_every_acknowledged_message_and_recovers_without_a_restart(
 ) {
     let dir = TempDir::new().expect("temp dir");
-    let esmd = Esmd::start(dir.path(), FULL, &[]).ready().await;
-    let once = sdk(&esmd.url, "x", 1, None);
+    let esmd = EsmdProcess::start(dir.path(), FULL, &[]).await;
+    let url = esmd.url();
+    let once = sdk(&url, "x", 1, None);
     let send = |queue: &'static str, b: String| {
         let req = once
             .send_message()
-            .queue_url(queue_url(&esmd.url, queue))
+            .queue_url(queue_url(&url, queue))
             .message_body(b);
         async move { req.send().await }
     };
@@ -673,7 +544,7 @@ async fn a_full_database_refuses_sends_retriably_keeps_every_acknowledged_messag
 
     // The REST shim says the same, with Retry-After for generic clients.
     let r = reqwest::Client::new()
-        .post(format!("{}/queues/keep/messages", esmd.url))
+        .post(format!("{}/queues/keep/messages", url))
         .body(body("rest", 0))
         .send()
         .await
@@ -694,7 +565,7 @@ async fn a_full_database_refuses_sends_retriably_keeps_every_acknowledged_messag
         esmd.lines().join("\n")
     );
     // ... and the refusals are counted by cause.
-    let m = reqwest::get(format!("{}/metrics", esmd.url))
+    let m = reqwest::get(format!("{}/metrics", url))
         .await
         .expect("GET /metrics")
         .text()
@@ -711,12 +582,12 @@ async fn a_full_database_refuses_sends_retriably_keeps_every_acknowledged_messag
 
     // A client with the SDK's ordinary retries keeps retrying the 503 ...
     let recorder = Recorder::default();
-    let retrying = sdk(&esmd.url, "x", 100, Some(recorder.clone()));
+    let retrying = sdk(&url, "x", 100, Some(recorder.clone()));
     let late = body("late", 0);
     let pending = tokio::spawn({
         let req = retrying
             .send_message()
-            .queue_url(queue_url(&esmd.url, "keep"))
+            .queue_url(queue_url(&url, "keep"))
             .message_body(late.clone());
         async move { req.send().await }
     });
@@ -729,7 +600,7 @@ async fn a_full_database_refuses_sends_retriably_keeps_every_acknowledged_messag
 
     // ... and succeeds once space is freed (purging the ballast), with no restart.
     once.purge_queue()
-        .queue_url(queue_url(&esmd.url, "ballast"))
+        .queue_url(queue_url(&url, "ballast"))
         .send()
         .await
         .expect("purge works on a full database");
@@ -745,7 +616,7 @@ async fn a_full_database_refuses_sends_retriably_keeps_every_acknowledged_messag
     }
 
     // Every acknowledged message is there, exactly once, and nothing refused was stored.
-    let bodies = drain_bodies(&once, &esmd.url, "keep").await;
+    let bodies = drain_bodies(&once, &url, "keep").await;
     assert_eq!(bodies.len(), acked.len(), "no duplicates, nothing extra");
     let got: BTreeSet<String> = bodies.into_iter().collect();
     assert_eq!(got, acked);
@@ -824,7 +695,7 @@ impl Drop for Lock {
 
 const LOCKED: &str = r#"
 [server]
-listen = "127.0.0.1:@PORT@"
+listen = "127.0.0.1:0"
 [storage]
 path = "@DIR@/esmd.db"
 [log]
@@ -836,11 +707,12 @@ format = "json"
 async fn a_database_locked_by_another_process_delays_then_refuses_writes_clearly_and_recovers() {
     let dir = TempDir::new().expect("temp dir");
     let db = dir.path().join("esmd.db");
-    let esmd = Esmd::start(dir.path(), LOCKED, &[]).ready().await;
+    let esmd = EsmdProcess::start(dir.path(), LOCKED, &[]).await;
+    let url = esmd.url();
     let http = reqwest::Client::new();
     let rest_send = |b: &str| {
         let req = http
-            .post(format!("{}/queues/q/messages", esmd.url))
+            .post(format!("{}/queues/q/messages", url))
             .body(b.to_owned());
         async move { req.send().await.expect("REST send") }
     };
@@ -862,16 +734,16 @@ async fn a_database_locked_by_another_process_delays_then_refuses_writes_clearly
     // A long hold: past the busy timeout, writes are refused with a clear retriable error,
     // while reads and health go on.
     let lock = Lock::take(&db).await;
-    let once = sdk(&esmd.url, "x", 1, None);
+    let once = sdk(&url, "x", 1, None);
     let sdk_send = once
         .send_message()
-        .queue_url(queue_url(&esmd.url, "q"))
+        .queue_url(queue_url(&url, "q"))
         .message_body("refused-sdk")
         .send();
     let (rest, sdk_result, queue) = tokio::join!(
         rest_send("refused-rest"),
         sdk_send,
-        reqwest::get(format!("{}/queues/q", esmd.url))
+        reqwest::get(format!("{}/queues/q", url))
     );
     assert_eq!(
         queue.expect("GET queue").status().as_u16(),
@@ -895,7 +767,7 @@ async fn a_database_locked_by_another_process_delays_then_refuses_writes_clearly
             .contains("locked by another process"),
         "{err:?}"
     );
-    let health = reqwest::get(format!("{}/healthz", esmd.url))
+    let health = reqwest::get(format!("{}/healthz", url))
         .await
         .expect("healthz");
     assert_eq!(health.status().as_u16(), 200);
@@ -903,7 +775,7 @@ async fn a_database_locked_by_another_process_delays_then_refuses_writes_clearly
 
     // Recovered: writes work again, and exactly the acknowledged messages are there.
     assert_eq!(rest_send("after").await.status().as_u16(), 201);
-    let mut bodies = drain_bodies(&once, &esmd.url, "q").await;
+    let mut bodies = drain_bodies(&once, &url, "q").await;
     bodies.sort();
     assert_eq!(bodies, ["after", "before", "during"]);
     assert!(
@@ -972,17 +844,15 @@ fn sha256(path: &Path) -> Vec<u8> {
 async fn refuses(dir: &Path, says: &str) {
     let db = dir.join("esmd.db");
     let before = sha256(&db);
-    let (config, _) = write_config(
+    let mut esmd = EsmdProcess::spawn(
         dir,
-        "[server]\nlisten = \"127.0.0.1:@PORT@\"\n[storage]\npath = \"@DIR@/esmd.db\"\n[queues.q]\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"@DIR@/esmd.db\"\n[queues.q]\n",
+        &[],
     );
-    let mut child = esmd_command(dir, &config, &[]).spawn().expect("spawn esmd");
-    let code = wait_exit(&mut child, Duration::from_secs(30)).await;
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
-        .expect("stderr");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(code, 1, "{says}: exit code; stderr:\n{stderr}");
+    let code = esmd.wait_exit(Duration::from_secs(30)).await;
+    let lines = esmd.lines();
+    let stderr = lines.join("\n");
+    assert_eq!(code, Some(1), "{says}: exit code; stderr:\n{stderr}");
     assert_eq!(lines.len(), 1, "{says}: one line; stderr:\n{stderr}");
     assert!(
         lines[0].starts_with("esmd: ")
@@ -1267,7 +1137,7 @@ const FAKE_SIGNATURE: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5e
 
 const AUTHED: &str = r#"
 [server]
-listen = "127.0.0.1:@PORT@"
+listen = "127.0.0.1:0"
 auth_token = "tok-S3CR3T-3c1f9a"
 [storage]
 path = "@DIR@/esmd.db"
@@ -1282,20 +1152,16 @@ function = "log"
 #[tokio::test]
 async fn no_secret_reaches_a_log_line_even_at_trace_level() {
     let dir = TempDir::new().expect("temp dir");
-    let esmd = Esmd::start(dir.path(), AUTHED, &[("RUST_LOG", "trace")]);
-    let url = esmd.url.clone();
+    let mut esmd = EsmdProcess::start(dir.path(), AUTHED, &[("RUST_LOG", "trace")]).await;
+    let url = esmd.url();
     let http = reqwest::Client::new();
-    eventually(Duration::from_secs(30), "esmd to become ready", || async {
-        let r = http
-            .get(format!("{url}/readyz"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .ok()?;
-        (r.status().as_u16() == 200).then_some(())
-    })
-    .await
-    .unwrap();
+    let ready = http
+        .get(format!("{url}/readyz"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("GET /readyz");
+    assert_eq!(ready.status().as_u16(), 200, "ready, with the right token");
 
     // Bearer: right and wrong.
     let r = http
@@ -1349,50 +1215,38 @@ async fn no_secret_reaches_a_log_line_even_at_trace_level() {
     assert_eq!(r.status().as_u16(), 401);
 
     // Reloads: a syntax error on the token's line, then a changed token.
-    let text = std::fs::read_to_string(&esmd.config).expect("config");
+    let text = std::fs::read_to_string(esmd.config()).expect("config");
     let broken = text.replace(&format!("\"{TOKEN}\""), &format!("\"{TOKEN}"));
-    std::fs::write(&esmd.config, &broken).expect("write");
-    esmd.signal("HUP");
-    eventually(Duration::from_secs(10), "the refused reload", || async {
-        esmd.lines()
-            .iter()
-            .any(|l| l.contains("reload refused"))
-            .then_some(())
+    std::fs::write(esmd.config(), &broken).expect("write");
+    esmd.signal(Signal::SIGHUP);
+    esmd.wait_for_line(Duration::from_secs(10), "the refused reload", |l| {
+        l.contains("reload refused")
     })
-    .await
-    .unwrap();
-    std::fs::write(&esmd.config, text.replace(TOKEN, "tok-S3CR3T-NEW-5d2e")).expect("write");
-    esmd.signal("HUP");
-    eventually(Duration::from_secs(10), "the reload", || async {
-        esmd.lines()
-            .iter()
-            .any(|l| l.contains("configuration reloaded"))
-            .then_some(())
+    .await;
+    std::fs::write(esmd.config(), text.replace(TOKEN, "tok-S3CR3T-NEW-5d2e")).expect("write");
+    esmd.signal(Signal::SIGHUP);
+    esmd.wait_for_line(Duration::from_secs(10), "the reload", |l| {
+        l.contains("configuration reloaded")
     })
-    .await
-    .unwrap();
+    .await;
     // check-config on the broken file reports the error without the token too.
-    std::fs::write(&esmd.config, &broken).expect("write");
-    let check = Command::new(env!("CARGO_BIN_EXE_esmd"))
+    std::fs::write(esmd.config(), &broken).expect("write");
+    let check = process::command(dir.path())
         .arg("check-config")
         .arg("--config")
-        .arg(&esmd.config)
-        .env_remove("RUST_LOG")
+        .arg(esmd.config())
         .output()
+        .await
         .expect("check-config");
     assert_eq!(check.status.code(), Some(78));
     let check_err = String::from_utf8_lossy(&check.stderr).into_owned();
     assert!(check_err.contains("line 4"), "{check_err}");
 
     // The message arrived through the mapping, so the log is a real one.
-    eventually(Duration::from_secs(10), "the batch in the log", || async {
-        esmd.lines()
-            .iter()
-            .any(|l| l.contains("with the right token"))
-            .then_some(())
+    esmd.wait_for_line(Duration::from_secs(10), "the batch", |l| {
+        l.contains("with the right token")
     })
-    .await
-    .unwrap();
+    .await;
     let signatures: Vec<String> = recorder
         .authorizations
         .lock()

@@ -16,3 +16,4 @@ mod poller;
 mod soak;
 mod store;
 mod supervision;
+mod tidy;

@@ -2,105 +2,16 @@
 //! after known traffic (and `promtool check metrics` where promtool exists), /readyz, structured
 //! logs, and SIGHUP reload.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
+use nix::sys::signal::Signal;
+use tempfile::TempDir;
+
+use crate::common::process::EsmdProcess;
 use crate::common::within;
-
-/// A running `esmd run` process with its stderr captured line by line.
-struct Esmd {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-impl Esmd {
-    fn start(config: &str, env: &[(&str, &str)]) -> Esmd {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let text = config
-            .replace("@PORT@", &port.to_string())
-            .replace("@DIR@", &dir.path().display().to_string());
-        let path = dir.path().join("esmd.toml");
-        std::fs::write(&path, text).expect("write config");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_esmd"));
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&path)
-            .current_dir(dir.path())
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null());
-        cmd.env_remove("RUST_LOG")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("NOTIFY_SOCKET");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn esmd");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log lock").push(line);
-            }
-        });
-        Esmd {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-            _dir: dir,
-            config: path,
-        }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.log.lock().expect("log lock").clone()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(ok.success(), "kill -{sig}");
-    }
-
-    fn wait_exit(&mut self, limit: Duration) -> i32 {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(
-                start.elapsed() < limit,
-                "esmd did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20)); // sleep-ok: polling a child process's exit
-        }
-    }
-}
-
-impl Drop for Esmd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Polls `check` until it yields a value, for at most `limit`: the condition is another
 /// process's state, which nothing here can be notified of.
@@ -156,7 +67,7 @@ fn metrics_config(script: &Path) -> String {
     format!(
         r#"
 [server]
-listen = "127.0.0.1:@PORT@"
+listen = "127.0.0.1:0"
 [storage]
 path = "@DIR@/esmd.db"
 [log]
@@ -185,17 +96,12 @@ async fn metrics_after_known_traffic_and_json_logs() {
     let scripts = tempfile::tempdir().expect("temp dir");
     let script = scripts.path().join("sorter.py");
     std::fs::write(&script, FAILING_FUNCTION).expect("write script");
-    let mut esmd = Esmd::start(&metrics_config(&script), &[]);
-    eventually(Duration::from_secs(20), "esmd to become ready", || async {
-        get(&format!("{}/readyz", esmd.url))
-            .await
-            .filter(|(s, _)| *s == 200)
-    })
-    .await;
+    let dir = TempDir::new().expect("temp dir");
+    let esmd = EsmdProcess::start(dir.path(), &metrics_config(&script), &[]).await;
     for body in ["ok-1", "ok-2", "please fail", "ok-3", "ok-4"] {
-        send(&esmd.url, "work", body).await;
+        send(&esmd.url(), "work", body).await;
     }
-    let url = format!("{}/metrics", esmd.url);
+    let url = format!("{}/metrics", esmd.url());
     let text = eventually(
         Duration::from_secs(20),
         "4 deletions and 1 dead letter",
@@ -283,13 +189,12 @@ async fn metrics_after_known_traffic_and_json_logs() {
             .any(|l| l["mapping"] == "sort-work" && l["function"] == "sorter"),
         "{lines:#?}"
     );
-    esmd.signal("TERM");
-    assert_eq!(esmd.wait_exit(Duration::from_secs(20)), 0);
+    esmd.stop().await;
 }
 
 const RELOAD_CONFIG: &str = r#"
 [server]
-listen = "127.0.0.1:@PORT@"
+listen = "127.0.0.1:0"
 shutdown_grace = "5s"
 [storage]
 path = "@DIR@/esmd.db"
@@ -304,87 +209,54 @@ function = "log"
 
 #[tokio::test]
 async fn sighup_reloads_mappings_and_refuses_a_bad_configuration() {
-    let mut esmd = Esmd::start(RELOAD_CONFIG, &[("JOURNAL_STREAM", "8:1234")]);
-    let ready = format!("{}/readyz", esmd.url);
-    eventually(Duration::from_secs(20), "ready", || async {
-        get(&ready).await.filter(|(s, _)| *s == 200)
-    })
-    .await;
+    let dir = TempDir::new().expect("temp dir");
+    let mut esmd =
+        EsmdProcess::start(dir.path(), RELOAD_CONFIG, &[("JOURNAL_STREAM", "8:1234")]).await;
+    let url = esmd.url();
 
     // An invalid configuration is refused, naming the key; the running one stays.
     std::fs::write(
-        &esmd.config,
-        RELOAD_CONFIG
-            .replace("@PORT@", "1")
-            .replace("function = \"log\"", "function = \"log\"\nbatch_size = 0"),
+        esmd.config(),
+        RELOAD_CONFIG.replace("function = \"log\"", "function = \"log\"\nbatch_size = 0"),
     )
     .expect("write");
-    esmd.signal("HUP");
-    eventually(
-        Duration::from_secs(10),
-        "the refusal in the log",
-        || async {
-            esmd.lines()
-                .iter()
-                .any(|l| {
-                    l.contains("reload refused") && l.contains("mappings.first-to-log.batch_size")
-                })
-                .then_some(())
-        },
-    )
+    esmd.signal(Signal::SIGHUP);
+    esmd.wait_for_line(Duration::from_secs(10), "the refusal", |l| {
+        l.contains("reload refused") && l.contains("mappings.first-to-log.batch_size")
+    })
     .await;
-    send(&esmd.url, "first", "still-served").await;
-    eventually(
+    send(&url, "first", "still-served").await;
+    esmd.wait_for_line(
         Duration::from_secs(10),
         "the first mapping to keep working",
-        || async {
-            esmd.lines()
-                .iter()
-                .any(|l| l.contains("still-served"))
-                .then_some(())
-        },
+        |l| l.contains("still-served"),
     )
     .await;
 
     // A valid new configuration: the first mapping removed, a second one added.
-    let text = std::fs::read_to_string(&esmd.config).expect("read");
-    let port = esmd.url.rsplit(':').next().expect("port").to_owned();
+    let text = std::fs::read_to_string(esmd.config()).expect("read");
     let new = RELOAD_CONFIG
-        .replace("@PORT@", &port)
-        .replace(
-            "@DIR@",
-            esmd.config.parent().expect("dir").to_str().expect("utf-8"),
-        )
+        .replace("@DIR@", dir.path().to_str().expect("utf-8"))
         .replace(
             "[mappings.first-to-log]\nqueue = \"first\"",
             "[mappings.second-to-log]\nqueue = \"second\"",
         );
     assert_ne!(text, new);
-    std::fs::write(&esmd.config, new).expect("write");
-    esmd.signal("HUP");
-    eventually(Duration::from_secs(10), "the reload", || async {
-        esmd.lines()
-            .iter()
-            .any(|l| l.contains("configuration reloaded"))
-            .then_some(())
+    std::fs::write(esmd.config(), new).expect("write");
+    esmd.signal(Signal::SIGHUP);
+    esmd.wait_for_line(Duration::from_secs(10), "the reload", |l| {
+        l.contains("configuration reloaded")
     })
     .await;
-    send(&esmd.url, "second", "via-second").await;
-    send(&esmd.url, "first", "left-alone").await;
-    eventually(
+    send(&url, "second", "via-second").await;
+    send(&url, "first", "left-alone").await;
+    esmd.wait_for_line(
         Duration::from_secs(10),
         "the second mapping to deliver",
-        || async {
-            esmd.lines()
-                .iter()
-                .any(|l| l.contains("via-second") && l.contains("second-to-log"))
-                .then_some(())
-        },
+        |l| l.contains("via-second") && l.contains("second-to-log"),
     )
     .await;
-    let (_, first) = get(&format!("{}/queues/first", esmd.url))
-        .await
-        .expect("queue");
+    let (_, first) = get(&format!("{url}/queues/first")).await.expect("queue");
     let first: serde_json::Value = serde_json::from_str(&first).expect("json");
     assert_eq!(
         first["visible"], 1,
@@ -401,8 +273,7 @@ async fn sighup_reloads_mappings_and_refuses_a_bad_configuration() {
         lines.iter().all(|l| !l.starts_with("20")),
         "no timestamps: {lines:#?}"
     );
-    esmd.signal("TERM");
-    assert_eq!(esmd.wait_exit(Duration::from_secs(20)), 0);
+    esmd.stop().await;
 }
 
 #[test]
@@ -450,7 +321,7 @@ fn systemd_unit_is_clean_and_hardened() {
 
 const SLOW_CONFIG: &str = r#"
 [server]
-listen = "127.0.0.1:@PORT@"
+listen = "127.0.0.1:0"
 shutdown_grace = "20s"
 [storage]
 path = "@DIR@/esmd.db"
@@ -467,14 +338,14 @@ function = "slow"
 
 #[tokio::test]
 async fn readyz_goes_503_while_draining_and_the_batch_is_settled() {
-    let mut esmd = Esmd::start(SLOW_CONFIG, &[]);
-    let url = esmd.url.clone();
-    eventually(Duration::from_secs(20), "ready", || async {
-        get(&format!("{url}/readyz"))
-            .await
-            .filter(|(s, _)| *s == 200)
-    })
-    .await;
+    let dir = TempDir::new().expect("temp dir");
+    let mut esmd = EsmdProcess::start(dir.path(), SLOW_CONFIG, &[]).await;
+    let url = esmd.url();
+    assert_eq!(
+        get(&format!("{url}/readyz")).await.map(|(s, _)| s),
+        Some(200),
+        "ready once it says so"
+    );
     assert_eq!(
         get(&format!("{url}/healthz")).await.map(|(s, _)| s),
         Some(200)
@@ -489,7 +360,7 @@ async fn readyz_goes_503_while_draining_and_the_batch_is_settled() {
         },
     )
     .await;
-    esmd.signal("TERM");
+    esmd.signal(Signal::SIGTERM);
     let (status, body) = eventually(Duration::from_secs(10), "readyz to go 503", || async {
         get(&format!("{url}/readyz"))
             .await
@@ -503,7 +374,7 @@ async fn readyz_goes_503_while_draining_and_the_batch_is_settled() {
         Some(200),
         "healthz while draining"
     );
-    assert_eq!(esmd.wait_exit(Duration::from_secs(20)), 0);
+    assert_eq!(esmd.wait_exit(Duration::from_secs(20)).await, Some(0));
     assert!(
         esmd.lines().iter().all(|l| !l.contains("abandoned")),
         "the batch finished within the grace period"
@@ -520,8 +391,10 @@ async fn sd_notify_ready_watchdog_and_stopping() {
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
     let sock_str = sock_path.to_str().expect("utf-8").to_owned();
-    let mut esmd = Esmd::start(
-        "[server]\nlisten = \"127.0.0.1:@PORT@\"\n[storage]\npath = \"@DIR@/esmd.db\"\n",
+    let dir = TempDir::new().expect("temp dir");
+    let mut esmd = EsmdProcess::spawn(
+        dir.path(),
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"@DIR@/esmd.db\"\n",
         &[("NOTIFY_SOCKET", &sock_str), ("WATCHDOG_USEC", "200000")],
     );
     let mut seen: Vec<String> = Vec::new();
@@ -533,19 +406,20 @@ async fn sd_notify_ready_watchdog_and_stopping() {
     while !seen.iter().any(|m| m.contains("READY=1")) {
         recv(&mut seen);
     }
+    esmd.ready().await;
     assert_eq!(
-        get(&format!("{}/readyz", esmd.url)).await.map(|(s, _)| s),
+        get(&format!("{}/readyz", esmd.url())).await.map(|(s, _)| s),
         Some(200),
         "ready when READY=1 is sent"
     );
     while !seen.iter().any(|m| m.contains("WATCHDOG=1")) {
         recv(&mut seen);
     }
-    esmd.signal("TERM");
+    esmd.signal(Signal::SIGTERM);
     while !seen.iter().any(|m| m.contains("STOPPING=1")) {
         recv(&mut seen);
     }
-    assert_eq!(esmd.wait_exit(Duration::from_secs(20)), 0);
+    assert_eq!(esmd.wait_exit(Duration::from_secs(20)).await, Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

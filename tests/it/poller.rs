@@ -3,22 +3,32 @@
 //! axum server standing in for the Lambda Invoke API, and `command` functions written in Python
 //! as a user would write them. Each test waits on conditions with bounded timeouts (the function
 //! server's notifications, long-polling receives, the queue counts) and never sleeps to let
-//! something happen; visibility timeouts are 1 to 3 s so that redelivery is quick.
+//! something happen.
+//!
+//! Redelivery is never waited for: a test about what happens when a visibility timeout runs out
+//! runs on a manual clock and moves it. Tests of one invocation's result (failures, partial
+//! failures, dead-lettering) drive a disabled mapping one step at a time with
+//! `Poller::poll_once` ([`TestDaemon::stepper`]); tests of the background workers themselves
+//! (concurrency, FIFO groups across workers, batching windows, shutdown) run the real workers.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use esmd::clock::Clock;
 use esmd::domain::attributes::{AttributeData, AttributeValue, Attributes};
 use esmd::domain::message::{NewMessage, SENDER_ID};
+use esmd::domain::Timestamp;
+use esmd::metrics::Outcome;
+use esmd::poller::PollReport;
 use md5::{Digest as _, Md5};
 use serde_json::Value;
 
 use crate::common::daemon::{
     http_function, receive_count, total, Call, FunctionServer, Gate, Reply, TestDaemon,
 };
-use crate::common::q;
+use crate::common::{q, T0};
 
 /// The bound on every wait for something that should happen within a second or two.
 const WAIT: Duration = Duration::from_secs(20);
@@ -30,11 +40,16 @@ fn now_ms() -> i64 {
     i64::try_from(since.as_millis()).expect("milliseconds fit in i64")
 }
 
+/// A manual clock: queue time, visibility timeouts included, moves only when the test says so.
+fn manual_clock() -> Clock {
+    Clock::manual(Timestamp::from_millis(T0))
+}
+
 fn md5_hex(bytes: &[u8]) -> String {
     hex::encode(Md5::digest(bytes))
 }
 
-/// SQS's MD5 of message attributes (semantics.md §7.5), written here independently of esmd:
+/// SQS's MD5 of message attributes (docs/semantics.md §7.5), written here independently of esmd:
 /// for each attribute sorted by name, the length-prefixed name, the length-prefixed data type,
 /// a transport byte (1 string, 2 binary) and the length-prefixed value.
 fn md5_of_attributes(attrs: &Attributes) -> String {
@@ -745,7 +760,9 @@ batch_size = 2
 max_concurrency = 5
 "#,
     );
-    let d = TestDaemon::start(&toml).await;
+    // Queue time is manual: group A's failed batch stays in flight until the test moves the
+    // clock, after B and C have flowed.
+    let d = TestDaemon::start_with_clock(&toml, manual_clock()).await;
     let groups = ["A", "B", "C"];
     let mut sends: Vec<(String, String)> = Vec::new();
     for i in 1..=4 {
@@ -760,6 +777,37 @@ max_concurrency = 5
     d.send_fifo("ordered.fifo", &pairs).await;
     let all: Vec<&str> = sends.iter().map(|(_, b)| b.as_str()).collect();
 
+    // While A's failed batch is in flight, the rest of A waits behind it and the other groups
+    // flow to the end: only the messages of the failed call's groups are left.
+    let blocked = server
+        .wait_for(
+            WAIT,
+            "A's failed call to finish and the other groups to be delivered",
+            |s| {
+                let failed = s
+                    .calls
+                    .iter()
+                    .find(|c| c.groups().iter().any(|g| g == "A"))?;
+                let blocked = failed.groups();
+                let others: Vec<&str> = sends
+                    .iter()
+                    .filter(|(g, _)| !blocked.contains(g))
+                    .map(|(_, b)| b.as_str())
+                    .collect();
+                (s.in_flight == 0 && s.has_bodies(&others)).then_some(blocked)
+            },
+        )
+        .await;
+    let left = sends.iter().filter(|(g, _)| blocked.contains(g)).count() as u64;
+    d.wait_counts(
+        "ordered.fifo",
+        WAIT,
+        "every other group to be deleted",
+        |c| total(c) == left,
+    )
+    .await;
+    // A's visibility timeout runs out: its failed batch comes back first.
+    d.clock().advance(Duration::from_secs(2));
     // Everything delivered, and A's first batch delivered a second time.
     let calls = server
         .wait_for(
@@ -864,8 +912,27 @@ report_batch_item_failures = false
     assert!(d.stop().await);
 }
 
-/// A failed invocation (whatever its body says) deletes nothing; the message comes back after
-/// the visibility timeout with ApproximateReceiveCount 2.
+/// A stepped mapping `m` on queue `q` (visibility timeout 1 s) with the http function at
+/// `server` and report_batch_item_failures on: the test drives it with `poll_once`.
+fn stepped_q(server: &FunctionServer) -> String {
+    config(
+        server,
+        "1s",
+        r#"
+[queues.q]
+visibility_timeout = "1s"
+
+[mappings.m]
+queue = "q"
+function = "fn"
+report_batch_item_failures = true
+enabled = false
+"#,
+    )
+}
+
+/// A failed invocation (whatever its body says) deletes nothing; the message comes back when
+/// the visibility timeout runs out, not a millisecond before, with ApproximateReceiveCount 2.
 async fn a_failed_invocation_deletes_nothing_and_the_message_returns(failure: Reply) {
     let server = FunctionServer::start().await;
     let first = Arc::new(AtomicBool::new(true));
@@ -876,23 +943,37 @@ async fn a_failed_invocation_deletes_nothing_and_the_message_returns(failure: Re
             Reply::ok()
         }
     });
-    let toml = config(
-        &server,
-        "1s",
-        r#"
-[queues.q]
-visibility_timeout = "1s"
-
-[mappings.m]
-queue = "q"
-function = "fn"
-report_batch_item_failures = true
-"#,
-    );
-    let d = TestDaemon::start(&toml).await;
-    let sent_at = Instant::now();
+    let d = TestDaemon::start_with_clock(&stepped_q(&server), manual_clock()).await;
+    let m = d.stepper("m").await;
     let id = d.send_bodies("q", &["retry me"]).await.remove(0);
-    let calls = server.next(2, WAIT).await;
+
+    let failed = d.poll_once(&m).await;
+    assert_eq!(failed.invoked, std::slice::from_ref(&id));
+    assert_eq!(failed.outcome, Some(Outcome::Error), "{failed:?}");
+    assert!(failed.deleted.is_empty(), "nothing deleted: {failed:?}");
+    assert_eq!(failed.kept, std::slice::from_ref(&id));
+    let counts = d.counts("q").await;
+    assert_eq!((counts.visible, counts.in_flight), (0, 1), "left in flight");
+
+    d.clock().advance(Duration::from_millis(999));
+    let early = d.poll_once(&m).await;
+    assert_eq!(
+        early,
+        PollReport::default(),
+        "not redelivered before the 1 s visibility timeout ran out"
+    );
+    d.clock().advance(Duration::from_millis(1));
+    let retried = d.poll_once(&m).await;
+    assert_eq!(
+        retried.invoked,
+        std::slice::from_ref(&id),
+        "redelivered once it ran out"
+    );
+    assert_eq!(retried.outcome, Some(Outcome::Success));
+    assert_eq!(retried.deleted, std::slice::from_ref(&id));
+
+    let calls = server.calls();
+    assert_eq!(calls.len(), 2, "two invocations");
     for (n, c) in calls.iter().enumerate() {
         assert_eq!(
             c.ids(),
@@ -901,14 +982,7 @@ report_batch_item_failures = true
         );
         assert_eq!(receive_count(&c.records()[0]), n as u32 + 1);
     }
-    // The first receive came after the send, so its 1 s visibility timeout ran out at least
-    // 1 s after it (less a millisecond of rounding, and some slack between the two clocks).
-    let after = calls[1].at - sent_at;
-    assert!(
-        after >= Duration::from_millis(990),
-        "redelivered only after the 1 s visibility timeout, not {after:?} after the send"
-    );
-    d.wait_empty("q", WAIT).await;
+    assert_eq!(total(&d.counts("q").await), 0);
     assert!(d.stop().await);
 }
 
@@ -934,66 +1008,50 @@ async fn an_x_amz_function_error_deletes_nothing_and_the_message_is_redelivered(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reported_item_failure_leaves_exactly_that_message_and_deletes_the_rest() {
     let server = FunctionServer::start().await;
-    let gate = Gate::new();
-    let held = gate.clone();
     server.respond(move |call| match call.record("fail-2") {
         Some(r) if receive_count(r) == 1 => {
             Reply::failures(&[r.message_id.clone().unwrap_or_default()])
         }
-        // The retry waits until the test has looked at the queue.
-        Some(_) => Reply::ok().held(&held),
-        None => Reply::ok(),
+        _ => Reply::ok(),
     });
-    let toml = config(
-        &server,
-        "1s",
-        r#"
-[queues.q]
-visibility_timeout = "1s"
-
-[mappings.m]
-queue = "q"
-function = "fn"
-report_batch_item_failures = true
-"#,
-    );
-    let d = TestDaemon::start(&toml).await;
+    let d = TestDaemon::start_with_clock(&stepped_q(&server), manual_clock()).await;
+    let m = d.stepper("m").await;
     let ids = d.send_bodies("q", &["keep-1", "fail-2", "keep-3"]).await;
-    let calls = server
-        .wait_for(WAIT, "fail-2 delivered twice", |s| {
-            (s.deliveries_of("fail-2").len() >= 2).then(|| s.calls.clone())
-        })
-        .await;
-    // The retry is held: only fail-2 is left, in flight.
+
+    let first = d.poll_once(&m).await;
+    assert_eq!(first.invoked, ids, "the three messages were one batch");
+    assert_eq!(first.outcome, Some(Outcome::PartialFailure));
+    assert_eq!(first.deleted, [ids[0].clone(), ids[2].clone()]);
+    assert_eq!(first.kept, [ids[1].clone()]);
     let counts = d.counts("q").await;
     assert_eq!(
         (counts.visible, counts.in_flight, counts.delayed),
         (0, 1, 0),
         "only the reported message is left"
     );
-    gate.open();
-    d.wait_empty("q", WAIT).await;
 
-    let first = calls
-        .iter()
-        .find(|c| c.record("fail-2").is_some())
-        .expect("a first delivery of fail-2");
-    assert_eq!(first.ids(), ids, "the three messages were one batch");
-    let retry = calls
-        .iter()
-        .rev()
-        .find(|c| c.record("fail-2").is_some())
-        .expect("a retry of fail-2");
+    d.clock().advance(Duration::from_secs(1));
+    let retry = d.poll_once(&m).await;
     assert_eq!(
-        retry.bodies(),
+        retry.invoked,
+        [ids[1].clone()],
+        "only the reported message came back"
+    );
+    assert_eq!(retry.deleted, [ids[1].clone()]);
+    assert_eq!(total(&d.counts("q").await), 0);
+
+    let calls = server.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].ids(), ids);
+    assert_eq!(
+        calls[1].bodies(),
         ["fail-2"],
         "only the reported message came back"
     );
-    assert_eq!(receive_count(&retry.records()[0]), 2);
-    let all = server.calls();
+    assert_eq!(receive_count(&calls[1].records()[0]), 2);
     for keep in ["keep-1", "keep-3"] {
         assert_eq!(
-            all.iter().filter(|c| c.record(keep).is_some()).count(),
+            calls.iter().filter(|c| c.record(keep).is_some()).count(),
             1,
             "{keep} was deleted after its one delivery"
         );
@@ -1011,27 +1069,29 @@ async fn a_malformed_item_failure_fails_the_whole_batch() {
             Reply::ok()
         }
     });
-    let toml = config(
-        &server,
-        "1s",
-        r#"
-[queues.q]
-visibility_timeout = "1s"
+    let d = TestDaemon::start_with_clock(&stepped_q(&server), manual_clock()).await;
+    let m = d.stepper("m").await;
+    let ids = d.send_bodies("q", &["a", "b"]).await;
 
-[mappings.m]
-queue = "q"
-function = "fn"
-report_batch_item_failures = true
-"#,
+    let failed = d.poll_once(&m).await;
+    assert_eq!(failed.invoked, ids);
+    assert_eq!(failed.outcome, Some(Outcome::Error), "{failed:?}");
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("malformed batchItemFailures")),
+        "{failed:?}"
     );
-    let d = TestDaemon::start(&toml).await;
-    d.send_bodies("q", &["a", "b"]).await;
-    let calls = server
-        .wait_for(WAIT, "both messages delivered twice", |s| {
-            (s.deliveries_of("a").len() >= 2 && s.deliveries_of("b").len() >= 2)
-                .then(|| s.calls.clone())
-        })
-        .await;
+    assert!(failed.deleted.is_empty(), "{failed:?}");
+    assert_eq!(failed.kept, ids, "the whole batch stays");
+
+    d.clock().advance(Duration::from_secs(1));
+    let retried = d.poll_once(&m).await;
+    assert_eq!(retried.invoked, ids, "both came back");
+    assert_eq!(retried.deleted, ids);
+
+    let calls = server.calls();
     for body in ["a", "b"] {
         let counts: Vec<u32> = calls
             .iter()
@@ -1044,7 +1104,7 @@ report_batch_item_failures = true
             "{body}: delivered, failed with the whole batch, delivered again"
         );
     }
-    d.wait_empty("q", WAIT).await;
+    assert_eq!(total(&d.counts("q").await), 0);
     assert!(d.stop().await);
 }
 
@@ -1066,9 +1126,11 @@ max_receive_count = 2
 [mappings.m]
 queue = "src"
 function = "fn"
+enabled = false
 "#,
     );
-    let d = TestDaemon::start(&toml).await;
+    let d = TestDaemon::start_with_clock(&toml, manual_clock()).await;
+    let m = d.stepper("m").await;
     let mut attrs = Attributes::new();
     attrs.insert("Kind".into(), AttributeValue::string("doomed"));
     let sent = d
@@ -1082,6 +1144,19 @@ function = "fn"
         .await
         .remove(0);
 
+    for n in 1..=2 {
+        let r = d.poll_once(&m).await;
+        assert_eq!(
+            r.invoked,
+            std::slice::from_ref(&sent.message_id),
+            "receive {n}"
+        );
+        assert_eq!(r.outcome, Some(Outcome::Error), "receive {n}");
+        d.clock().advance(Duration::from_secs(1));
+    }
+    // The third receive moves it to the dead-letter queue instead of returning it.
+    assert_eq!(d.poll_once(&m).await, PollReport::default());
+
     let dead = d.receive_n("dlq", 1, WAIT).await.remove(0);
     assert_eq!(
         dead.message_id, sent.message_id,
@@ -1094,7 +1169,7 @@ function = "fn"
         "two receives in the source, one here"
     );
     assert_eq!(dead.dead_letter_source, Some(q("src")));
-    d.wait_empty("src", WAIT).await;
+    assert_eq!(total(&d.counts("src").await), 0);
     let counts: Vec<u32> = server
         .calls()
         .iter()
@@ -1153,29 +1228,41 @@ timeout = "3s"
 queue = "jobs"
 function = "py"
 report_batch_item_failures = true
+enabled = false
 "#,
         scripts.path().display()
     );
-    let d = TestDaemon::start(&toml).await;
-    d.send_bodies("jobs", &["ok-1", "fail-2", "ok-3", "fail-4"])
+    let d = TestDaemon::start_with_clock(&toml, manual_clock()).await;
+    let m = d.stepper("jobs").await;
+    let ids = d
+        .send_bodies("jobs", &["ok-1", "fail-2", "ok-3", "fail-4"])
         .await;
+
+    let r = d.poll_once(&m).await;
+    assert_eq!(r.invoked, ids);
+    assert_eq!(r.outcome, Some(Outcome::PartialFailure), "{r:?}");
+    assert_eq!(r.deleted, [ids[0].clone(), ids[2].clone()]);
+    assert_eq!(r.kept, [ids[1].clone(), ids[3].clone()]);
 
     // The reported records stay, come back after the visibility timeout, and (max_receive_count
     // 1) move to the dead-letter queue; the others were deleted.
+    d.clock().advance(Duration::from_secs(3));
+    assert_eq!(d.poll_once(&m).await, PollReport::default());
     let dead = d.receive_n("jobs-dlq", 2, WAIT).await;
     let bodies: BTreeSet<&str> = dead.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, BTreeSet::from(["fail-2", "fail-4"]));
-    d.wait_empty("jobs", WAIT).await;
+    assert_eq!(total(&d.counts("jobs").await), 0);
     assert_eq!(
         total(&d.counts("jobs-dlq").await),
         2,
         "nothing else was dead-lettered"
     );
-    assert!(
+    assert_eq!(
         d.metric(
             "esmd_invocations_total",
             &[("mapping", "jobs"), ("outcome", "partial_failure")]
-        ) >= 1.0
+        ),
+        1.0
     );
     assert_eq!(
         d.metric(
@@ -1205,11 +1292,18 @@ timeout = "1s"
 [mappings.slow]
 queue = "slow"
 function = "sleeper"
+enabled = false
 "#;
-    let d = TestDaemon::start(toml).await;
+    let d = TestDaemon::start_with_clock(toml, manual_clock()).await;
+    let m = d.stepper("slow").await;
     let id = d.send_bodies("slow", &["too slow"]).await.remove(0);
-    // Not deleted: it returns after the visibility timeout and, past max_receive_count, is
-    // dead-lettered.
+    let r = d.poll_once(&m).await;
+    assert_eq!(r.invoked, std::slice::from_ref(&id));
+    assert_eq!(r.outcome, Some(Outcome::Timeout), "{r:?}");
+    assert_eq!(r.kept, std::slice::from_ref(&id), "not deleted");
+    // It returns after the visibility timeout and, past max_receive_count, is dead-lettered.
+    d.clock().advance(Duration::from_secs(2));
+    assert_eq!(d.poll_once(&m).await, PollReport::default());
     let dead = d.receive_n("slow-dlq", 1, WAIT).await.remove(0);
     assert_eq!(dead.message_id, id);
     assert_eq!(
@@ -1339,7 +1433,9 @@ queue = "q"
 function = "fn"
 "#,
     );
-    let d = TestDaemon::start(&toml).await;
+    // Queue time is manual: the message stays in flight across the restart until the test
+    // lets its visibility timeout run out.
+    let d = TestDaemon::start_with_clock(&toml, manual_clock()).await;
     let id = d.send_bodies("q", &["hangs"]).await.remove(0);
     server.next(1, WAIT).await;
     let (drained, stopped) = d.halt().await;
@@ -1355,6 +1451,7 @@ function = "fn"
         (0, 1),
         "still there, in flight until its visibility timeout"
     );
+    d.clock().advance(Duration::from_secs(3));
     let again = server.next(1, WAIT).await.remove(0);
     assert_eq!(again.ids(), [id]);
     assert_eq!(
@@ -1455,5 +1552,70 @@ max_concurrency = 2
     assert_eq!(receive_count(&call.records()[0]), 1);
     d.wait_empty("q", WAIT).await;
     assert_eq!(server.calls().len(), 1, "delivered exactly once");
+    assert!(d.stop().await);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. One step (the seam the tests above drive)
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_once_invokes_one_batch_and_carries_what_does_not_fit_into_the_next() {
+    let server = FunctionServer::start().await;
+    let toml = config(
+        &server,
+        "5s",
+        r#"
+[queues.q]
+visibility_timeout = "30s"
+
+[mappings.m]
+queue = "q"
+function = "fn"
+batch_size = 10
+max_payload = "2KiB"
+enabled = false
+"#,
+    );
+    let d = TestDaemon::start_with_clock(&toml, manual_clock()).await;
+    let m = d.stepper("m").await;
+    assert_eq!(
+        d.poll_once(&m).await,
+        PollReport::default(),
+        "an empty queue: no invocation, no waiting"
+    );
+    let bodies: Vec<String> = ["s1", "s2", "s3"].map(kib_body).to_vec();
+    let ids = d
+        .send_bodies("q", &bodies.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    // One record fits under the 2 KiB cap; the rest are carried, in flight, into the next steps.
+    for (n, id) in ids.iter().enumerate() {
+        let r = d.poll_once(&m).await;
+        assert_eq!(
+            r.invoked,
+            std::slice::from_ref(id),
+            "step {n}: one record per batch"
+        );
+        assert_eq!(r.outcome, Some(Outcome::Success));
+        assert_eq!(r.deleted, std::slice::from_ref(id));
+        assert_eq!(r.carried, ids[n + 1..], "step {n}: the rest carried");
+        assert!(r.kept.is_empty(), "{r:?}");
+        let counts = d.counts("q").await;
+        assert_eq!(
+            (counts.visible, counts.in_flight),
+            (0, (ids.len() - n - 1) as u64),
+            "step {n}: the carried records stay in flight"
+        );
+    }
+    assert_eq!(d.poll_once(&m).await, PollReport::default());
+    assert_eq!(total(&d.counts("q").await), 0);
+    let calls = server.calls();
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.records().len() == 1 && receive_count(&c.records()[0]) == 1),
+        "each delivered once, on its first receive: {:?}",
+        calls.iter().map(Call::bodies).collect::<Vec<_>>()
+    );
     assert!(d.stop().await);
 }

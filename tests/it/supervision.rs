@@ -3,107 +3,21 @@
 //! failed store writer turns `/readyz` 503 with the cause, logs an ERROR and exits non-zero so
 //! that systemd restarts esmd (the failure is injected through a test-build-only hook).
 
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use sqlx::Connection as _;
 use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
 
-/// How long a daemon may take to start, to answer, and to exit.
+use crate::common::process::EsmdProcess;
+
+/// How long a daemon may take to answer and to exit.
 const BOUND: Duration = Duration::from_secs(30);
 
-/// A running `esmd run` on port 0, its stderr kept in a file.
-struct Esmd {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-impl Esmd {
-    /// Starts `esmd run` on `dir/esmd.toml` with `env`, and learns its address from the
-    /// daemon's own "esmd ready" line.
-    async fn start(dir: &Path, run: usize, env: &[(&str, &str)]) -> Esmd {
-        let log = dir.join(format!("run-{run}.log"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_esmd"));
-        cmd.args(["run", "--config", "esmd.toml"])
-            .current_dir(dir)
-            .env_remove("RUST_LOG")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("ESMD_CONFIG")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("spawn esmd run");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let file = log.clone();
-        // Copies stderr to the log file and reports the address once the daemon is ready.
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            let mut tx = Some(tx);
-            let mut all = String::new();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(addr) = line.split("esmd ready address=").nth(1) {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.trim().to_owned());
-                    }
-                }
-                all.push_str(&line);
-                all.push('\n');
-                std::fs::write(&file, &all).expect("write the log");
-            }
-        });
-        let addr = tokio::time::timeout(BOUND, rx)
-            .await
-            .unwrap_or_else(|_| panic!("esmd was not ready within {BOUND:?}"))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "esmd exited before it was ready; its log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            });
-        Esmd {
-            child,
-            url: format!("http://{addr}"),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, signal: Signal) {
-        let pid = self.child.id().expect("esmd is running");
-        kill(Pid::from_raw(pid as i32), signal).expect("send a signal");
-    }
-
-    /// Waits (bounded) for the exit, then for the log to be complete.
-    async fn exit(mut self) -> (ExitStatus, String) {
-        let status = tokio::time::timeout(BOUND, self.child.wait())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "esmd did not exit within {BOUND:?}; its log:\n{}",
-                    self.log()
-                )
-            })
-            .expect("wait for esmd");
-        // The copier ends with the pipe; its last write lands right after.
-        let deadline = Instant::now() + BOUND;
-        while !self.log().contains("esmd stopped") && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await; // sleep-ok: waiting for another task to copy the pipe's last lines
-        }
-        let log = self.log();
-        (status, log)
-    }
+/// Waits for the exit and returns the exit code and the whole log.
+async fn exit(mut esmd: EsmdProcess) -> (Option<i32>, String) {
+    let code = esmd.wait_exit(BOUND).await;
+    (code, esmd.lines().join("\n"))
 }
 
 const CONFIG: &str = r#"
@@ -127,13 +41,12 @@ function = "sink"
 #[tokio::test]
 async fn a_sigterm_right_after_a_sighup_always_drains_and_exits_0() {
     let dir = TempDir::new().expect("temp dir");
-    std::fs::write(dir.path().join("esmd.toml"), CONFIG).expect("write config");
     for run in 0..12 {
-        let esmd = Esmd::start(dir.path(), run, &[]).await;
+        let mut esmd = EsmdProcess::start(dir.path(), CONFIG, &[]).await;
         esmd.signal(Signal::SIGHUP);
         esmd.signal(Signal::SIGTERM);
-        let (status, log) = esmd.exit().await;
-        assert!(status.success(), "run {run}: exit {status}; log:\n{log}");
+        let (code, log) = exit(esmd).await;
+        assert_eq!(code, Some(0), "run {run}: exit code; log:\n{log}");
         assert!(
             log.contains("received shutdown signal") && log.contains("esmd stopped"),
             "run {run}: a drained shutdown; log:\n{log}"
@@ -144,10 +57,9 @@ async fn a_sigterm_right_after_a_sighup_always_drains_and_exits_0() {
 #[tokio::test]
 async fn a_sigterm_during_a_reload_slowed_by_a_database_lock_drains_and_exits_0() {
     let dir = TempDir::new().expect("temp dir");
-    std::fs::write(dir.path().join("esmd.toml"), CONFIG).expect("write config");
     let db = dir.path().join("esmd.db");
     for run in 0..3 {
-        let esmd = Esmd::start(dir.path(), run, &[]).await;
+        let mut esmd = EsmdProcess::start(dir.path(), CONFIG, &[]).await;
         // Another process's write lock: the reload's queue update waits on it.
         let mut other = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
             .await
@@ -158,15 +70,17 @@ async fn a_sigterm_during_a_reload_slowed_by_a_database_lock_drains_and_exits_0(
             .expect("take the write lock");
         esmd.signal(Signal::SIGHUP);
         esmd.signal(Signal::SIGTERM);
-        // sleep-ok: the lock is held while both signals arrive, so the reload is still waiting when SIGTERM lands; the outcome does not depend on the length.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The lock is held while both signals arrive, so the reload is still waiting when SIGTERM
+        // lands; the outcome does not depend on how long.
+        tokio::time::sleep(Duration::from_millis(500)).await; // sleep-ok: holding another process's lock across the signals
+
         sqlx::query("ROLLBACK")
             .execute(&mut other)
             .await
             .expect("release the lock");
         drop(other);
-        let (status, log) = esmd.exit().await;
-        assert!(status.success(), "run {run}: exit {status}; log:\n{log}");
+        let (code, log) = exit(esmd).await;
+        assert_eq!(code, Some(0), "run {run}: exit code; log:\n{log}");
         assert!(
             log.contains("received shutdown signal") && log.contains("esmd stopped"),
             "run {run}: a drained shutdown; log:\n{log}"
@@ -205,11 +119,15 @@ function = "hang"
 "#,
         started = started.display()
     );
-    std::fs::write(dir.path().join("esmd.toml"), config).expect("write config");
-    let esmd = Esmd::start(dir.path(), 0, &[("ESMD_TEST_WRITER_PANIC_QUEUE", "boom")]).await;
+    let esmd = EsmdProcess::start(
+        dir.path(),
+        &config,
+        &[("ESMD_TEST_WRITER_PANIC_QUEUE", "boom")],
+    )
+    .await;
     let http = reqwest::Client::new();
     let sent = http
-        .post(format!("{}/queues/work/messages", esmd.url))
+        .post(format!("{}/queues/work/messages", esmd.url()))
         .body("hold")
         .send()
         .await
@@ -224,13 +142,13 @@ function = "hang"
         assert!(
             Instant::now() < deadline,
             "the function was not invoked; log:\n{}",
-            esmd.log()
+            esmd.tail(40)
         );
         tokio::time::sleep(Duration::from_millis(20)).await; // sleep-ok: waiting for another process's file
     }
 
     let refused = http
-        .post(format!("{}/queues/boom/messages", esmd.url))
+        .post(format!("{}/queues/boom/messages", esmd.url()))
         .body("boom")
         .send()
         .await
@@ -244,7 +162,7 @@ function = "hang"
     let deadline = Instant::now() + BOUND;
     let reason = loop {
         let ready = http
-            .get(format!("{}/readyz", esmd.url))
+            .get(format!("{}/readyz", esmd.url()))
             .send()
             .await
             .expect("readyz while draining");
@@ -262,7 +180,7 @@ function = "hang"
         "/readyz says why: {reason}"
     );
     let after = http
-        .post(format!("{}/queues/work/messages", esmd.url))
+        .post(format!("{}/queues/work/messages", esmd.url()))
         .body("later")
         .send()
         .await
@@ -273,9 +191,9 @@ function = "hang"
         "every later write is refused retriably"
     );
 
-    let (status, log) = esmd.exit().await;
+    let (code, log) = exit(esmd).await;
     assert_eq!(
-        status.code(),
+        code,
         Some(1),
         "a non-zero exit for systemd to restart; log:\n{log}"
     );

@@ -6,8 +6,10 @@
 //! the directory as the working directory, so the default `storage.path` lands in it), binds
 //! `127.0.0.1:0` and calls `daemon::start` with the system clock. [`TestDaemon::halt`] shuts it
 //! down and keeps the directory, so that [`StoppedDaemon::restart`] can open the same database.
-//! [`TestDaemon::start_with_clock`] takes a manual clock instead, for the few tests that must
-//! decide exactly when a visibility timeout runs out.
+//! [`TestDaemon::start_with_clock`] takes a manual clock instead, for the tests that must
+//! decide exactly when a visibility timeout runs out. [`TestDaemon::stepper`] gives such a test a
+//! [`Poller`] for a disabled mapping (so no background worker competes for its queue) on the
+//! daemon's store and metrics, which the test drives one [`Poller::poll_once`] at a time.
 //!
 //! [`FunctionServer`] is an axum server on `127.0.0.1:0` for `type = "http"` functions. It keeps
 //! every call (raw bytes, JSON, and the event as `aws_lambda_events` reads it), answers as the
@@ -30,7 +32,9 @@ use esmd::clock::Clock;
 use esmd::config::{self, Config, LoadOptions};
 use esmd::daemon::{self, RunningDaemon, StartOptions};
 use esmd::domain::message::{Message, NewMessage, SendReceipt};
+use esmd::invoke::Invoker;
 use esmd::metrics::Metrics;
+use esmd::poller::{Mapping, PollReport, Poller};
 use esmd::store::{QueueCounts, Store};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -93,7 +97,7 @@ impl TestDaemon {
         };
         let daemon = daemon::start(config.clone(), opts)
             .await
-            .unwrap_or_else(|e| panic!("the daemon should start: {}", error_chain(&e)));
+            .unwrap_or_else(|e| panic!("the daemon should start: {}", esmd::domain::error::chain(&e)));
         assert_eq!(
             daemon.addr(),
             addr,
@@ -116,7 +120,7 @@ impl TestDaemon {
             .daemon
             .reload(config.clone())
             .await
-            .unwrap_or_else(|e| panic!("the reload should apply: {}", error_chain(&e)));
+            .unwrap_or_else(|e| panic!("the reload should apply: {}", esmd::domain::error::chain(&e)));
         self.config = config;
         report
     }
@@ -144,6 +148,47 @@ impl TestDaemon {
     /// The database file.
     pub fn db_path(&self) -> &Path {
         &self.config.storage.path
+    }
+
+    /// A poller for mapping `name` of the configuration, driven by the test one step at a time
+    /// ([`TestDaemon::poll_once`]) on the daemon's store and metrics. The mapping must be
+    /// disabled (`enabled = false`): the daemon starts no workers for it, so nothing but the
+    /// test claims from its queue.
+    pub async fn stepper(&self, name: &str) -> Poller {
+        let m = self
+            .config
+            .mappings
+            .get(name)
+            .unwrap_or_else(|| panic!("no mapping {name} in the configuration"));
+        assert!(
+            !m.enabled,
+            "mapping {name} must be disabled, or its workers would compete with the test's steps"
+        );
+        let queue = self
+            .store()
+            .queue(&m.queue)
+            .await
+            .unwrap_or_else(|e| panic!("the queue of mapping {name}: {e}"));
+        let mapping = Mapping::from_config(name, &self.config, queue.settings.visibility_timeout)
+            .unwrap_or_else(|| panic!("mapping {name} resolves against the configuration"));
+        Poller::new(
+            mapping,
+            self.store().clone(),
+            Invoker::new(),
+            self.metrics().clone(),
+        )
+    }
+
+    /// One [`Poller::poll_once`] of `poller`, bounded (a function's own timeout included).
+    pub async fn poll_once(&self, poller: &Poller) -> PollReport {
+        let name = &poller.mapping().name;
+        super::within(
+            Duration::from_secs(60),
+            &format!("one poll of mapping {name}"),
+            poller.poll_once(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("poll mapping {name}: {e}"))
     }
 
     /// Shuts down; returns whether every in-flight invocation finished within the grace period.
@@ -358,15 +403,6 @@ pub fn total(c: &QueueCounts) -> u64 {
     c.visible + c.in_flight + c.delayed
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let _ = write!(s, ": {cause}");
-        source = cause.source();
-    }
-    s
-}
 
 // ---------------------------------------------------------------------------------------------
 // The function server

@@ -1,9 +1,12 @@
-//! Shared test fixtures: a store on a temporary SQLite file with a manual clock, and helpers.
+//! Shared test fixtures: a store on a temporary SQLite file with a manual clock, and helpers;
+//! the in-process daemon ([`daemon`]), the SQS API server ([`api`]) and the binary as a child
+//! process ([`process`]).
 
 #![allow(dead_code)]
 
 pub mod api;
 pub mod daemon;
+pub mod process;
 
 use std::time::Duration;
 
