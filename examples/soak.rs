@@ -291,11 +291,11 @@ async fn function(State(f): State<Arc<Function>>, raw: Bytes) -> Response {
 // The process
 // ---------------------------------------------------------------------------------------------
 
-fn config(port: u16, db: &Path, function_url: &str) -> String {
+fn config(db: &Path, function_url: &str) -> String {
     format!(
         r#"
 [server]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 shutdown_grace = "5s"
 [storage]
 path = "{db}"
@@ -344,12 +344,6 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
@@ -770,9 +764,8 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         let _ = axum::serve(listener, app).await;
     });
 
-    let port = free_port()?;
     let config_path = dir.path().join("esmd.toml");
-    std::fs::write(&config_path, config(port, &db, &function_url))?;
+    std::fs::write(&config_path, config(&db, &function_url))?;
     let mut child = Command::new(&opts.esmd)
         .arg("run")
         .arg("--config")
@@ -795,22 +788,17 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     });
     let mut process = Process { child, log };
     let pid = process.child.id();
-    let client = Client {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?,
-        base: format!("http://127.0.0.1:{port}"),
-    };
+    // esmd listens on port 0 and reports the address it bound in its "esmd ready" line.
     let ready_by = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = client
-            .http
-            .get(format!("{}/readyz", client.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().as_u16() == 200);
-        if ready {
-            break;
+    let addr = loop {
+        // The log is JSON here: {"message":"esmd ready","address":"...",...}.
+        let found = lock(&process.log).iter().find_map(|l| {
+            let line: Value = serde_json::from_str(l).ok()?;
+            (line["message"] == "esmd ready")
+                .then(|| line["address"].as_str().map(str::to_owned))?
+        });
+        if let Some(addr) = found {
+            break addr;
         }
         if let Some(status) = process.child.try_wait()? {
             bail!(
@@ -821,8 +809,14 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         if Instant::now() > ready_by {
             bail!("esmd was not ready within 30 s");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await; // sleep-ok: polling another process's readiness.
-    }
+        tokio::time::sleep(Duration::from_millis(20)).await; // sleep-ok: polling another process's log for its ready line.
+    };
+    let client = Client {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?,
+        base: format!("http://{addr}"),
+    };
     let mut conn = SqliteConnectOptions::from_str("sqlite:")?
         .filename(&db)
         .connect()

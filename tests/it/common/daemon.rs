@@ -97,7 +97,12 @@ impl TestDaemon {
         };
         let daemon = daemon::start(config.clone(), opts)
             .await
-            .unwrap_or_else(|e| panic!("the daemon should start: {}", esmd::domain::error::chain(&e)));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the daemon should start: {}",
+                    esmd::domain::error::chain(&e)
+                )
+            });
         assert_eq!(
             daemon.addr(),
             addr,
@@ -120,7 +125,12 @@ impl TestDaemon {
             .daemon
             .reload(config.clone())
             .await
-            .unwrap_or_else(|e| panic!("the reload should apply: {}", esmd::domain::error::chain(&e)));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the reload should apply: {}",
+                    esmd::domain::error::chain(&e)
+                )
+            });
         self.config = config;
         report
     }
@@ -402,7 +412,6 @@ pub fn load_config(dir: &Path) -> Config {
 pub fn total(c: &QueueCounts) -> u64 {
     c.visible + c.in_flight + c.delayed
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // The function server
