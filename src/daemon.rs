@@ -150,6 +150,20 @@ pub fn metrics_observer(metrics: &Arc<Metrics>) -> Observer {
     })
 }
 
+/// Creates the configured queues, or sets their settings from the file (at start and on reload).
+async fn ensure_queues(store: &Store, config: &Config) -> Result<(), DaemonError> {
+    for (name, settings) in &config.queues {
+        store
+            .ensure_queue(name, settings)
+            .await
+            .map_err(|source| DaemonError::Queue {
+                queue: name.to_string(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
 /// Starts everything and returns once every enabled mapping is polling.
 ///
 /// # Errors
@@ -169,15 +183,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
     };
     let store = Store::open_with(&config.storage, clock, store_opts).await?;
     systemd::spawn_watchdog(&core, core_cancel.clone());
-    for (name, settings) in &config.queues {
-        store
-            .ensure_queue(name, settings)
-            .await
-            .map_err(|source| DaemonError::Queue {
-                queue: name.to_string(),
-                source,
-            })?;
-    }
+    ensure_queues(&store, &config).await?;
     let listener = match opts.listener {
         Some(l) => l,
         None => TcpListener::bind(&config.server.listen)

@@ -274,7 +274,8 @@ impl Store {
     /// visibility change) and returns as soon as one does.
     ///
     /// # Cancel safety
-    /// Cancel safe while waiting; a receive that has claimed messages returns them.
+    /// Cancel safe: cancelled while waiting, it has claimed nothing; cancelled after it handed
+    /// its claim to the writer, what the claim took is given back at once (see `writer.rs`).
     pub async fn receive_wait(
         &self,
         queue: &QueueName,

@@ -66,15 +66,7 @@ impl RunningDaemon {
     /// [`DaemonError::Queue`] if a queue cannot be created; the running mappings stay as they were.
     pub async fn reload(&mut self, config: Config) -> Result<ReloadReport, DaemonError> {
         let mut report = ReloadReport::default();
-        for (name, settings) in &config.queues {
-            self.store
-                .ensure_queue(name, settings)
-                .await
-                .map_err(|source| DaemonError::Queue {
-                    queue: name.to_string(),
-                    source,
-                })?;
-        }
+        super::ensure_queues(&self.store, &config).await?;
         let desired = self.desired(&config).await?;
         let running: Vec<String> = self.mappings.keys().cloned().collect();
         for name in running {

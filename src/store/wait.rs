@@ -43,7 +43,8 @@ impl Waiter<'_> {
     /// Receives up to `max`, waiting up to `wait` for something to receive.
     ///
     /// # Cancel safety
-    /// Cancel safe while waiting; a receive that has claimed messages returns them.
+    /// Cancel safe: cancelled while waiting, it has claimed nothing; cancelled after it handed
+    /// its claim to the writer, what the claim took is given back at once (see `writer.rs`).
     pub(super) async fn receive_wait(
         &self,
         queue: &QueueName,

@@ -14,6 +14,16 @@ use crate::common::process::EsmdProcess;
 /// How long a daemon may take to answer and to exit.
 const BOUND: Duration = Duration::from_secs(30);
 
+/// Expects the daemon to shut down as after any SIGTERM: drained, exit 0.
+async fn drained_and_exited_0(esmd: EsmdProcess, run: usize) {
+    let (code, log) = exit(esmd).await;
+    assert_eq!(code, Some(0), "run {run}: exit code; log:\n{log}");
+    assert!(
+        log.contains("received shutdown signal") && log.contains("esmd stopped"),
+        "run {run}: a drained shutdown; log:\n{log}"
+    );
+}
+
 /// Waits for the exit and returns the exit code and the whole log.
 async fn exit(mut esmd: EsmdProcess) -> (Option<i32>, String) {
     let code = esmd.wait_exit(BOUND).await;
@@ -45,12 +55,7 @@ async fn a_sigterm_right_after_a_sighup_always_drains_and_exits_0() {
         let mut esmd = EsmdProcess::start(dir.path(), CONFIG, &[]).await;
         esmd.signal(Signal::SIGHUP);
         esmd.signal(Signal::SIGTERM);
-        let (code, log) = exit(esmd).await;
-        assert_eq!(code, Some(0), "run {run}: exit code; log:\n{log}");
-        assert!(
-            log.contains("received shutdown signal") && log.contains("esmd stopped"),
-            "run {run}: a drained shutdown; log:\n{log}"
-        );
+        drained_and_exited_0(esmd, run).await;
     }
 }
 
@@ -79,12 +84,7 @@ async fn a_sigterm_during_a_reload_slowed_by_a_database_lock_drains_and_exits_0(
             .await
             .expect("release the lock");
         drop(other);
-        let (code, log) = exit(esmd).await;
-        assert_eq!(code, Some(0), "run {run}: exit code; log:\n{log}");
-        assert!(
-            log.contains("received shutdown signal") && log.contains("esmd stopped"),
-            "run {run}: a drained shutdown; log:\n{log}"
-        );
+        drained_and_exited_0(esmd, run).await;
     }
 }
 
