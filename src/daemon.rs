@@ -147,6 +147,7 @@ pub fn metrics_observer(metrics: &Arc<Metrics>) -> Observer {
         StoreEvent::DeadLettered { queue, n } => m.messages_dead_lettered(queue, n),
         StoreEvent::QueueDeleted { queue } => m.remove_queue(queue),
         StoreEvent::Refused { fault, .. } => m.store_error(fault.label()),
+        StoreEvent::Committed { operations } => m.store_committed(operations),
     })
 }
 

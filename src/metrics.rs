@@ -77,6 +77,7 @@ pub struct Metrics {
     batch_bytes: HistogramVec,
     in_flight: IntGaugeVec,
     store_errors: IntCounterVec,
+    store_commits: HistogramVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -198,6 +199,12 @@ impl Metrics {
                 "esmd_store_errors_total",
                 "Database writes refused, by cause (full, locked, other); the requests were not acknowledged.",
                 &["kind"],
+            ),
+            store_commits: hist(
+                "esmd_store_commit_operations",
+                "Operations (sends, receives, deletes, visibility changes) per committed write transaction: how well group commit shares fsyncs.",
+                &[],
+                vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 512.0],
             ),
             registry: r,
         };
@@ -321,6 +328,13 @@ impl Metrics {
     /// "locked" or "other").
     pub fn store_error(&self, kind: &'static str) {
         self.store_errors.with_label_values(&[kind]).inc();
+    }
+
+    /// A write transaction of the store committed `operations` operations.
+    pub fn store_committed(&self, operations: usize) {
+        self.store_commits
+            .with_label_values::<&str>(&[])
+            .observe(operations as f64);
     }
 
     /// The Prometheus text exposition of every series.

@@ -2,21 +2,25 @@
 //! its function synchronously, exactly as Lambda's SQS event source mapping does (docs/semantics.md
 //! §1 to §4).
 //!
-//! A poller runs `max_concurrency` identical workers, like Lambda's concurrent pollers: each
-//! collects a batch (batch size, batching window, payload cap), invokes, settles, and starts its
-//! next window when the invocation finished. Because every worker claims through the store, the
-//! store's rules give the guarantees: a claimed message is invisible to the other workers, and a
-//! FIFO group with a message in flight is not handed out again, so two invocations never hold the
-//! same group. Cancellation only interrupts waiting; a claimed batch is always invoked and settled
-//! (or, past the shutdown grace period, abandoned to its visibility timeout).
+//! As in Lambda, pollers and invocations are apart: one collector per mapping claims from the
+//! store and fills batches under `batch_size`, `batching_window` and `max_payload` for the whole
+//! mapping (`collect.rs`), and hands each batch to an invocation of its own, at most
+//! `max_concurrency` at once (`dispatch.rs`). An invocation's slot is free as soon as the
+//! function answers; its deletes go to the store's writer and share commits with other
+//! invocations' (`settle.rs`). The store's rules give the guarantees: a claimed message is
+//! invisible to everyone else, and a FIFO group with a message in flight is not handed out
+//! again, so two invocations never hold the same group. Cancellation only interrupts waiting; a
+//! claimed batch is always invoked and settled (or, past the shutdown grace period, abandoned to
+//! its visibility timeout).
 //!
-//! [`Poller::poll_once`] is one worker's step driven by its caller (no waiting, no background
-//! task), for tests on a manual clock and for embedding.
+//! [`Poller::poll_once`] is one collect, invoke and settle driven by its caller (no waiting, no
+//! background task), for tests on a manual clock and for embedding.
 
 mod batch;
+mod collect;
+mod dispatch;
 mod once;
 mod settle;
-mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +30,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, FunctionConfig, MappingConfig};
 use crate::domain::event::queue_arn;
-use crate::domain::message::Message;
 use crate::invoke::Invoker;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -98,7 +101,7 @@ pub struct Poller {
     invoker: Invoker,
     metrics: Arc<Metrics>,
     /// What [`Poller::poll_once`] carries from one call to the next.
-    step_carry: Arc<tokio::sync::Mutex<Vec<(Message, String)>>>,
+    step: Arc<tokio::sync::Mutex<collect::Collector>>,
 }
 
 impl Poller {
@@ -110,7 +113,7 @@ impl Poller {
             store,
             invoker,
             metrics,
-            step_carry: Arc::default(),
+            step: Arc::default(),
         }
     }
 
@@ -119,18 +122,16 @@ impl Poller {
         &self.mapping
     }
 
-    /// Starts the workers on `tracker`. They stop claiming when `cancel` fires; a batch already
-    /// claimed is still invoked and settled, unless `abandon` fires first (the end of the
-    /// shutdown grace period), which drops the invocation and leaves its messages in flight.
+    /// Starts the mapping on `tracker`: its collector, which starts each invocation on the same
+    /// tracker. It stops claiming when `cancel` fires; a batch already claimed is still invoked
+    /// and settled, unless `abandon` fires first (the end of the shutdown grace period), which
+    /// drops the invocation and leaves its messages in flight.
     pub fn spawn(
         self,
         tracker: &TaskTracker,
         cancel: &CancellationToken,
         abandon: &CancellationToken,
     ) {
-        for n in 0..self.mapping.config.max_concurrency {
-            let worker = worker::Worker::new(self.clone(), n, abandon.clone());
-            tracker.spawn(worker.run(cancel.clone()));
-        }
+        tracker.spawn(self.dispatch(tracker.clone(), cancel.clone(), abandon.clone()));
     }
 }

@@ -60,11 +60,14 @@ impl Batch {
         assemble_event(&self.records)
     }
 
-    /// Takes the messages out, leaving the batch empty.
-    pub fn take_messages(&mut self) -> Vec<Message> {
-        self.records.clear();
+    /// Takes the messages and their records out, in order, leaving the batch empty.
+    pub fn take_all(&mut self) -> Vec<(Message, String)> {
         self.record_bytes = 0;
+        let records = std::mem::take(&mut self.records);
         std::mem::take(&mut self.messages)
+            .into_iter()
+            .zip(records)
+            .collect()
     }
 }
 

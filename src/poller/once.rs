@@ -2,7 +2,9 @@
 //! once, without waiting, and a report of what happened. The seam for tests on a manual clock and
 //! for programs that embed a poller in their own loop.
 
-use super::worker::Worker;
+use tokio_util::sync::CancellationToken;
+
+use super::collect::Waiting;
 use super::Poller;
 use crate::metrics::Outcome;
 use crate::store::StoreError;
@@ -53,10 +55,36 @@ impl Poller {
     /// after its visibility timeout. Failures after the claim (the function failing, a delete
     /// that does not go through) are not errors: they are in the report.
     pub async fn poll_once(&self) -> Result<PollReport, StoreError> {
-        let mut carried = self.step_carry.lock().await;
-        let mut worker = Worker::stepping(self.clone(), std::mem::take(&mut *carried));
-        let report = worker.step().await;
-        *carried = worker.into_carry();
-        report
+        let mut collector = self.step.lock().await;
+        let how = Waiting {
+            waits: false,
+            spare_slots: 0,
+        };
+        let batch = collector.fill(self, how, &CancellationToken::new()).await?;
+        let mut report = PollReport {
+            kept: std::mem::take(&mut collector.oversized),
+            ..PollReport::default()
+        };
+        if let Some(batch) = batch {
+            report.invoked = batch
+                .messages()
+                .iter()
+                .map(|msg| msg.message_id.clone())
+                .collect();
+            collector.groups().invoking(&batch);
+            match self.invoke(&batch, &CancellationToken::new()).await {
+                Some(verdict) => {
+                    let settled = self.settle(&batch, verdict).await;
+                    collector.groups().settled(&batch, &settled.failed_groups);
+                    report.outcome = Some(settled.outcome);
+                    report.error = settled.error;
+                    report.deleted = settled.deleted;
+                    report.kept.extend(settled.kept);
+                }
+                None => report.kept.extend(report.invoked.iter().cloned()),
+            }
+        }
+        report.carried = collector.carried();
+        Ok(report)
     }
 }

@@ -1,6 +1,9 @@
-//! Invoking one batch and settling it by the function's result (docs/semantics.md §3): shared by the
-//! background workers and by [`Poller::poll_once`], so the one-step seam settles exactly as the
-//! workers do.
+//! Invoking one batch and settling it by the function's result (docs/semantics.md §3), in two
+//! steps so that an invocation slot is free again as soon as the function has answered:
+//! [`Poller::invoke`] runs the function and decides what succeeded (a [`Verdict`]), and
+//! [`Poller::settle`] hands the deletes to the store's writer, where the deletes of many
+//! invocations share one statement and one commit. Shared by the mapping's dispatcher and by
+//! [`Poller::poll_once`], so the one-step seam settles exactly as the background does.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -13,32 +16,42 @@ use crate::domain::event::{parse_batch_response, BatchResponse};
 use crate::invoke::{Invocation, InvokeTarget};
 use crate::metrics::{MappingEvent, Outcome};
 
+/// What an invocation decided about its batch, before anything is deleted.
+#[derive(Debug)]
+pub(super) struct Verdict {
+    /// How the invocation ended.
+    pub outcome: Outcome,
+    /// Why the whole batch failed, when it did (a function error, a timeout, a malformed
+    /// `batchItemFailures` response).
+    pub error: Option<String>,
+    /// The message ids reported as failed; `None` when the whole batch failed.
+    pub failed: Option<BTreeSet<String>>,
+}
+
 /// How one batch was settled.
 #[derive(Debug)]
 pub(super) struct Settled {
     /// How the invocation ended.
     pub outcome: Outcome,
-    /// Why the whole batch failed, when it did (a function error, a timeout, a malformed
-    /// `batchItemFailures` response).
+    /// Why the whole batch failed, when it did.
     pub error: Option<String>,
     /// Message ids deleted, in batch order.
     pub deleted: Vec<String>,
     /// Message ids left in flight, in batch order: they return after their visibility timeout
     /// (the failed records, and any whose delete did not go through).
     pub kept: Vec<String>,
-    /// FIFO groups with a record that failed.
+    /// FIFO groups with a record that was not deleted.
     pub failed_groups: BTreeSet<String>,
 }
 
 impl Poller {
-    /// Invokes `batch` and settles it: deletes what succeeded, leaves the rest in flight.
-    /// `None` if `abandon` fired first: the invocation was dropped and the whole batch is left to
-    /// its visibility timeout.
-    pub(super) async fn invoke_and_settle(
+    /// Invokes the function with `batch` and decides what succeeded. `None` if `abandon` fired
+    /// first: the invocation was dropped and the whole batch is left to its visibility timeout.
+    pub(super) async fn invoke(
         &self,
         batch: &Batch,
         abandon: &CancellationToken,
-    ) -> Option<Settled> {
+    ) -> Option<Verdict> {
         let m = &self.mapping;
         let n = batch.len() as u64;
         let payload = batch.event();
@@ -69,73 +82,79 @@ impl Poller {
             .iter()
             .map(|msg| msg.message_id.as_str())
             .collect();
-        let (outcome, failed, error): (Outcome, Option<BTreeSet<String>>, Option<String>) =
-            match invocation {
-                Invocation::Returned(_) if !m.config.report_batch_item_failures => {
-                    (Outcome::Success, Some(BTreeSet::new()), None)
+        let (outcome, failed, error) = match invocation {
+            Invocation::Returned(_) if !m.config.report_batch_item_failures => {
+                (Outcome::Success, Some(BTreeSet::new()), None)
+            }
+            Invocation::Returned(body) => match parse_batch_response(body.as_deref(), &ids) {
+                BatchResponse::AllSucceeded => (Outcome::Success, Some(BTreeSet::new()), None),
+                BatchResponse::SomeFailed(f) => (Outcome::PartialFailure, Some(f), None),
+                BatchResponse::Invalid(why) => {
+                    tracing::warn!(mapping = %m.name, function = %m.function_name, reason = %why, "malformed batchItemFailures response; the whole batch failed");
+                    let error = format!("malformed batchItemFailures response: {why}");
+                    (Outcome::Error, None, Some(error))
                 }
-                Invocation::Returned(body) => match parse_batch_response(body.as_deref(), &ids) {
-                    BatchResponse::AllSucceeded => (Outcome::Success, Some(BTreeSet::new()), None),
-                    BatchResponse::SomeFailed(f) => (Outcome::PartialFailure, Some(f), None),
-                    BatchResponse::Invalid(why) => {
-                        tracing::warn!(mapping = %m.name, function = %m.function_name, reason = %why, "malformed batchItemFailures response; the whole batch failed");
-                        let error = format!("malformed batchItemFailures response: {why}");
-                        (Outcome::Error, None, Some(error))
-                    }
-                },
-                Invocation::FunctionError(why) => (Outcome::Error, None, Some(why)),
-                Invocation::TimedOut => (
-                    Outcome::Timeout,
-                    None,
-                    Some("function timed out".to_owned()),
-                ),
-            };
+            },
+            Invocation::FunctionError(why) => (Outcome::Error, None, Some(why)),
+            Invocation::TimedOut => (
+                Outcome::Timeout,
+                None,
+                Some("function timed out".to_owned()),
+            ),
+        };
         self.metrics
             .invocation_finished(&m.name, &m.function_name, outcome, started.elapsed());
-        let mut settled = Settled {
+        if failed.is_none() {
+            self.metrics
+                .mapping_event(&m.name, MappingEvent::FailedInvoke, n);
+        }
+        Some(Verdict {
             outcome,
             error,
+            failed,
+        })
+    }
+
+    /// Settles `batch` by `verdict`: deletes what succeeded (waiting for the commit), leaves the
+    /// rest in flight. Nothing is deleted after a failed invocation.
+    pub(super) async fn settle(&self, batch: &Batch, verdict: Verdict) -> Settled {
+        let mut settled = Settled {
+            outcome: verdict.outcome,
+            error: verdict.error,
             deleted: Vec::new(),
             kept: Vec::new(),
             failed_groups: BTreeSet::new(),
         };
-        match failed {
+        let failed = match verdict.failed {
+            Some(failed) => failed,
             None => {
                 // Delete nothing: the batch returns after its visibility timeout.
-                self.metrics
-                    .mapping_event(&m.name, MappingEvent::FailedInvoke, n);
-                settled.failed_groups = batch
-                    .messages()
-                    .iter()
-                    .filter_map(|msg| msg.group_id.clone())
-                    .collect();
-                settled.kept = batch
-                    .messages()
-                    .iter()
-                    .map(|msg| msg.message_id.clone())
-                    .collect();
-            }
-            Some(failed) => {
-                let (done, left): (Vec<_>, Vec<_>) = batch
-                    .messages()
-                    .iter()
-                    .partition(|msg| !failed.contains(&msg.message_id));
-                settled.failed_groups =
-                    left.iter().filter_map(|msg| msg.group_id.clone()).collect();
-                settled.kept = left.iter().map(|msg| msg.message_id.clone()).collect();
-                let handles: Vec<String> =
-                    done.iter().map(|msg| msg.receipt_handle.clone()).collect();
-                let deleted = self.delete(&handles).await;
-                for (msg, ok) in done.into_iter().zip(deleted) {
-                    if ok {
-                        settled.deleted.push(msg.message_id.clone());
-                    } else {
-                        settled.kept.push(msg.message_id.clone());
-                    }
+                for msg in batch.messages() {
+                    settled.failed_groups.extend(msg.group_id.clone());
+                    settled.kept.push(msg.message_id.clone());
                 }
+                return settled;
+            }
+        };
+        let (done, left): (Vec<_>, Vec<_>) = batch
+            .messages()
+            .iter()
+            .partition(|msg| !failed.contains(&msg.message_id));
+        for msg in left {
+            settled.failed_groups.extend(msg.group_id.clone());
+            settled.kept.push(msg.message_id.clone());
+        }
+        let handles: Vec<String> = done.iter().map(|msg| msg.receipt_handle.clone()).collect();
+        let deleted = self.delete(&handles).await;
+        for (msg, ok) in done.into_iter().zip(deleted) {
+            if ok {
+                settled.deleted.push(msg.message_id.clone());
+            } else {
+                settled.failed_groups.extend(msg.group_id.clone());
+                settled.kept.push(msg.message_id.clone());
             }
         }
-        Some(settled)
+        settled
     }
 
     /// Deletes by receipt handle; says for each handle whether it was deleted.

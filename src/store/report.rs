@@ -26,6 +26,8 @@ pub enum StoreEvent<'a> {
     QueueDeleted { queue: &'a str },
     /// A database fault refused work (`operations` requests).
     Refused { fault: DbFault, operations: usize },
+    /// The writer committed one transaction holding `operations` requests (group commit).
+    Committed { operations: usize },
 }
 
 type Sink = dyn Fn(StoreEvent<'_>) + Send + Sync;

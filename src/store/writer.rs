@@ -328,6 +328,9 @@ impl Writer {
         loop {
             match self.attempt(conn, &ops).await {
                 Ok((outcomes, fx)) => {
+                    self.observer.emit(StoreEvent::Committed {
+                        operations: ops.len(),
+                    });
                     fx.apply(&self.wake, &self.observer);
                     let released = ops
                         .into_iter()

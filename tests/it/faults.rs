@@ -1257,7 +1257,7 @@ async fn no_secret_reaches_a_log_line_even_at_trace_level() {
     assert_eq!(signatures.len(), 3, "three signed requests");
     let lines = esmd.lines();
     esmd.stop().await;
-    assert!(lines.len() > 50, "a trace-level log: {} lines", lines.len());
+    assert!(lines.len() > 30, "a trace-level log: {} lines", lines.len());
     let mut secrets = vec![
         TOKEN.to_owned(),
         "tok-S3CR3T-NEW-5d2e".to_owned(),

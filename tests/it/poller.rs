@@ -24,6 +24,7 @@ use esmd::metrics::Outcome;
 use esmd::poller::PollReport;
 use md5::{Digest as _, Md5};
 use serde_json::Value;
+use sqlx::Connection as _;
 
 use crate::common::daemon::{
     http_function, receive_count, total, Call, FunctionServer, Gate, Reply, TestDaemon,
@@ -482,72 +483,52 @@ fn kib_body(name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_carried_message_taken_over_by_another_receive_is_not_invoked_again() {
-    // Queue time is manual: the test decides when the visibility timeout of the carried
-    // messages runs out, while their worker is still invoking (a function running about as
-    // long as the visibility timeout, or a writer slow to extend them).
+    // Queue time is manual: the test decides when the visibility timeout of a carried message
+    // runs out while every invocation slot is busy (functions running about as long as the
+    // visibility timeout).
     let server = FunctionServer::start().await;
-    let first = Gate::new();
-    let blocker = Gate::new();
-    let (hold_first, hold_blocker) = (first.clone(), blocker.clone());
-    server.respond(move |call| {
-        if call.index == 0 {
-            Reply::ok().held(&hold_first)
-        } else if call.record("blocker").is_some() {
-            Reply::ok().held(&hold_blocker)
-        } else {
-            Reply::ok()
-        }
-    });
+    let gate = Gate::new();
+    let held = gate.clone();
+    server.respond(move |_| Reply::ok().held(&held));
     let clock = esmd::clock::Clock::manual(esmd::domain::Timestamp::from_millis(now_ms()));
     let d = TestDaemon::start_with_clock(&one_record_batches(&server, ""), clock).await;
     let bodies: Vec<String> = ["m1", "m2", "m3"].map(kib_body).to_vec();
     d.send_bodies("q", &bodies.iter().map(String::as_str).collect::<Vec<_>>())
         .await;
 
-    // Worker 1 received all three, invokes m1 (held) and carries m2 and m3.
-    let call = server.next(1, WAIT).await.remove(0);
-    assert_eq!(
-        call.bodies(),
-        [bodies[0].clone()],
-        "one record per batch under the 2 KiB cap"
-    );
-    // Their visibility timeout runs out: worker 2 receives all three again and processes them.
+    // One claim took all three; m1 and m2 fill both slots (one record per batch under the
+    // 2 KiB cap) and m3 is carried, in flight, until a slot is free.
+    let calls = server.next(2, WAIT).await;
+    let mut invoked: Vec<String> = calls.iter().flat_map(|c| c.bodies()).collect();
+    invoked.sort();
+    assert!(invoked == bodies[..2], "m1 and m2 in the two slots");
+    assert_eq!(d.counts("q").await.in_flight, 3);
+    // m3's visibility timeout runs out and another consumer takes it over and deletes it.
     d.clock().advance(Duration::from_secs(31));
-    server
-        .wait_for(WAIT, "m1, m2 and m3 delivered a second time", |s| {
-            bodies
-                .iter()
-                .all(|b| {
-                    s.calls
-                        .iter()
-                        .filter_map(|c| c.record(b))
-                        .any(|r| receive_count(r) == 2)
-                })
-                .then_some(())
-        })
-        .await;
-    d.wait_empty("q", WAIT).await;
-    // Worker 2 is kept busy, so that the next message can only go to worker 1 ...
-    d.send_bodies("q", &["blocker"]).await;
-    server.wait_bodies(&["blocker"], WAIT).await;
-    // ... which finishes m1 now, and must not invoke the m2 and m3 it no longer holds.
-    first.open();
+    let taken = d.receive_n("q", 3, WAIT).await;
+    let handles: Vec<String> = taken.iter().map(|m| m.receipt_handle.clone()).collect();
+    assert_eq!(
+        taken.len(),
+        3,
+        "all three came back after their visibility timeout"
+    );
+    d.store()
+        .delete(&q("q"), &handles)
+        .await
+        .expect("the other consumer deletes them");
+    // The slots free up: the collector must not invoke the m3 it no longer holds.
+    gate.open();
     d.send_bodies("q", &["sentinel"]).await;
     let calls = server.wait_bodies(&["sentinel"], WAIT).await;
-    for b in &bodies[1..] {
-        let counts: Vec<u32> = calls
-            .iter()
-            .filter_map(|c| c.record(b))
-            .map(receive_count)
-            .collect();
-        assert_eq!(
-            counts,
-            [2],
-            "{}: delivered once, by the receive that took it over",
-            &b[..2]
-        );
-    }
-    blocker.open();
+    let m3: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.record(&bodies[2]).is_some())
+        .collect();
+    assert!(
+        m3.is_empty(),
+        "m3 was not invoked after it was taken over: {} calls",
+        m3.len()
+    );
     d.wait_empty("q", WAIT).await;
     assert!(d.stop().await);
 }
@@ -612,8 +593,9 @@ async fn shutdown_gives_carried_messages_back_at_once() {
     let bodies: Vec<String> = ["c1", "c2", "c3", "c4"].map(kib_body).to_vec();
     d.send_bodies("q", &bodies.iter().map(String::as_str).collect::<Vec<_>>())
         .await;
-    // c1 is being invoked; c2 to c4 are carried, in flight under the same worker.
-    server.next(1, WAIT).await;
+    // c1 and c2 are being invoked (one record per batch, two slots); c3 and c4 are carried, in
+    // flight, waiting for a slot.
+    server.next(2, WAIT).await;
     assert_eq!(d.counts("q").await.in_flight, 4);
 
     let url = d.url.clone();
@@ -623,16 +605,16 @@ async fn shutdown_gives_carried_messages_back_at_once() {
     let (drained, stopped) = halting.await.expect("the shutdown task");
     assert!(
         drained,
-        "the invocation of c1 finished within the grace period"
+        "the invocations of c1 and c2 finished within the grace period"
     );
     assert_eq!(
         server.calls().len(),
-        1,
+        2,
         "nothing carried was invoked after the shutdown began"
     );
 
-    // Restarted with the mapping disabled: c1 was deleted, the carried ones are visible now,
-    // not in flight until their 30 s visibility timeout.
+    // Restarted with the mapping disabled: c1 and c2 were deleted, the carried ones are visible
+    // now, not in flight until their 30 s visibility timeout.
     let d = stopped
         .restart_with(&toml.replace(
             "max_concurrency = 2",
@@ -642,7 +624,7 @@ async fn shutdown_gives_carried_messages_back_at_once() {
     let counts = d.counts("q").await;
     assert_eq!(
         (counts.visible, counts.in_flight),
-        (3, 0),
+        (2, 0),
         "the carried messages were given back"
     );
     assert!(d.stop().await);
@@ -1616,6 +1598,188 @@ enabled = false
             .all(|c| c.records().len() == 1 && receive_count(&c.records()[0]) == 1),
         "each delivered once, on its first receive: {:?}",
         calls.iter().map(Call::bodies).collect::<Vec<_>>()
+    );
+    assert!(d.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_within_one_window_go_into_one_invocation_whatever_max_concurrency() {
+    // Queue time is manual: the window ends only when the test moves the clock past it.
+    let server = FunctionServer::start().await;
+    let toml = config(
+        &server,
+        "5s",
+        r#"
+[queues.q]
+visibility_timeout = "60s"
+
+[mappings.m]
+queue = "q"
+function = "fn"
+batch_size = 100
+batching_window = "8s"
+max_concurrency = 5
+"#,
+    );
+    let d = TestDaemon::start_with_clock(&toml, manual_clock()).await;
+    d.send_bodies("q", &["first"]).await;
+    d.wait_counts("q", WAIT, "the first message collected", |c| {
+        c.in_flight == 1
+    })
+    .await;
+    d.clock().advance(Duration::from_millis(300));
+    d.send_bodies("q", &["second"]).await;
+    d.wait_counts("q", WAIT, "the second message collected", |c| {
+        c.in_flight == 2
+    })
+    .await;
+    assert!(
+        server.calls().is_empty(),
+        "nothing is invoked while the window is open"
+    );
+    d.clock().advance(Duration::from_secs(8));
+    let calls = server.next(1, WAIT).await;
+    assert_eq!(
+        calls[0].bodies(),
+        ["first", "second"],
+        "both messages of the window in one invocation, in order"
+    );
+    d.wait_empty("q", WAIT).await;
+    assert_eq!(server.calls().len(), 1, "one invocation in all");
+    assert!(d.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_group_waits_for_its_delete_to_commit_before_its_next_batch() {
+    let server = FunctionServer::start().await;
+    let gate = Gate::new();
+    let held = gate.clone();
+    server.respond(move |call| {
+        if call.index == 0 {
+            Reply::ok().held(&held)
+        } else {
+            Reply::ok()
+        }
+    });
+    let toml = config(
+        &server,
+        "10s",
+        r#"
+[queues."g.fifo"]
+content_based_deduplication = true
+
+[mappings.m]
+queue = "g.fifo"
+function = "fn"
+batch_size = 1
+max_concurrency = 5
+"#,
+    );
+    let d = TestDaemon::start(&toml).await;
+    d.send_fifo("g.fifo", &[("A", "a1"), ("A", "a2"), ("A", "a3")])
+        .await;
+    // One claim took the group's run; a1 is invoked (held), a2 and a3 are carried.
+    server.next(1, WAIT).await;
+    // Another process holds the write lock: a1's delete cannot commit when a1 returns.
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite:{}", d.db_path().display()))
+        .await
+        .expect("open the database as another process would");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("take the write lock");
+    gate.open();
+    let deadline = std::time::Instant::now() + WAIT;
+    while d.metric("esmd_invocations_in_flight", &[("mapping", "m")]) > 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a1's invocation did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await; // sleep-ok: polling a gauge of the daemon under test
+    }
+    // A slot is free and a2 is carried, but group A is not settled: a2 must wait. A wrong
+    // collector would invoke it at once; this pause only gives it the time to show.
+    tokio::time::sleep(Duration::from_millis(300)).await; // sleep-ok: a window for a violation to show; passing does not depend on it
+    assert_eq!(
+        server.calls().len(),
+        1,
+        "a2 is not invoked while a1's delete has not committed"
+    );
+    sqlx::query("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .expect("release the lock");
+    drop(other);
+    let calls = server.wait_bodies(&["a1", "a2", "a3"], WAIT).await;
+    let order: Vec<String> = calls.iter().flat_map(|c| c.bodies()).collect();
+    assert_eq!(order, ["a1", "a2", "a3"], "in order, one batch at a time");
+    d.wait_empty("g.fifo", WAIT).await;
+    assert!(d.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_of_several_invocations_share_a_commit() {
+    let server = FunctionServer::start().await;
+    let gate = Gate::new();
+    let held = gate.clone();
+    server.respond(move |_| Reply::ok().held(&held));
+    let toml = config(
+        &server,
+        "10s",
+        r#"
+[queues.q]
+
+[mappings.m]
+queue = "q"
+function = "fn"
+batch_size = 1
+max_concurrency = 5
+"#,
+    );
+    let d = TestDaemon::start(&toml).await;
+    d.send_bodies("q", &["d1", "d2", "d3", "d4", "d5"]).await;
+    server.next(5, WAIT).await;
+    let commits = |d: &TestDaemon| {
+        (
+            d.metric("esmd_store_commit_operations_count", &[]),
+            d.metric("esmd_store_commit_operations_bucket", &[("le", "2")]),
+        )
+    };
+    let (count0, small0) = commits(&d);
+    // The five deletes queue up behind another process's write lock, as they would behind a
+    // slow fsync, and go through together once it is released.
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite:{}", d.db_path().display()))
+        .await
+        .expect("open the database as another process would");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("take the write lock");
+    gate.open();
+    let deadline = std::time::Instant::now() + WAIT;
+    while d.metric("esmd_invocations_in_flight", &[("mapping", "m")]) > 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the invocations did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await; // sleep-ok: polling a gauge of the daemon under test
+    }
+    // The slots are free while the deletes wait for the writer.
+    assert_eq!(d.counts("q").await.in_flight, 5, "nothing deleted yet");
+    sqlx::query("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .expect("release the lock");
+    drop(other);
+    d.wait_empty("q", WAIT).await;
+    let (count1, small1) = commits(&d);
+    let shared = (count1 - count0) - (small1 - small0);
+    assert!(
+        shared >= 1.0,
+        "at least one commit held more than two operations: the deletes of several invocations \
+         ({} commits, {} of them of one or two operations)",
+        count1 - count0,
+        small1 - small0
     );
     assert!(d.stop().await);
 }

@@ -356,12 +356,15 @@ impl TestDaemon {
         got
     }
 
-    /// The sum of the series of metric `name` that carry every label of `labels`, read from the
-    /// metrics text (0 when there is none).
+    /// The sum of the series of metric `name` (with labels or without) that carry every label of
+    /// `labels`, read from the metrics text (0 when there is none).
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let text = self.metrics().render();
         text.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+            .filter(|l| {
+                l.starts_with(name)
+                    && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' '))
+            })
             .filter(|l| {
                 labels
                     .iter()

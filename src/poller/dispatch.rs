@@ -1,0 +1,94 @@
+//! A mapping's background life: one collector fills batches ([`Collector`]) and hands each to
+//! an invocation of its own, at most `max_concurrency` at once (a semaphore of slots). An
+//! invocation gives its slot back as soon as the function has answered, then hands its deletes
+//! to the store's writer, where they share a commit with the deletes of other invocations; the
+//! collector is never held up by a settle. Concurrency follows the backlog: with nothing to do
+//! the mapping is one long poll and no invocation; under load every slot is busy.
+//!
+//! Cancellation (the mapping stopping, or shutdown) stops the collector only while it waits;
+//! invocations already started finish and settle unless `abandon` fires (the end of the
+//! shutdown grace period). What was collected but not invoked goes back to the queue at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::collect::{Collector, Groups, Waiting};
+use super::{Batch, Poller};
+use crate::domain::error::chain;
+
+/// Pause after a store error before polling again.
+const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
+impl Poller {
+    /// The collector's loop: wait for a free slot, fill a batch, start its invocation on
+    /// `tracker`; until `cancel`.
+    pub(super) async fn dispatch(
+        self,
+        tracker: TaskTracker,
+        cancel: CancellationToken,
+        abandon: CancellationToken,
+    ) {
+        let m = self.mapping.clone();
+        tracing::debug!(mapping = %m.name, "collector started");
+        let slots = Arc::new(Semaphore::new(m.config.max_concurrency as usize));
+        let mut collector = Collector::new(Arc::new(Groups::default()));
+        loop {
+            let permit = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let how = Waiting {
+                waits: true,
+                spare_slots: slots.available_permits(),
+            };
+            match collector.fill(&self, how, &cancel).await {
+                Ok(Some(batch)) => {
+                    collector.groups().invoking(&batch);
+                    let invocation = self.clone().invocation(
+                        batch,
+                        permit,
+                        collector.groups().clone(),
+                        abandon.clone(),
+                    );
+                    tracker.spawn(invocation);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    drop(permit);
+                    tracing::warn!(mapping = %m.name, error = %chain(&e), "poll failed, retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = tokio::time::sleep(ERROR_BACKOFF) => {}
+                    }
+                }
+            }
+        }
+        collector.release(&self).await;
+        tracing::debug!(mapping = %m.name, "collector stopped");
+    }
+
+    /// One invocation: runs the function, frees its slot, then settles.
+    async fn invocation(
+        self,
+        batch: Batch,
+        slot: OwnedSemaphorePermit,
+        groups: Arc<Groups>,
+        abandon: CancellationToken,
+    ) {
+        let verdict = self.invoke(&batch, &abandon).await;
+        drop(slot);
+        // Abandoned at shutdown (`None`), its messages stay in flight; nothing collects any more.
+        if let Some(verdict) = verdict {
+            let settled = self.settle(&batch, verdict).await;
+            groups.settled(&batch, &settled.failed_groups);
+        }
+    }
+}
