@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# End-to-end throughput measured from outside esmd, as a user would see it: wrk sends SQS
+# SendMessageBatch requests of 10 messages over 16 connections to the release binary, a mapping
+# delivers them to an nginx `http` function answering {}, and esmd deletes them. Printed figures
+# only; it fails (non-zero) if a message was not delivered or the queue is not empty at the end.
+#
+#   benches/outside/run.sh [SECONDS] [BATCH_SIZE] [MAX_CONCURRENCY] [WINDOW]
+#   e.g. benches/outside/run.sh 20 10 5 0s ; benches/outside/run.sh 20 100 5 1s
+#
+# Needs wrk and nginx (Debian: apt-get install wrk nginx-light); builds esmd in release first.
+# Everything listens on 127.0.0.1; the script ends only the processes it started, by their id.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seconds=${1:-20}
+batch=${2:-10}
+concurrency=${3:-5}
+window=${4:-0s}
+connections=${ESMD_OUTSIDE_CONNECTIONS:-16}
+
+for tool in wrk nginx curl; do
+  command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install wrk nginx-light curl)" >&2; exit 2; }
+done
+cargo build --release --locked --bin esmd >/dev/null 2>&1 || cargo build --release --locked --bin esmd
+esmd_bin="${CARGO_TARGET_DIR:-target}/release/esmd"
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The function: nginx answering {} to every POST, on a free loopback port it reports itself.
+fn_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$work/nginx"
+cat > "$work/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+error_log $work/nginx/error.log;
+pid $work/nginx/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$fn_port;
+    client_max_body_size 10m;
+    client_body_buffer_size 1m;
+    location / { default_type application/json; return 200 '{}'; }
+  }
+}
+CONF
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+pids+=($!)
+
+cat > "$work/esmd.toml" <<CONF
+[server]
+listen = "127.0.0.1:0"
+[storage]
+path = "$work/esmd.db"
+synchronous = "full"
+[log]
+level = "warn,esmd::daemon=info"
+[queues.bench]
+visibility_timeout = "60s"
+[functions.fn]
+type = "http"
+url = "http://127.0.0.1:$fn_port/"
+timeout = "10s"
+[mappings.m]
+queue = "bench"
+function = "fn"
+batch_size = $batch
+max_concurrency = $concurrency
+batching_window = "$window"
+CONF
+"$esmd_bin" run --config "$work/esmd.toml" 2> "$work/esmd.log" &
+pids+=($!)
+for _ in $(seq 1 300); do
+  addr=$(sed -n 's/.*esmd ready address=\([0-9.:]*\).*/\1/p' "$work/esmd.log" | head -1)
+  [ -n "$addr" ] && break
+  sleep 0.05 # waiting for another process to log that it is ready
+done
+[ -n "${addr:-}" ] || { echo "esmd did not start:" >&2; cat "$work/esmd.log" >&2; exit 1; }
+url="http://$addr"
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$fn_port/" -d x >/dev/null && break
+  sleep 0.05 # waiting for nginx to listen
+done
+
+cat > "$work/send.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-amz-json-1.0"
+wrk.headers["X-Amz-Target"] = "AmazonSQS.SendMessageBatch"
+local entries = {}
+for i = 1, 10 do
+  entries[#entries + 1] = string.format('{"Id":"m%d","MessageBody":"message %d of a batch from wrk"}', i, i)
+end
+wrk.body = '{"QueueUrl":"QUEUE_URL","Entries":[' .. table.concat(entries, ",") .. ']}'
+LUA
+sed -i "s|QUEUE_URL|$url/000000000000/bench|" "$work/send.lua"
+
+metric() { curl -s "$url/metrics" | awk -v m="$1" '$1 ~ "^"m"[{ ]" || $1 == m { s += $2 } END { printf "%d\n", s }'; }
+start=$(date +%s.%N)
+wrk -t 2 -c "$connections" -d "${seconds}s" -s "$work/send.lua" "$url/" > "$work/wrk.txt"
+sent_at=$(date +%s.%N)
+sent=$(metric esmd_messages_sent_total)
+deadline=$(( $(date +%s) + 300 ))
+while :; do
+  deleted=$(metric esmd_messages_deleted_total)
+  [ "$deleted" -ge "$sent" ] && break
+  [ "$(date +%s)" -lt "$deadline" ] || break
+  sleep 0.1 # polling another process's counters while it drains
+done
+done_at=$(date +%s.%N)
+left=$(curl -s "$url/metrics" | awk '$1 ~ /^esmd_queue_messages\{/ && /queue="bench"/ { s += $2 } END { printf "%d\n", s }')
+invoked=$(curl -s "$url/metrics" | awk '$1 ~ /^esmd_mapping_events_total\{/ && /event="invoked"/ { s += $2 } END { printf "%d\n", s }')
+errors=$(grep -E "Non-2xx|Socket errors" "$work/wrk.txt" || true)
+python3 - "$start" "$sent_at" "$done_at" "$sent" "$deleted" "$invoked" "$left" "$batch" "$concurrency" "$window" "$seconds" <<'PY'
+import sys
+start, sent_at, done_at = map(float, sys.argv[1:4])
+sent, deleted, invoked = map(int, sys.argv[4:7])
+left, batch, conc, window, secs = sys.argv[7], sys.argv[8], sys.argv[9], sys.argv[10], sys.argv[11]
+print(f"outside: batch_size {batch} max_concurrency {conc} window {window}, wrk {secs}s: "
+      f"sent {sent} ({sent/(sent_at-start):.0f} msg/s), delivered and deleted {deleted} "
+      f"({deleted/(done_at-start):.0f} msg/s first send to last delete, drain {done_at-sent_at:.1f}s), "
+      f"invoked records {invoked}, left in queue {left}")
+ok = deleted == sent and invoked == sent and left == "0"
+print("outside: verified: every sent message delivered once, queue empty" if ok else "outside: NOT VERIFIED")
+sys.exit(0 if ok else 1)
+PY
+[ -z "$errors" ] || echo "wrk: $errors"
