@@ -406,13 +406,13 @@ async fn auth_token_is_required_as_bearer_or_sigv4_secret() {
         (status, body["error"].as_str()),
         (401, Some("Unauthorized"))
     );
-    // SQS without a token: 401 in the SQS shape.
+    // SQS without a token: 403 in the SQS shape, with SQS's code.
     let resp = api.raw("ListQueues", "{}").await;
-    assert_eq!(resp.status().as_u16(), 401);
+    assert_eq!(resp.status().as_u16(), 403);
     assert!(resp.headers()["x-amzn-query-error"]
         .to_str()
         .unwrap()
-        .starts_with("InvalidClientTokenId;"));
+        .starts_with("MissingAuthenticationToken;"));
     // The SDK signing with the token as its secret key works; with another secret it does not.
     let signed = sdk_client(&api.url, "s3cret");
     signed
@@ -439,7 +439,11 @@ async fn auth_token_is_required_as_bearer_or_sigv4_secret() {
         .unwrap();
     let wrong = sdk_client(&api.url, "guess");
     let err = wrong.list_queues().send().await.unwrap_err();
-    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(401));
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
+    assert_eq!(
+        aws_sdk_sqs::error::ProvideErrorMetadata::code(&err),
+        Some("SignatureDoesNotMatch")
+    );
     // Bearer works for REST and for the client.
     let resp = api
         .http

@@ -4,6 +4,7 @@
 
 mod api_rest;
 mod api_sqs;
+mod auth;
 mod common;
 mod config;
 mod config_fuzz;
