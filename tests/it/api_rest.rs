@@ -470,3 +470,45 @@ async fn auth_token_is_required_as_bearer_or_sigv4_secret() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_bad_character_is_reported_where_it_is_body_or_attribute() {
+    use aws_sdk_sqs::error::ProvideErrorMetadata as _;
+    use aws_sdk_sqs::types::MessageAttributeValue;
+    let api = TestApi::start().await;
+    let url = api.create("q").await;
+    let attr = MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value("bad\u{1}value")
+        .build()
+        .unwrap();
+    let err = api
+        .sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body("a fine body")
+        .message_attributes("kind", attr)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InvalidMessageContents"));
+    let message = err.message().unwrap_or_default();
+    assert!(
+        message.contains("'#x1' was found in message (user) attribute 'kind'"),
+        "{message}"
+    );
+    assert!(!message.contains("message body"), "{message}");
+    let err = api
+        .sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body("bad\u{1}body")
+        .send()
+        .await
+        .unwrap_err();
+    let message = err.message().unwrap_or_default();
+    assert!(
+        message.contains("was found in the message body"),
+        "{message}"
+    );
+}
