@@ -474,6 +474,7 @@ async fn fake_lambda() -> (String, Log) {
     };
     let ok = record(log.clone());
     let empty = record(log.clone());
+    let elsewhere = record(log.clone());
     let app = Router::new()
         .route(
             "/2015-03-31/functions/ok/invocations",
@@ -490,6 +491,24 @@ async fn fake_lambda() -> (String, Log) {
                 move |uri: Uri, headers: HeaderMap, body: Bytes| async move {
                     empty(uri, headers, body);
                     StatusCode::OK
+                },
+            ),
+        )
+        .route(
+            "/2015-03-31/functions/redirect/invocations",
+            post(|| async {
+                (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [("location", "/2015-03-31/functions/elsewhere/invocations")],
+                )
+            }),
+        )
+        .route(
+            "/2015-03-31/functions/elsewhere/invocations",
+            post(
+                move |uri: Uri, headers: HeaderMap, body: Bytes| async move {
+                    elsewhere(uri, headers, body);
+                    "null"
                 },
             ),
         )
@@ -606,6 +625,33 @@ async fn http_error_status_is_a_function_error() {
         .await,
     );
     assert!(why.starts_with("HTTP status 429"), "{why}");
+}
+
+#[tokio::test]
+async fn http_redirect_is_a_function_error_and_is_not_followed() {
+    let (base, log) = fake_lambda().await;
+    let why = function_error(
+        invoke(
+            &http(
+                &format!("{base}/redirect/invocations"),
+                Duration::from_secs(10),
+            ),
+            b"{}",
+        )
+        .await,
+    );
+    assert!(
+        why.starts_with("HTTP status 307 Temporary Redirect"),
+        "{why}"
+    );
+    assert!(
+        why.contains("/2015-03-31/functions/elsewhere/invocations, which is not followed"),
+        "{why}"
+    );
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "the event was not posted to where the redirect points"
+    );
 }
 
 #[tokio::test]
