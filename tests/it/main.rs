@@ -14,6 +14,7 @@ mod faults;
 mod invoke;
 mod ops;
 mod poller;
+mod server_config;
 mod soak;
 mod store;
 mod supervision;
