@@ -5,6 +5,7 @@
 mod api_rest;
 mod api_sqs;
 mod auth;
+mod ci_script;
 mod common;
 mod config;
 mod config_fuzz;
