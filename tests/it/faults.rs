@@ -789,6 +789,30 @@ async fn a_database_locked_by_another_process_delays_then_refuses_writes_clearly
     assert_eq!(integrity_check(&db).await, "ok");
 }
 
+/// A reload that cannot create a queue because another process holds the database says why
+/// (issue 14 point 9d): the log line carries the cause, not just "cannot create queue".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_blocked_by_a_lock_logs_the_cause() {
+    let dir = TempDir::new().expect("temp dir");
+    let db = dir.path().join("esmd.db");
+    let mut esmd = EsmdProcess::start(dir.path(), LOCKED, &[]).await;
+    let lock = Lock::take(&db).await;
+    let text = std::fs::read_to_string(esmd.config()).expect("config");
+    std::fs::write(esmd.config(), format!("{text}[queues.added]\n")).expect("write");
+    esmd.signal(Signal::SIGHUP);
+    let line = esmd
+        .wait_for_line(Duration::from_secs(30), "the failed reload", |l| {
+            l.contains("configuration reload failed")
+        })
+        .await;
+    lock.release().await;
+    assert!(
+        line.contains("cannot create queue added") && line.contains("locked by another process"),
+        "{line}"
+    );
+    esmd.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Point 3: files esmd must refuse
 // ---------------------------------------------------------------------------------------------
