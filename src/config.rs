@@ -20,7 +20,7 @@ mod render;
 mod validate;
 
 pub use load::{load, ConfigError, LoadOptions, Loaded};
-pub use render::render;
+pub use render::{render, MASKED};
 
 /// The whole, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,8 +48,15 @@ pub struct ServerConfig {
     pub region: String,
     /// `account_id`: used in queue URLs and ARNs.
     pub account_id: String,
-    /// `auth_token`: when set, required on every request but `/healthz`.
+    /// `auth_token`: when set, required on every request but `/healthz`. Read from
+    /// `auth_token_file` when that is set.
     pub auth_token: Option<String>,
+    /// `auth_token_file`: the file the token was read from (at start and on every reload),
+    /// resolved against the working directory; `None` when the token is given inline or not at
+    /// all.
+    pub auth_token_file: Option<PathBuf>,
+    /// `allow_unauthenticated`: lets a non-loopback `listen` start without a token.
+    pub allow_unauthenticated: bool,
     /// `shutdown_grace`: how long in-flight invocations may run on after SIGTERM.
     pub shutdown_grace: Duration,
 }

@@ -40,11 +40,14 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Validates the configuration and prints the effective configuration.
+    /// Validates the configuration and prints the effective configuration (secrets masked).
     CheckConfig {
         /// Configuration file.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Print server.auth_token as it is instead of "***".
+        #[arg(long)]
+        show_secrets: bool,
     },
     /// Sends one message to a running daemon and prints its message id.
     Send {
@@ -111,8 +114,14 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::CheckConfig { config } => match load(config) {
-            Ok(cfg) => {
+        Command::CheckConfig {
+            config,
+            show_secrets,
+        } => match load(config) {
+            Ok(mut cfg) => {
+                if !show_secrets && cfg.server.auth_token.is_some() {
+                    cfg.server.auth_token = Some(config::MASKED.to_owned());
+                }
                 print!("{}", config::render(&cfg));
                 ExitCode::SUCCESS
             }

@@ -1,8 +1,10 @@
 //! Request authentication (docs/interface.md §3.4). With `server.auth_token` unset every request
 //! passes. With it set, every request but `/healthz` must carry `Authorization: Bearer <token>`
 //! or be SigV4-signed (`AWS4-HMAC-SHA256`, any access key id) with the token as the secret
-//! key, so the AWS SDKs and CLIs work by configuring the token as their secret. Anything else
-//! gets 401 in the shape of the protocol that was spoken.
+//! key, so the AWS SDKs and CLIs work by configuring the token as their secret. A signature
+//! whose `X-Amz-Date` is more than 15 minutes from the server's clock has expired, as in AWS.
+//! Anything else is refused in the shape of the protocol that was spoken: on the SQS protocol
+//! with the 403 and code SQS itself answers ([`Denied`]), elsewhere with 401 `Unauthorized`.
 
 mod sigv4;
 
@@ -40,24 +42,81 @@ pub(crate) async fn require(State(state): State<AppState>, req: Request, next: N
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let outcome = match authorization.as_deref() {
-        Some(a) if a.starts_with("Bearer ") => {
-            if constant_time_eq(a["Bearer ".len()..].trim().as_bytes(), token.as_bytes()) {
+    let now = state.store.clock().now();
+    let parsed = authorization.as_deref().map(scheme);
+    let outcome = match parsed.as_ref().map(|(s, rest)| (s.as_str(), *rest)) {
+        Some(("bearer", credentials)) => {
+            if constant_time_eq(credentials.trim().as_bytes(), token.as_bytes()) {
                 Ok(req)
             } else {
-                Err("the bearer token is not the configured auth_token".to_owned())
+                Err(Denied::BadToken(
+                    "the bearer token is not the configured auth_token".to_owned(),
+                ))
             }
         }
-        Some(a) if a.starts_with(sigv4::ALGORITHM) => sigv4::verify(req, a, token).await,
-        Some(_) => Err("the Authorization header is neither Bearer nor AWS4-HMAC-SHA256".to_owned()),
-        None => Err("the request has no Authorization header and this esmd requires one (server.auth_token)".to_owned()),
+        Some(("aws4-hmac-sha256", credentials)) => {
+            sigv4::verify(req, credentials, token, now).await
+        }
+        Some(_) => Err(Denied::BadToken(
+            "the Authorization header is neither Bearer nor AWS4-HMAC-SHA256".to_owned(),
+        )),
+        None => Err(Denied::Missing(
+            "the request has no Authorization header and this esmd requires one (server.auth_token)"
+                .to_owned(),
+        )),
     };
     match outcome {
         Ok(req) => next.run(req).await,
-        Err(why) if sqs => SqsError::unauthorized(format!("Access denied: {why}."))
-            .into_response_with(&uuid::Uuid::new_v4().to_string()),
-        Err(why) => RestError::new(StatusCode::UNAUTHORIZED, "Unauthorized", why).into_response(),
+        Err(denied) if sqs => {
+            let (code, why) = denied.code_and_reason();
+            SqsError::unauthorized(code, format!("Access denied: {why}."))
+                .into_response_with(&uuid::Uuid::new_v4().to_string())
+        }
+        Err(denied) => RestError::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            denied.code_and_reason().1,
+        )
+        .into_response(),
     }
+}
+
+/// Why a request was refused, which also picks the code SQS answers with (403 each):
+/// `MissingAuthenticationToken` without credentials, `InvalidClientTokenId` for credentials
+/// that are not the token ("The security token included in the request is invalid", as SQS
+/// answers an unknown key), `SignatureDoesNotMatch` for a SigV4 signature that does not hold or
+/// has expired (SQS answers both so: "Signature expired: … is now earlier than … - 15 min.",
+/// 403 `SignatureDoesNotMatch`, e.g. github.com/aws/aws-sdk-php/issues/642 and
+/// github.com/aws-amplify/aws-sdk-android/issues/88; docs/interface.md §3.4).
+#[derive(Debug)]
+pub(crate) enum Denied {
+    /// No `Authorization` header.
+    Missing(String),
+    /// A bearer token that is not the configured one, or a header esmd cannot read.
+    BadToken(String),
+    /// A SigV4 signature that does not match, is malformed, or is outside the 15 minutes.
+    BadSignature(String),
+}
+
+impl Denied {
+    /// The SQS error code and the reason.
+    fn code_and_reason(self) -> (&'static str, String) {
+        match self {
+            Denied::Missing(why) => ("MissingAuthenticationToken", why),
+            Denied::BadToken(why) => ("InvalidClientTokenId", why),
+            Denied::BadSignature(why) => ("SignatureDoesNotMatch", why),
+        }
+    }
+}
+
+/// Splits `Authorization: <scheme> <credentials>` into the scheme, lower-cased (schemes are
+/// case-insensitive, RFC 9110 §11.1), and the rest.
+fn scheme(authorization: &str) -> (String, &str) {
+    let authorization = authorization.trim_start();
+    let (scheme, rest) = authorization
+        .split_once(|c: char| c.is_ascii_whitespace())
+        .unwrap_or((authorization, ""));
+    (scheme.to_ascii_lowercase(), rest)
 }
 
 /// Compares secrets in time that does not depend on where they differ (only on their length).

@@ -1,8 +1,8 @@
 //! Errors as the wire shows them. [`SqsError`] is an SQS JSON protocol error: the `__type` shape
 //! name, the `x-amzn-query-error: <LegacyCode>;<Fault>` header that query-compatible clients
 //! (boto3, the AWS SDKs) read the error code from, and the status (400; 403 for
-//! PurgeQueueInProgress; 413, 500, 503 for framing and server trouble). [`RestError`] is the REST
-//! shim's `{"error", "message"}` body. Client mistakes are not logged above debug; server
+//! PurgeQueueInProgress and refused credentials; 413, 500, 503 for framing and server trouble).
+//! [`RestError`] is the REST shim's `{"error", "message"}` body. Client mistakes are not logged above debug; server
 //! trouble is logged once, with its whole cause chain. A store that cannot do the work is a 503
 //! (`ServiceUnavailable`, retried by every AWS SDK) whose message says whether the database is
 //! full, locked by another process, or failing otherwise; nothing of the request was stored.
@@ -236,14 +236,16 @@ impl SqsError {
         )
     }
 
-    /// Missing or bad credentials (docs/interface.md §3.4).
-    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
-        Self::framing(
-            StatusCode::UNAUTHORIZED,
-            "com.amazonaws.sqs#InvalidClientTokenId",
-            "InvalidClientTokenId",
-            message.into(),
-        )
+    /// Missing or bad credentials (docs/interface.md §3.4): 403 with the code SQS itself
+    /// answers, `code` being `MissingAuthenticationToken`, `InvalidClientTokenId` or
+    /// `SignatureDoesNotMatch` (see [`crate::api::auth::Denied`]).
+    pub(crate) fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        let shape = match code {
+            "MissingAuthenticationToken" => "com.amazonaws.sqs#MissingAuthenticationToken",
+            "SignatureDoesNotMatch" => "com.amazonaws.sqs#SignatureDoesNotMatch",
+            _ => "com.amazonaws.sqs#InvalidClientTokenId",
+        };
+        Self::framing(StatusCode::FORBIDDEN, shape, code, message.into())
     }
 
     /// A failure of the store: a rejection keeps its code; unavailability (a full or locked

@@ -101,7 +101,10 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     };
     let tree = layer(source.as_deref(), text.as_deref(), &env, &mut problems)?;
     let (raw, skipped) = read::read(tree, &mut problems);
-    let config = validate::validate(raw, &skipped, &storage_base(&env, &cwd), &mut problems);
+    let mut config = validate::validate(raw, &skipped, &storage_base(&env, &cwd), &mut problems);
+    if problems.is_empty() {
+        read_token_file(&mut config, &cwd, &mut problems);
+    }
     if problems.is_empty() {
         Ok(Loaded { config, source })
     } else {
@@ -181,6 +184,30 @@ fn without_source_lines(message: &str) -> String {
         "{} (the source line is not shown: the file sets server.auth_token)",
         kept.join("\n")
     )
+}
+
+/// Reads `server.auth_token_file` (resolved against `cwd`) into `server.auth_token`, trimmed of
+/// surrounding whitespace (a trailing newline); an unreadable or blank file is a problem naming
+/// the key and the path, never the contents.
+fn read_token_file(config: &mut Config, cwd: &Path, problems: &mut Vec<String>) {
+    let Some(file) = &config.server.auth_token_file else {
+        return;
+    };
+    let path = cwd.join(file);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().is_empty() => problems.push(format!(
+            "server.auth_token_file: {} is empty",
+            path.display()
+        )),
+        Ok(text) => {
+            config.server.auth_token = Some(text.trim().to_owned());
+            config.server.auth_token_file = Some(path);
+        }
+        Err(e) => problems.push(format!(
+            "server.auth_token_file: cannot read {}: {e}",
+            path.display()
+        )),
+    }
 }
 
 /// Where relative storage paths start: the first entry of `$STATE_DIRECTORY` (systemd sets it

@@ -112,6 +112,9 @@ pub(super) struct RawServer {
     pub account_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_token_file: Option<String>,
+    pub allow_unauthenticated: bool,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
 }
@@ -123,6 +126,8 @@ impl Default for RawServer {
             region: default::REGION.into(),
             account_id: default::ACCOUNT_ID.into(),
             auth_token: None,
+            auth_token_file: None,
+            allow_unauthenticated: false,
             shutdown_grace: default::SHUTDOWN_GRACE,
         }
     }

@@ -8,6 +8,9 @@ use super::raw::{
 use super::{Config, FunctionConfig, FunctionTarget, LogFormat, MappingConfig, Synchronous};
 use crate::domain::queue::{QueueName, QueueSettings};
 
+/// What `esmd check-config` prints in place of `server.auth_token` unless `--show-secrets`.
+pub const MASKED: &str = "***";
+
 /// Renders `config` as TOML with every default filled in. Loading the output (with no `ESMD__`
 /// variables set) gives back an equal `Config`; the storage path is written resolved.
 pub fn render(config: &Config) -> String {
@@ -26,7 +29,16 @@ fn to_raw(config: &Config) -> RawConfig {
             listen: server.listen.clone(),
             region: server.region.clone(),
             account_id: server.account_id.clone(),
-            auth_token: server.auth_token.clone(),
+            // A token read from a file is rendered as the file, never as its contents.
+            auth_token: match server.auth_token_file {
+                Some(_) => None,
+                None => server.auth_token.clone(),
+            },
+            auth_token_file: server
+                .auth_token_file
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+            allow_unauthenticated: server.allow_unauthenticated,
             shutdown_grace: server.shutdown_grace,
         },
         storage: RawStorage {

@@ -86,12 +86,47 @@ fn server(raw: RawServer, p: &mut Problems<'_>) -> ServerConfig {
     if raw.auth_token.as_deref() == Some("") {
         p.at(&["server", "auth_token"], "must not be empty when set");
     }
+    if raw.auth_token_file.as_deref() == Some("") {
+        p.at(&["server", "auth_token_file"], "must not be empty when set");
+    }
+    if raw.auth_token.is_some() && raw.auth_token_file.is_some() {
+        p.at(
+            &["server", "auth_token_file"],
+            "cannot be set together with server.auth_token: set one of them",
+        );
+    }
+    let has_token = raw.auth_token.is_some() || raw.auth_token_file.is_some();
+    if !has_token && !raw.allow_unauthenticated && !is_loopback(&raw.listen) {
+        p.at(
+            &["server", "listen"],
+            format!(
+                "{:?} is not a loopback address, and without server.auth_token (or \
+                 server.auth_token_file) anyone who can reach it may send, receive and delete \
+                 messages; set a token, or set server.allow_unauthenticated = true to accept that",
+                raw.listen
+            ),
+        );
+    }
     ServerConfig {
         listen: raw.listen,
         region: raw.region,
         account_id: raw.account_id,
         auth_token: raw.auth_token,
+        auth_token_file: raw.auth_token_file.map(PathBuf::from),
+        allow_unauthenticated: raw.allow_unauthenticated,
         shutdown_grace: raw.shutdown_grace,
+    }
+}
+
+/// Whether `listen` binds only loopback: a loopback IP (`127.0.0.0/8`, `::1`) or `localhost`.
+/// An unparsable address is left to the host:port check.
+fn is_loopback(listen: &str) -> bool {
+    if let Ok(addr) = listen.parse::<SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    match listen.rsplit_once(':') {
+        Some((host, _)) => host.eq_ignore_ascii_case("localhost"),
+        None => true,
     }
 }
 

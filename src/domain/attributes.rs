@@ -146,7 +146,7 @@ pub fn validate(attrs: &Attributes) -> Result<(), Rejection> {
                         "Can't cast the value of message (user) attribute '{name}' to a number."
                     )));
                 }
-                super::text::check_chars(s)?;
+                super::text::check_chars(s, &format!("message (user) attribute '{name}'"))?;
             }
             (AttributeData::Binary(b), BaseType::Binary) => {
                 if b.is_empty() {

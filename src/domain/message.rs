@@ -128,7 +128,7 @@ impl NewMessage {
         if self.body.is_empty() {
             return Err(Rejection::missing("MessageBody"));
         }
-        check_chars(&self.body)?;
+        check_chars(&self.body, "the message body")?;
         attributes::validate(&self.attributes)?;
         if let Some(t) = &self.trace_header {
             if t.is_empty() {
@@ -321,11 +321,11 @@ mod tests {
 
     #[test]
     fn characters() {
-        assert!(check_chars("ok\t\n\r ü 😀").is_ok());
+        assert!(check_chars("ok\t\n\r ü 😀", "the message body").is_ok());
         assert_eq!(
-            check_chars("\u{1}").unwrap_err().code,
+            check_chars("\u{1}", "the message body").unwrap_err().code,
             RejectCode::InvalidMessageContents
         );
-        assert!(check_chars("\u{FFFE}").is_err());
+        assert!(check_chars("\u{FFFE}", "the message body").is_err());
     }
 }

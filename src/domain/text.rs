@@ -4,8 +4,9 @@
 use super::{RejectCode, Rejection};
 
 /// Checks that every character is one SQS allows in a body or attribute value:
-/// `#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF`.
-pub fn check_chars(s: &str) -> Result<(), Rejection> {
+/// `#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF`. `place` names what is
+/// checked, for the error: "the message body", "message (user) attribute 'kind'".
+pub fn check_chars(s: &str, place: &str) -> Result<(), Rejection> {
     let bad = s.chars().find(|&c| {
         !matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
     });
@@ -14,8 +15,8 @@ pub fn check_chars(s: &str) -> Result<(), Rejection> {
         Some(c) => Err(Rejection::new(
             RejectCode::InvalidMessageContents,
             format!(
-                "Invalid binary character '#x{:X}' was found in the message body, the set of allowed characters is #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
-                c as u32
+                "Invalid binary character '#x{:X}' was found in {place}, the set of allowed characters is #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+                c as u32,
             ),
         )),
     }

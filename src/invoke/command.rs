@@ -2,12 +2,17 @@
 //! (never through a shell), with the event on stdin and the response on stdout. The only file
 //! that imports `tokio::process`.
 //!
-//! The child leads a process group of its own, so that everything it starts can be killed with
-//! it: on timeout, when the invocation is abandoned (the future dropped), and when the child
-//! exits leaving processes behind (as Lambda freezes a sandbox once the handler returns; they
-//! would otherwise also hold the output pipes open). stdin is written while stdout and stderr are
-//! read, so a child that never reads its input cannot deadlock esmd; stdout is read up to
+//! The child leads a process group of its own, and everything it starts carries its invocation's
+//! mark ([`marked`]), so that all of it can be killed with it, also what left the group
+//! (`setsid`): on timeout, when the invocation is abandoned (the future dropped), and when the
+//! child exits leaving processes behind (as Lambda freezes a sandbox once the handler returns).
+//! The outcome is the child's own exit status: once it has exited and what it left is killed,
+//! its output is what it wrote, even if something esmd could not find still holds the pipe (then
+//! esmd stops waiting after [`DRAIN`]). stdin is written while stdout and stderr are read, so a
+//! child that never reads its input cannot deadlock esmd; stdout is read up to
 //! [`MAX_RESPONSE_BYTES`]; stderr is forwarded to the log line by line.
+
+mod marked;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt as _;
@@ -31,6 +36,10 @@ const MAX_STDERR_LINE: usize = 16 * 1024;
 /// How long to wait for a killed child to be reaped before leaving it to tokio's reaper.
 const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// After the child exited and what it left was killed, how long its output pipes may stay open
+/// (held by a process that could not be found) before esmd settles without the rest.
+const DRAIN: Duration = Duration::from_secs(2);
+
 /// A command function's configuration, borrowed from [`crate::config::FunctionTarget::Command`].
 pub(super) struct CommandSpec<'a> {
     pub(super) argv: &'a [String],
@@ -48,6 +57,7 @@ pub(super) async fn invoke(
         return Invocation::FunctionError("the command is empty".to_owned());
     };
     let timeout = target.config.timeout;
+    let invocation_id = uuid::Uuid::new_v4().to_string();
     let mut command = Command::new(program);
     command
         .args(args)
@@ -60,6 +70,7 @@ pub(super) async fn invoke(
             whole_seconds_up(timeout).to_string(),
         )
         .env("AWS_REGION", target.region)
+        .env(marked::VARIABLE, &invocation_id)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -75,7 +86,7 @@ pub(super) async fn invoke(
         }
     };
     // From here on, every way out (return, timeout, or this future being dropped) kills the group.
-    let mut group = GroupKiller::new(&child);
+    let mut group = GroupKiller::new(&child, invocation_id);
     let pipes = Pipes {
         stdin: child.stdin.take(),
         stdout: child.stdout.take(),
@@ -144,9 +155,23 @@ async fn drive(
     tokio::pin!(io);
     let (status, out) = tokio::select! {
         status = child.wait() => {
-            // Whatever the child left running could hold the pipes open forever.
+            // Whatever the child left running could hold the pipes open forever: it is killed,
+            // and the outcome is the child's own, however long a stray holds the pipes.
             group.kill();
-            (status, io.await)
+            match tokio::time::timeout(DRAIN, &mut io).await {
+                Ok(out) => (status, out),
+                Err(_) => {
+                    let why = match status {
+                        Ok(status) => exit_failure(status)
+                            .unwrap_or_else(|| "exited with status 0".to_owned()),
+                        Err(e) => format!("waiting for the process failed: {}", chain(&e)),
+                    };
+                    return Invocation::FunctionError(format!(
+                        "{why}, but a process it started that esmd could not find (its \
+                         environment replaced) still holds its output open"
+                    ));
+                }
+            }
         }
         out = &mut io => match out {
             Err(Oversize) => return too_large(),
@@ -242,26 +267,43 @@ fn whole_seconds_up(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
-/// Sends SIGKILL to the child's process group, once: explicitly, or when dropped (so an
-/// abandoned invocation leaves no process behind).
+/// Sends SIGKILL to the child's process group and to every process carrying the invocation's
+/// mark (those that left the group too), once: explicitly, or when dropped (so an abandoned
+/// invocation leaves no process behind).
 struct GroupKiller {
     pgid: Option<Pid>,
+    invocation_id: String,
+    done: bool,
 }
 
 impl GroupKiller {
     /// The child leads its group (`process_group(0)`), so the group id is its pid.
-    fn new(child: &Child) -> Self {
+    fn new(child: &Child, invocation_id: String) -> Self {
         let pgid = child
             .id()
             .and_then(|pid| i32::try_from(pid).ok())
             .map(Pid::from_raw);
-        GroupKiller { pgid }
+        GroupKiller {
+            pgid,
+            invocation_id,
+            done: false,
+        }
     }
 
     fn kill(&mut self) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
         if let Some(pgid) = self.pgid.take() {
             // ESRCH (nobody left in the group) is the usual, happy case.
             let _ = killpg(pgid, Signal::SIGKILL);
+        }
+        let strays = marked::kill_marked(&self.invocation_id);
+        if strays > 0 {
+            tracing::debug!(
+                processes = strays,
+                "killed processes an invocation left outside its process group"
+            );
         }
     }
 }

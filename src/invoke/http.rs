@@ -6,6 +6,8 @@
 //! Success is a 2xx answer without `X-Amz-Function-Error` (the Invoke API answers 200 with that
 //! header when the handler threw). Anything else, including a connection error, is a function
 //! error; no complete answer (headers and body) within the timeout is [`Invocation::TimedOut`].
+//! Redirects are not followed (that would post the event to wherever the answer points): a 3xx
+//! is a function error naming the status and the `Location`.
 
 use std::time::Duration;
 
@@ -31,6 +33,7 @@ impl HttpInvoker {
     pub(super) fn new() -> Self {
         let client = Client::builder()
             .user_agent(concat!("esmd/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("the HTTP client's TLS backend initialises");
         HttpInvoker { client }
@@ -69,6 +72,10 @@ impl HttpInvoker {
             .headers()
             .get(FUNCTION_ERROR_HEADER)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|v| quote(v.as_bytes()));
         let body = match read_bounded(&mut resp).await {
             Ok(Some(body)) => body,
             Ok(None) => return too_large(),
@@ -81,6 +88,12 @@ impl HttpInvoker {
         };
         if let Some(kind) = function_error {
             return Invocation::FunctionError(format!("function error ({kind}): {}", quote(&body)));
+        }
+        if status.is_redirection() {
+            return Invocation::FunctionError(format!(
+                "HTTP status {status} (a redirect to {}, which is not followed)",
+                location.as_deref().unwrap_or("nowhere")
+            ));
         }
         if !status.is_success() {
             return Invocation::FunctionError(format!("HTTP status {status}: {}", quote(&body)));

@@ -406,13 +406,13 @@ async fn auth_token_is_required_as_bearer_or_sigv4_secret() {
         (status, body["error"].as_str()),
         (401, Some("Unauthorized"))
     );
-    // SQS without a token: 401 in the SQS shape.
+    // SQS without a token: 403 in the SQS shape, with SQS's code.
     let resp = api.raw("ListQueues", "{}").await;
-    assert_eq!(resp.status().as_u16(), 401);
+    assert_eq!(resp.status().as_u16(), 403);
     assert!(resp.headers()["x-amzn-query-error"]
         .to_str()
         .unwrap()
-        .starts_with("InvalidClientTokenId;"));
+        .starts_with("MissingAuthenticationToken;"));
     // The SDK signing with the token as its secret key works; with another secret it does not.
     let signed = sdk_client(&api.url, "s3cret");
     signed
@@ -439,7 +439,11 @@ async fn auth_token_is_required_as_bearer_or_sigv4_secret() {
         .unwrap();
     let wrong = sdk_client(&api.url, "guess");
     let err = wrong.list_queues().send().await.unwrap_err();
-    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(401));
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
+    assert_eq!(
+        aws_sdk_sqs::error::ProvideErrorMetadata::code(&err),
+        Some("SignatureDoesNotMatch")
+    );
     // Bearer works for REST and for the client.
     let resp = api
         .http
@@ -464,5 +468,47 @@ async fn auth_token_is_required_as_bearer_or_sigv4_secret() {
     assert!(
         matches!(err, ClientError::Refused { status: 401, .. }),
         "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_character_is_reported_where_it_is_body_or_attribute() {
+    use aws_sdk_sqs::error::ProvideErrorMetadata as _;
+    use aws_sdk_sqs::types::MessageAttributeValue;
+    let api = TestApi::start().await;
+    let url = api.create("q").await;
+    let attr = MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value("bad\u{1}value")
+        .build()
+        .unwrap();
+    let err = api
+        .sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body("a fine body")
+        .message_attributes("kind", attr)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InvalidMessageContents"));
+    let message = err.message().unwrap_or_default();
+    assert!(
+        message.contains("'#x1' was found in message (user) attribute 'kind'"),
+        "{message}"
+    );
+    assert!(!message.contains("message body"), "{message}");
+    let err = api
+        .sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body("bad\u{1}body")
+        .send()
+        .await
+        .unwrap_err();
+    let message = err.message().unwrap_or_default();
+    assert!(
+        message.contains("was found in the message body"),
+        "{message}"
     );
 }

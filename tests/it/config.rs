@@ -281,6 +281,7 @@ function = "Fn"
 fn environment_overrides_strings_durations_numbers_bools_and_sizes() {
     let vars = [
         ("ESMD__SERVER__LISTEN", "0.0.0.0:9324"),
+        ("ESMD__SERVER__ALLOW_UNAUTHENTICATED", "true"),
         ("ESMD__LOG__FORMAT", "json"),
         ("ESMD__QUEUES__events.fifo__DELAY", "1s"),
         (

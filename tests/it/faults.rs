@@ -789,6 +789,30 @@ async fn a_database_locked_by_another_process_delays_then_refuses_writes_clearly
     assert_eq!(integrity_check(&db).await, "ok");
 }
 
+/// A reload that cannot create a queue because another process holds the database says why
+/// (issue 14 point 9d): the log line carries the cause, not just "cannot create queue".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_blocked_by_a_lock_logs_the_cause() {
+    let dir = TempDir::new().expect("temp dir");
+    let db = dir.path().join("esmd.db");
+    let mut esmd = EsmdProcess::start(dir.path(), LOCKED, &[]).await;
+    let lock = Lock::take(&db).await;
+    let text = std::fs::read_to_string(esmd.config()).expect("config");
+    std::fs::write(esmd.config(), format!("{text}[queues.added]\n")).expect("write");
+    esmd.signal(Signal::SIGHUP);
+    let line = esmd
+        .wait_for_line(Duration::from_secs(30), "the failed reload", |l| {
+            l.contains("configuration reload failed")
+        })
+        .await;
+    lock.release().await;
+    assert!(
+        line.contains("cannot create queue added") && line.contains("locked by another process"),
+        "{line}"
+    );
+    esmd.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Point 3: files esmd must refuse
 // ---------------------------------------------------------------------------------------------
@@ -1197,22 +1221,31 @@ async fn no_secret_reaches_a_log_line_even_at_trace_level() {
         .send()
         .await
         .expect_err("a wrong secret is refused");
-    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(401));
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
+    // Dated now, so that it is the signature that is refused, not an expired date.
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(['-', ':'], "");
     let forged = format!(
-        "AWS4-HMAC-SHA256 Credential=AKIDFAULTS/20260101/us-east-1/sqs/aws4_request, \
-         SignedHeaders=host;x-amz-date, Signature={FAKE_SIGNATURE}"
+        "AWS4-HMAC-SHA256 Credential=AKIDFAULTS/{}/us-east-1/sqs/aws4_request, \
+         SignedHeaders=host;x-amz-date, Signature={FAKE_SIGNATURE}",
+        &now[..8]
     );
     let r = http
         .post(format!("{url}/"))
         .header("x-amz-target", "AmazonSQS.ListQueues")
         .header("content-type", "application/x-amz-json-1.0")
-        .header("x-amz-date", "20260101T000000Z")
+        .header("x-amz-date", &now)
         .header("authorization", &forged)
         .body("{}")
         .send()
         .await
         .expect("forged");
-    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.status().as_u16(), 403);
+    let code = r.headers()["x-amzn-query-error"].to_str().expect("ascii");
+    assert_eq!(code, "SignatureDoesNotMatch;Sender");
+    let body = r.text().await.expect("body");
+    assert!(body.contains("does not match"), "{body}");
 
     // Reloads: a syntax error on the token's line, then a changed token.
     let text = std::fs::read_to_string(esmd.config()).expect("config");

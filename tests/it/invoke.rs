@@ -317,6 +317,36 @@ async fn command_leftover_background_process_does_not_hold_the_invocation() {
 }
 
 #[tokio::test]
+async fn command_grandchild_that_calls_setsid_is_killed_and_does_not_hold_the_invocation() {
+    let dir = TempDir::new().unwrap();
+    let pidfile = dir.path().join("escaped.pid");
+    // The grandchild leaves the process group and the session, keeps stdout open and would run
+    // for a minute; the function itself exits 0 as soon as the grandchild has written its pid.
+    let text = format!(
+        "#!/bin/sh\nsetsid sh -c 'echo $$ > \"{pid}.tmp\"; mv \"{pid}.tmp\" \"{pid}\"; exec sleep 60' &\n\
+         while [ ! -s \"{pid}\" ]; do :; done\nprintf ok\n",
+        pid = pidfile.display()
+    );
+    let path = script(&dir, "escape.sh", &text);
+    let started = std::time::Instant::now();
+    let body = returned(invoke(&command(&[&path], Duration::from_secs(30)), b"{}").await);
+    assert_eq!(
+        body.as_deref(),
+        Some(&b"ok"[..]),
+        "the function's own success"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "settled on the exit, not on stdout closing: {:?}",
+        started.elapsed()
+    );
+    let pid = std::fs::read_to_string(&pidfile).expect("the grandchild's pid");
+    let pid = pid.trim();
+    // It did leave the group: its session is its own.
+    assert_dead(pid).await;
+}
+
+#[tokio::test]
 async fn command_gets_lambda_env_configured_env_and_working_dir() {
     let dir = TempDir::new().unwrap();
     let work = dir.path().join("work");
@@ -474,6 +504,7 @@ async fn fake_lambda() -> (String, Log) {
     };
     let ok = record(log.clone());
     let empty = record(log.clone());
+    let elsewhere = record(log.clone());
     let app = Router::new()
         .route(
             "/2015-03-31/functions/ok/invocations",
@@ -490,6 +521,24 @@ async fn fake_lambda() -> (String, Log) {
                 move |uri: Uri, headers: HeaderMap, body: Bytes| async move {
                     empty(uri, headers, body);
                     StatusCode::OK
+                },
+            ),
+        )
+        .route(
+            "/2015-03-31/functions/redirect/invocations",
+            post(|| async {
+                (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [("location", "/2015-03-31/functions/elsewhere/invocations")],
+                )
+            }),
+        )
+        .route(
+            "/2015-03-31/functions/elsewhere/invocations",
+            post(
+                move |uri: Uri, headers: HeaderMap, body: Bytes| async move {
+                    elsewhere(uri, headers, body);
+                    "null"
                 },
             ),
         )
@@ -606,6 +655,33 @@ async fn http_error_status_is_a_function_error() {
         .await,
     );
     assert!(why.starts_with("HTTP status 429"), "{why}");
+}
+
+#[tokio::test]
+async fn http_redirect_is_a_function_error_and_is_not_followed() {
+    let (base, log) = fake_lambda().await;
+    let why = function_error(
+        invoke(
+            &http(
+                &format!("{base}/redirect/invocations"),
+                Duration::from_secs(10),
+            ),
+            b"{}",
+        )
+        .await,
+    );
+    assert!(
+        why.starts_with("HTTP status 307 Temporary Redirect"),
+        "{why}"
+    );
+    assert!(
+        why.contains("/2015-03-31/functions/elsewhere/invocations, which is not followed"),
+        "{why}"
+    );
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "the event was not posted to where the redirect points"
+    );
 }
 
 #[tokio::test]
@@ -884,4 +960,84 @@ fn event_json_has_exactly_the_aws_keys() {
         serde_json::Value::Null
     );
     assert_eq!(v["Records"][1]["messageAttributes"], serde_json::json!({}));
+}
+
+/// The real binary: a mapping whose function's grandchild escapes with `setsid` and holds stdout
+/// gets a quick success (the message deleted, invoked once, outcome `success`), and the escaped
+/// process is gone afterwards (issue 14 point 7).
+#[tokio::test]
+async fn the_binary_settles_a_function_whose_grandchild_escaped_on_its_exit_status() {
+    use crate::common::process::EsmdProcess;
+    let dir = TempDir::new().unwrap();
+    let d = dir.path().display();
+    script(
+        &dir,
+        "escape.sh",
+        &format!(
+            "#!/bin/sh\ncat > /dev/null\necho called >> \"{d}/calls\"\n\
+             setsid sh -c 'echo $$ > \"{d}/pid.tmp\"; mv \"{d}/pid.tmp\" \"{d}/pid\"; exec sleep 60' &\n\
+             while [ ! -s \"{d}/pid\" ]; do :; done\nprintf null\n"
+        ),
+    );
+    let toml = r#"
+[server]
+listen = "127.0.0.1:0"
+[storage]
+path = "@DIR@/esmd.db"
+[queues.q]
+visibility_timeout = "60s"
+[functions.escape]
+type = "command"
+command = ["@DIR@/escape.sh"]
+timeout = "30s"
+[mappings.q]
+queue = "q"
+function = "escape"
+"#;
+    let esmd = EsmdProcess::start(dir.path(), toml, &[]).await;
+    let url = esmd.url();
+    let sent = reqwest::Client::new()
+        .post(format!("{url}/queues/q/messages"))
+        .body("hello")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(sent.status().as_u16(), 201);
+    let started = std::time::Instant::now();
+    let metrics = within(Duration::from_secs(20), "the invocation to settle", async {
+        loop {
+            let text = reqwest::get(format!("{url}/metrics"))
+                .await
+                .expect("GET /metrics")
+                .text()
+                .await
+                .expect("metrics text");
+            if text
+                .lines()
+                .any(|l| l.starts_with("esmd_invocations_total{") && !l.ends_with(" 0"))
+            {
+                break text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await; // sleep-ok: polling interval of a bounded wait
+        }
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "settled on the exit, not at the 30 s timeout: {:?}",
+        started.elapsed()
+    );
+    let outcomes: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("esmd_invocations_total{") && !l.ends_with(" 0"))
+        .collect();
+    assert!(
+        outcomes.len() == 1 && outcomes[0].contains("outcome=\"success\""),
+        "{outcomes:?}"
+    );
+    let pid = std::fs::read_to_string(dir.path().join("pid")).expect("the grandchild's pid");
+    assert_dead(pid.trim()).await;
+    let calls = std::fs::read_to_string(dir.path().join("calls")).expect("calls");
+    assert_eq!(calls.lines().count(), 1, "invoked once, not retried");
+    esmd.stop().await;
 }

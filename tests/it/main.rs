@@ -4,6 +4,8 @@
 
 mod api_rest;
 mod api_sqs;
+mod auth;
+mod ci_script;
 mod common;
 mod config;
 mod config_fuzz;
@@ -13,6 +15,7 @@ mod faults;
 mod invoke;
 mod ops;
 mod poller;
+mod server_config;
 mod soak;
 mod store;
 mod supervision;

@@ -1,9 +1,13 @@
 //! AWS Signature Version 4 verification with the configured token as the secret key: rebuilds
 //! the canonical request from what arrived (method, path, query, signed headers, payload hash),
 //! derives the signing key from the token and the request's own credential scope, and compares
-//! signatures in constant time. The access key id is not checked (esmd has one secret), and
-//! neither is clock skew: the clock that matters here is the client's, and esmd's own may be
-//! a manual one in tests.
+//! signatures in constant time. The access key id is not checked (esmd has one secret).
+//! `X-Amz-Date` is: a malformed date, or one more than 15 minutes from esmd's clock (the store's
+//! [`crate::clock::Clock`], so a manual one in tests), is refused before the body is read, with
+//! the words and code SQS uses (see [`super::Denied`]), so a captured request cannot be replayed
+//! after that.
+
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -11,7 +15,9 @@ use hmac::{Hmac, Mac as _};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 
+use super::Denied;
 use crate::api::{body, MAX_SQS_BODY};
+use crate::domain::Timestamp;
 
 /// The algorithm prefix of a SigV4 `Authorization` header.
 pub(crate) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -27,6 +33,9 @@ const QUERY_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 /// What SigV4 percent-encodes in the path: the same, but `/` separates segments and stays.
 const PATH: &AsciiSet = &QUERY_COMPONENT.remove(b'/');
 
+/// How far `X-Amz-Date` may be from esmd's clock, either way: AWS's 15 minutes.
+pub(crate) const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
+
 /// The parts of `Authorization: AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`.
 struct Parsed<'a> {
     scope: &'a str,
@@ -34,8 +43,9 @@ struct Parsed<'a> {
     signature: &'a str,
 }
 
-fn parse(authorization: &str) -> Option<Parsed<'_>> {
-    let rest = authorization.strip_prefix(ALGORITHM)?.trim();
+/// Parses what follows the `AWS4-HMAC-SHA256` scheme.
+fn parse(credentials: &str) -> Option<Parsed<'_>> {
+    let rest = credentials.trim();
     let (mut credential, mut signed_headers, mut signature) = (None, None, None);
     for part in rest.split(',') {
         let (k, v) = part.trim().split_once('=')?;
@@ -54,21 +64,26 @@ fn parse(authorization: &str) -> Option<Parsed<'_>> {
     })
 }
 
-/// Verifies the signature; gives the request back (its body re-attached) when it holds.
+/// Verifies the signature made at a time within [`MAX_SKEW`] of `now`; gives the request back
+/// (its body re-attached) when it holds. `credentials` is what follows the scheme.
 pub(crate) async fn verify(
     req: Request,
-    authorization: &str,
+    credentials: &str,
     secret: &str,
-) -> Result<Request, String> {
-    let parsed =
-        parse(authorization).ok_or("the AWS4-HMAC-SHA256 Authorization header is malformed")?;
+    now: Timestamp,
+) -> Result<Request, Denied> {
+    let bad = |why: &str| Denied::BadSignature(why.to_owned());
+    let parsed = parse(credentials).ok_or(bad(
+        "the AWS4-HMAC-SHA256 Authorization header is malformed",
+    ))?;
     let (parts, body) = req.into_parts();
     let amz_date = parts
         .headers
         .get("x-amz-date")
         .and_then(|v| v.to_str().ok())
-        .ok_or("a SigV4-signed request needs an X-Amz-Date header")?
+        .ok_or(bad("a SigV4-signed request needs an X-Amz-Date header"))?
         .to_owned();
+    check_date(&amz_date, parsed.scope, now).map_err(Denied::BadSignature)?;
     let declared_hash = parts
         .headers
         .get("x-amz-content-sha256")
@@ -76,9 +91,11 @@ pub(crate) async fn verify(
         .map(str::to_owned);
     let bytes = match body::read(body, MAX_SQS_BODY).await {
         Ok(b) => b,
-        Err(body::ReadError::TooLarge) => return Err("the request body is too large".to_owned()),
+        Err(body::ReadError::TooLarge) => return Err(bad("the request body is too large")),
         Err(body::ReadError::Broken(e)) => {
-            return Err(format!("the request body could not be read: {e}"))
+            return Err(Denied::BadSignature(format!(
+                "the request body could not be read: {e}"
+            )))
         }
     };
     let payload_hash = match declared_hash {
@@ -122,8 +139,67 @@ pub(crate) async fn verify(
     if super::constant_time_eq(expected.as_bytes(), parsed.signature.as_bytes()) {
         Ok(Request::from_parts(parts, Body::from(bytes)))
     } else {
-        Err("the SigV4 signature does not match (is the secret access key the configured auth_token?)".to_owned())
+        Err(bad("the SigV4 signature does not match (is the secret access key the configured auth_token?)"))
     }
+}
+
+/// Checks `X-Amz-Date` (`YYYYMMDDTHHMMSSZ`): well formed, on the credential scope's day, and
+/// within [`MAX_SKEW`] of `now`. The messages are SQS's own, e.g. "Signature expired:
+/// 20150619T100249Z is now earlier than 20150619T100713Z (20150619T102213Z - 15 min.)".
+fn check_date(amz_date: &str, scope: &str, now: Timestamp) -> Result<(), String> {
+    let signed = parse_amz_date(amz_date).ok_or_else(|| {
+        format!("X-Amz-Date {amz_date:?} is not a date of the form YYYYMMDDTHHMMSSZ")
+    })?;
+    if scope.split('/').next() != Some(&amz_date[..8]) {
+        return Err(format!(
+            "the date in the credential scope does not match YYYYMMDD from X-Amz-Date {amz_date}"
+        ));
+    }
+    let (earliest, latest) = (now.minus(MAX_SKEW), now.plus(MAX_SKEW));
+    if signed < earliest {
+        return Err(format!(
+            "Signature expired: {amz_date} is now earlier than {} ({} - 15 min.)",
+            amz_format(earliest),
+            amz_format(now)
+        ));
+    }
+    if signed > latest {
+        return Err(format!(
+            "Signature not yet current: {amz_date} is still later than {} ({} + 15 min.)",
+            amz_format(latest),
+            amz_format(now)
+        ));
+    }
+    Ok(())
+}
+
+/// Parses SigV4's basic ISO 8601 form, `20150830T123600Z`, strictly.
+fn parse_amz_date(s: &str) -> Option<Timestamp> {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' || !digits(0..8) || !digits(9..15) {
+        return None;
+    }
+    let rfc3339 = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &s[0..4],
+        &s[4..6],
+        &s[6..8],
+        &s[9..11],
+        &s[11..13],
+        &s[13..15]
+    );
+    let t = humantime::parse_rfc3339(&rfc3339).ok()?;
+    let ms = t.duration_since(UNIX_EPOCH).ok()?.as_millis();
+    Some(Timestamp::from_millis(i64::try_from(ms).ok()?))
+}
+
+/// Formats an instant as SigV4's `YYYYMMDDTHHMMSSZ` (before 1970: the epoch).
+fn amz_format(t: Timestamp) -> String {
+    let secs = u64::try_from(t.as_secs()).unwrap_or(0);
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs))
+        .to_string()
+        .replace(['-', ':'], "")
 }
 
 /// HMAC-SHA256 (RFC 2104).
@@ -185,6 +261,54 @@ mod tests {
             hex::encode(mac),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
+    }
+
+    #[test]
+    fn amz_dates_parse_strictly_and_format_back() {
+        let t = parse_amz_date("20150619T100249Z").expect("a good date");
+        assert_eq!(t.as_secs(), 1_434_708_169);
+        assert_eq!(amz_format(t), "20150619T100249Z");
+        for bad in [
+            "",
+            "garbage",
+            "2015-06-19T10:02:49Z",
+            "20150619T100249",
+            "20151319T100249Z",
+            "20150619T250249Z",
+            "20150619t100249Z",
+            "2015061９T10024Z",
+        ] {
+            assert_eq!(parse_amz_date(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_date_is_accepted_up_to_15_minutes_either_way() {
+        let now = parse_amz_date("20260101T120000Z").unwrap();
+        let scope = "20260101/us-east-1/sqs/aws4_request";
+        assert_eq!(check_date("20260101T114500Z", scope, now), Ok(()));
+        assert_eq!(check_date("20260101T121500Z", scope, now), Ok(()));
+        assert_eq!(
+            check_date("20260101T114459Z", scope, now),
+            Err(
+                "Signature expired: 20260101T114459Z is now earlier than 20260101T114500Z \
+                 (20260101T120000Z - 15 min.)"
+                    .to_owned()
+            )
+        );
+        assert!(check_date("20260101T121501Z", scope, now)
+            .unwrap_err()
+            .starts_with("Signature not yet current: 20260101T121501Z is still later than"));
+        assert!(check_date(
+            "20260101T120000Z",
+            "20251231/us-east-1/sqs/aws4_request",
+            now
+        )
+        .unwrap_err()
+        .contains("credential scope"));
+        assert!(check_date("20010101T000000", scope, now)
+            .unwrap_err()
+            .contains("YYYYMMDDTHHMMSSZ"));
     }
 
     #[test]

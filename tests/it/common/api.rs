@@ -71,6 +71,8 @@ impl TestApi {
             region: "us-east-1".into(),
             account_id: ACCOUNT.into(),
             auth_token: None,
+            auth_token_file: None,
+            allow_unauthenticated: false,
             shutdown_grace: Duration::from_secs(1),
         };
         tweak(&mut server);
