@@ -3,13 +3,14 @@
 //! `max_payload`, and carries what did not fit (still in flight under its receipt handle) into
 //! the next batch.
 //!
-//! With a window of 0, a claim takes what every free invocation slot can take, so one claim
-//! feeds several batches under load. With a window, messages that arrive within it go into one
-//! batch whatever `max_concurrency` is. On a FIFO queue the store never hands out a group with a
-//! message in flight; the collector adds the one rule the store cannot see: a carried message of
-//! a group that is still being invoked or settled waits ([`Groups`]), and one of a group whose
-//! invocation failed is dropped from the carry (left in flight, it returns behind the failed
-//! ones, in order).
+//! A claim takes what every free invocation slot can take and a few rounds ahead, so under a
+//! backlog one claim feeds many batches; with little traffic it takes what there is. With a
+//! window, messages that arrive within it go into one batch whatever `max_concurrency` is.
+//!
+//! On a FIFO queue the store never hands out a group with a message in flight; the collector adds
+//! the one rule the store cannot see: a carried message of a group that is still being invoked or
+//! settled waits ([`Groups`]), and one of a group whose invocation failed is dropped from the
+//! carry (left in flight, it returns behind the failed ones, in order).
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -108,6 +109,9 @@ pub(super) struct Waiting {
     /// Invocation slots free besides the one this batch will take (a window-0 claim takes what
     /// they can take too).
     pub spare_slots: usize,
+    /// Batches to claim ahead for slots that are busy now: they wait in the carry, so that a
+    /// slot that frees up finds its next batch without waiting for a commit.
+    pub ahead: usize,
 }
 
 impl Collector {
@@ -184,12 +188,9 @@ impl Collector {
                 deadline.since(now).min(LONG_POLL)
             };
             let room = max_records - batch.len();
-            let want = if window.is_zero() {
-                room + how.spare_slots * max_records
-            } else {
-                room
-            }
-            .min(MAX_CLAIM) as u32;
+            // Beyond this batch, what the free slots and the batches ahead can take: under a
+            // backlog one claim feeds many batches; with little traffic it takes what there is.
+            let want = (room + (how.spare_slots + how.ahead) * max_records).min(MAX_CLAIM) as u32;
             // What is left in the carry waits for its group to settle.
             let blocked = !self.carry.is_empty();
             let received = tokio::select! {

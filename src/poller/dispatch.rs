@@ -48,6 +48,7 @@ impl Poller {
             let how = Waiting {
                 waits: true,
                 spare_slots: slots.available_permits(),
+                ahead: 4 * m.config.max_concurrency as usize,
             };
             match collector.fill(&self, how, &cancel).await {
                 Ok(Some(batch)) => {

@@ -59,6 +59,7 @@ impl Poller {
         let how = Waiting {
             waits: false,
             spare_slots: 0,
+            ahead: 0,
         };
         let batch = collector.fill(self, how, &CancellationToken::new()).await?;
         let mut report = PollReport {
