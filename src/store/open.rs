@@ -350,6 +350,7 @@ impl Store {
             fault: opts.writer_fault,
             tasks: opts.tasks.unwrap_or_default(),
             stop: opts.stop.unwrap_or_default(),
+            send_limit: max_pages.map(|pages| writer::room::send_limit(pages, page_size)),
         });
         Ok(Store {
             writer,

@@ -16,6 +16,7 @@
 //! can stop serving instead of looking healthy.
 
 mod plan;
+pub(super) mod room;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -78,6 +79,8 @@ pub(super) struct Start {
     pub fault: Option<WriterFault>,
     pub tasks: TaskTracker,
     pub stop: CancellationToken,
+    /// Pages in use past which sends are refused (`room.rs`); `None` without `storage.max_size`.
+    pub send_limit: Option<u64>,
 }
 
 impl Handle {
@@ -93,6 +96,7 @@ impl Handle {
             fault: start.fault,
             expired_at: HashMap::new(),
             pending: Vec::new(),
+            send_limit: start.send_limit,
         };
         let stop = start.stop.clone();
         start.tasks.spawn(async move {
@@ -236,6 +240,8 @@ struct Writer {
     expired_at: HashMap<i64, i64>,
     /// Operations of the writer's own (releases of unclaimed receives), run in the next group.
     pending: Vec<Op>,
+    /// See [`Start::send_limit`].
+    send_limit: Option<u64>,
 }
 
 impl Writer {
@@ -408,6 +414,9 @@ impl Writer {
             let results = sql::send::send(&mut tx, &mut fx, &found[*at], &shared.items, now)
                 .await
                 .map_err(|e| Failed::of(e, shared.ops.clone()))?;
+            room::check(&mut tx, self.send_limit)
+                .await
+                .map_err(|e| Failed::of(e.into(), shared.ops.clone()))?;
             for (&k, r) in shared.ops.iter().zip(results) {
                 outcomes[k] = Some(Outcome::Send(Ok(r)));
             }
