@@ -28,6 +28,9 @@ fn to_raw(config: &Config) -> RawConfig {
             account_id: server.account_id.clone(),
             auth_token: server.auth_token.clone(),
             shutdown_grace: server.shutdown_grace,
+            header_timeout: server.header_timeout,
+            body_timeout: server.body_timeout,
+            max_connections: server.max_connections,
         },
         storage: RawStorage {
             path: config.storage.path.to_string_lossy().into_owned(),
