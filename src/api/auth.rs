@@ -4,6 +4,7 @@
 //! key, so the AWS SDKs and CLIs work by configuring the token as their secret. Anything else
 //! gets 401 in the shape of the protocol that was spoken.
 
+mod form;
 mod sigv4;
 
 use axum::extract::{Request, State};
@@ -48,7 +49,11 @@ pub(crate) async fn require(State(state): State<AppState>, req: Request, next: N
                 Err("the bearer token is not the configured auth_token".to_owned())
             }
         }
-        Some(a) if a.starts_with(sigv4::ALGORITHM) => sigv4::verify(req, a, token).await,
+        Some(a) if a.starts_with(sigv4::ALGORITHM) => match form::check(a, req.headers()) {
+            // Only a header that could be valid gets its body read for the signature.
+            Ok(()) => sigv4::verify(req, a, token).await,
+            Err(why) => Err(why),
+        },
         Some(_) => Err("the Authorization header is neither Bearer nor AWS4-HMAC-SHA256".to_owned()),
         None => Err("the request has no Authorization header and this esmd requires one (server.auth_token)".to_owned()),
     };
