@@ -32,6 +32,7 @@ use tokio_util::task::TaskTracker;
 use super::error::log_fault;
 use super::error::StoreError;
 use super::report::{Effects, Observer, StoreEvent};
+use super::reserve::Reserve;
 use super::sql::{self, queues};
 use super::types::{QueueInfo, WriterFault};
 use super::wake::Wakers;
@@ -81,6 +82,8 @@ pub(super) struct Start {
     pub stop: CancellationToken,
     /// Pages in use past which sends are refused (`room.rs`); `None` without `storage.max_size`.
     pub send_limit: Option<u64>,
+    /// The disk reserve (`reserve.rs`).
+    pub reserve: Arc<Reserve>,
 }
 
 impl Handle {
@@ -97,6 +100,7 @@ impl Handle {
             expired_at: HashMap::new(),
             pending: Vec::new(),
             send_limit: start.send_limit,
+            reserve: start.reserve,
         };
         let stop = start.stop.clone();
         start.tasks.spawn(async move {
@@ -242,6 +246,8 @@ struct Writer {
     pending: Vec<Op>,
     /// See [`Start::send_limit`].
     send_limit: Option<u64>,
+    /// See [`Start::reserve`].
+    reserve: Arc<Reserve>,
 }
 
 impl Writer {
@@ -342,6 +348,11 @@ impl Writer {
                     self.pending.extend(released);
                     return Executed::Committed;
                 }
+                Err(Failed { error, .. }) if self.release_reserve(&error) => {
+                    if !usable(conn).await {
+                        return Executed::Retry(ops);
+                    }
+                }
                 Err(Failed {
                     error,
                     mut culprits,
@@ -414,7 +425,7 @@ impl Writer {
             let results = sql::send::send(&mut tx, &mut fx, &found[*at], &shared.items, now)
                 .await
                 .map_err(|e| Failed::of(e, shared.ops.clone()))?;
-            room::check(&mut tx, self.send_limit)
+            room::check(&mut tx, self.send_limit, &self.reserve)
                 .await
                 .map_err(|e| Failed::of(e.into(), shared.ops.clone()))?;
             for (&k, r) in shared.ops.iter().zip(results) {
@@ -460,6 +471,19 @@ impl Writer {
             })
             .collect();
         Ok((outcomes, fx))
+    }
+
+    /// On the disk's own `SQLITE_FULL`, deletes the disk reserve so that the group can run
+    /// again in its room (sends are refused until it is back); whether it did.
+    fn release_reserve(&self, e: &sqlx::Error) -> bool {
+        if super::error::DbFault::of(e) != super::error::DbFault::Full || room::is_send_limit(e) {
+            return false;
+        }
+        let released = self.reserve.release();
+        if released {
+            tracing::warn!("the disk is full: deleted the disk reserve so that receives, deletes and purges go on; sends are refused until the disk has room again");
+        }
+        released
     }
 
     /// Whether a receive on `q` should first delete the queue's expired messages: always on a

@@ -2,7 +2,8 @@
 //! cannot take esmd's descriptors or memory. Idle connections, partial heads and partial bodies
 //! beyond the connection cap are held while a normal client and a mapping keep working, and
 //! every one of them is closed by the timeouts; an unauthenticated request is refused before
-//! its body is read; bodies held at once are budgeted (503 beyond it).
+//! its body is read; bodies held at once are budgeted (503 beyond it). And point 1's full disk:
+//! the disk reserve lets a database on a full tmpfs drain, also after a restart.
 
 use std::time::{Duration, Instant};
 
@@ -397,6 +398,198 @@ async fn rss_under_stalled_bodies_bogus_sigv4_and_a_large_ignored_member() {
     println!(
         "6.4 MB body, large ignored member: rss/peak MiB before {before:?}, after {:?}",
         rss(esmd.pid())
+    );
+    esmd.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Point 1 (the disk itself full): the disk reserve
+// ---------------------------------------------------------------------------------------------
+
+/// A small tmpfs mounted for the test, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// `None` where mounting needs privileges this test does not have.
+    fn mount(at: std::path::PathBuf, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(&at).expect("mount point");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk(at))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+const DISK: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+[storage]
+path = "@DIR@/disk/esmd.db"
+[log]
+format = "json"
+[queues.a]
+[queues.b]
+"#;
+
+/// Sends 3000-byte bodies to `a` and `b` in turn over the REST shim until one is refused;
+/// returns the acknowledged bodies of each and the refusal's status.
+async fn fill_disk(url: &str, tag: &str) -> ([Vec<String>; 2], u16) {
+    let http = reqwest::Client::new();
+    let mut acked: [Vec<String>; 2] = Default::default();
+    loop {
+        for (k, q) in ["a", "b"].iter().enumerate() {
+            let body = format!("{tag}-{q}-{:06}-{}", acked[k].len(), "x".repeat(3000));
+            let r = http
+                .post(format!("{url}/queues/{q}/messages"))
+                .body(body.clone())
+                .send()
+                .await
+                .expect("REST send");
+            if !r.status().is_success() {
+                return (acked, r.status().as_u16());
+            }
+            acked[k].push(body);
+        }
+        assert!(acked[0].len() < 20_000, "the disk never filled");
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_still_drains_through_the_disk_reserve_also_after_a_restart_and_takes_sends_again(
+) {
+    let dir = TempDir::new().expect("temp dir");
+    let Some(_disk) = SmallDisk::mount(dir.path().join("disk"), "24m") else {
+        eprintln!("skipped: mounting a small tmpfs needs root (CAP_SYS_ADMIN)");
+        return;
+    };
+    let mut esmd = EsmdProcess::start(dir.path(), DISK, &[]).await;
+    let reserve = dir.path().join("disk/esmd.db-reserve");
+    assert_eq!(
+        std::fs::metadata(&reserve).map(|m| m.len()).ok(),
+        Some(8 * 1024 * 1024),
+        "the reserve file is in place"
+    );
+    let url = esmd.url();
+    let (acked, refused) = fill_disk(&url, "first").await;
+    assert_eq!(refused, 503, "{}", esmd.tail(10));
+    assert!(!reserve.exists(), "the reserve was given up for the drain");
+
+    // Receive + DeleteMessageBatch drain `a`; PurgeQueue empties `b`.
+    let sqs = sdk(&url, "x");
+    let a = format!("{url}/{ACCOUNT}/a");
+    let mut drained = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(&a)
+            .max_number_of_messages(10)
+            .visibility_timeout(600)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("receive on a full disk: {e:?}\n{}", esmd.tail(10)))
+            .messages
+            .unwrap_or_default();
+        if got.is_empty() {
+            break;
+        }
+        let mut batch = sqs.delete_message_batch().queue_url(&a);
+        for (i, m) in got.iter().enumerate() {
+            batch = batch.entries(
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle().expect("handle"))
+                    .build()
+                    .expect("entry"),
+            );
+        }
+        let deleted = batch
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("delete on a full disk: {e:?}\n{}", esmd.tail(10)));
+        assert!(deleted.failed.is_empty(), "{:?}", deleted.failed);
+        drained.extend(got.into_iter().filter_map(|m| m.body));
+    }
+    drained.sort();
+    assert_eq!(drained, acked[0], "every acknowledged message of a, once");
+    sqs.purge_queue()
+        .queue_url(format!("{url}/{ACCOUNT}/b"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("purge on a full disk: {e:?}\n{}", esmd.tail(10)));
+
+    // Sends are taken again, with no restart, in the pages the drain freed.
+    let r = reqwest::Client::new()
+        .post(format!("{url}/queues/a/messages"))
+        .body("again")
+        .send()
+        .await
+        .expect("send");
+    assert!(
+        r.status().is_success(),
+        "{:?}\n{}",
+        r.status(),
+        esmd.tail(10)
+    );
+
+    // Full again, then restarted on the full disk: receive, delete and purge work.
+    let (_, refused) = fill_disk(&url, "second").await;
+    assert_eq!(refused, 503);
+    esmd.kill().await;
+    let esmd = EsmdProcess::start(dir.path(), DISK, &[]).await;
+    let url = esmd.url();
+    let sqs = sdk(&url, "x");
+    // (`b` was purged less than 60 s ago: SQS's rule, kept across restarts.)
+    sqs.purge_queue()
+        .queue_url(format!("{url}/{ACCOUNT}/a"))
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "purge after a restart on a full disk: {e:?}\n{}",
+                esmd.tail(10)
+            )
+        });
+    let b = format!("{url}/{ACCOUNT}/b");
+    let got = sqs
+        .receive_message()
+        .queue_url(&b)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("receive after a restart on a full disk: {e:?}"))
+        .messages
+        .unwrap_or_default();
+    assert_eq!(got.len(), 10);
+    for m in &got {
+        sqs.delete_message()
+            .queue_url(&b)
+            .receipt_handle(m.receipt_handle().expect("handle"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("delete after a restart on a full disk: {e:?}"));
+    }
+    let r = reqwest::Client::new()
+        .post(format!("{url}/queues/a/messages"))
+        .body("after the restart")
+        .send()
+        .await
+        .expect("send");
+    assert!(
+        r.status().is_success(),
+        "{:?}\n{}",
+        r.status(),
+        esmd.tail(10)
     );
     esmd.stop().await;
 }

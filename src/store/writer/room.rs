@@ -7,12 +7,15 @@
 //! cheap pragmas (`page_count`, read from the header, and `freelist_count`): a send whose rows
 //! took the database past the limit is refused as `SQLITE_FULL` and rolled back with the
 //! statement, like one that hit the hard limit, and so the reserve is never spent on sends.
+//! The same refusal stands while the disk reserve file is missing (`reserve.rs`).
 
 use std::borrow::Cow;
 use std::error::Error as StdError;
 
 use sqlx::error::{DatabaseError, ErrorKind};
 use sqlx::SqliteConnection;
+
+use super::super::reserve::{Reserve, RESERVE_BYTES};
 
 /// SQLite's `SQLITE_FULL` primary result code, which classifies the refusal as a full database.
 const SQLITE_FULL: &str = "13";
@@ -56,11 +59,33 @@ impl DatabaseError for SendLimit {
     }
 }
 
-/// Refuses (as `SQLITE_FULL`) when the pages in use exceed `limit`; `None` means no limit.
+/// Whether `e` is this module's refusal rather than SQLite's own `SQLITE_FULL`.
+pub(super) fn is_send_limit(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.try_downcast_ref::<SendLimit>().is_some())
+}
+
+/// Refuses (as `SQLITE_FULL`) while the disk reserve is missing and cannot be written again
+/// (`reserve.rs`), or when the pages in use exceed `limit` (`None`: no limit).
 pub(super) async fn check(
     conn: &mut SqliteConnection,
     limit: Option<u64>,
+    reserve: &Reserve,
 ) -> Result<(), sqlx::Error> {
+    if !reserve.ensure() {
+        // The disk is full: sends may still use free pages inside the file, as long as a
+        // reserve's worth of them is left for the others.
+        let (free,): (i64,) = sqlx::query_as("PRAGMA freelist_count")
+            .fetch_one(&mut *conn)
+            .await?;
+        let (page_size,): (i64,) = sqlx::query_as("PRAGMA page_size")
+            .fetch_one(&mut *conn)
+            .await?;
+        let free_bytes = u64::try_from(free.saturating_mul(page_size)).unwrap_or(0);
+        if free_bytes < RESERVE_BYTES {
+            return Err(sqlx::Error::Database(Box::new(SendLimit)));
+        }
+    }
     let Some(limit) = limit else { return Ok(()) };
     let (pages,): (i64,) = sqlx::query_as("PRAGMA page_count")
         .fetch_one(&mut *conn)
