@@ -348,7 +348,7 @@ impl Writer {
                     self.pending.extend(released);
                     return Executed::Committed;
                 }
-                Err(Failed { error, .. }) if self.release_reserve(&error) => {
+                Err(Failed { error, .. }) if room::release_reserve(&self.reserve, &error) => {
                     if !usable(conn).await {
                         return Executed::Retry(ops);
                     }
@@ -471,19 +471,6 @@ impl Writer {
             })
             .collect();
         Ok((outcomes, fx))
-    }
-
-    /// On the disk's own `SQLITE_FULL`, deletes the disk reserve so that the group can run
-    /// again in its room (sends are refused until it is back); whether it did.
-    fn release_reserve(&self, e: &sqlx::Error) -> bool {
-        if super::error::DbFault::of(e) != super::error::DbFault::Full || room::is_send_limit(e) {
-            return false;
-        }
-        let released = self.reserve.release();
-        if released {
-            tracing::warn!("the disk is full: deleted the disk reserve so that receives, deletes and purges go on; sends are refused until the disk has room again");
-        }
-        released
     }
 
     /// Whether a receive on `q` should first delete the queue's expired messages: always on a

@@ -98,3 +98,17 @@ pub(super) async fn check(
     }
     Ok(())
 }
+
+/// On the disk's own `SQLITE_FULL`, deletes the disk reserve so that the group can run again in
+/// its room (sends are refused until it is back); whether it did.
+pub(super) fn release_reserve(reserve: &Reserve, e: &sqlx::Error) -> bool {
+    use super::super::error::DbFault;
+    if DbFault::of(e) != DbFault::Full || is_send_limit(e) {
+        return false;
+    }
+    let released = reserve.release();
+    if released {
+        tracing::warn!("the disk is full: deleted the disk reserve so that receives, deletes and purges go on; sends are refused until the disk has room again");
+    }
+    released
+}
