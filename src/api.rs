@@ -14,15 +14,22 @@
 mod admin;
 mod auth;
 mod body;
+mod conn;
 mod error;
+mod guard;
 mod rest;
 mod sqs;
 mod state;
 
 use axum::routing::{get, post};
+use std::sync::Arc;
+
 use axum::{Extension, Router};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+use crate::config::ServerConfig;
 
 pub use state::{AppState, Readiness};
 
@@ -42,6 +49,10 @@ pub const MAX_SQS_BODY: usize = 6 * 1_048_576 + 256 * 1024;
 /// The largest legal REST shim body: the raw message body, at most 1 MiB (attributes travel in
 /// the query string).
 pub const MAX_REST_BODY: usize = 1_048_576;
+
+/// The bytes of request bodies esmd holds at once across all connections (`guard.rs`): twenty
+/// of the largest legal requests. Beyond it a request is answered 503 and its connection closed.
+pub const BODY_BUDGET: usize = 20 * MAX_SQS_BODY;
 
 /// Cancellation of the server, visible to handlers so that long polls can end early.
 #[derive(Clone, Debug)]
@@ -86,17 +97,23 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves `router` on `listener` until `cancel` fires, then stops accepting, lets in-flight
-/// requests finish (long polls return empty at once) and returns.
+/// requests finish (long polls return empty at once) and returns. `server`'s timeouts and
+/// connection cap apply (`conn.rs`), and the body guard (`guard.rs`) wraps every route.
 ///
 /// # Errors
 /// An I/O error of the listener.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    server: &ServerConfig,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router.layer(Extension(Shutdown(cancel.clone())));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await
+    let guard = guard::Guard {
+        budget: Arc::new(Semaphore::new(BODY_BUDGET)),
+        body_timeout: server.body_timeout,
+    };
+    let app = router
+        .layer(Extension(Shutdown(cancel.clone())))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::guard));
+    conn::run(listener, app, server, cancel).await
 }

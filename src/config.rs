@@ -59,6 +59,15 @@ pub struct ServerConfig {
     pub allow_unauthenticated: bool,
     /// `shutdown_grace`: how long in-flight invocations may run on after SIGTERM.
     pub shutdown_grace: Duration,
+    /// `header_timeout`: how long a connection may take to deliver a complete request head,
+    /// counted from when it starts waiting for one (a new connection, or a kept-alive one after
+    /// its last response; so this is also the idle keep-alive timeout).
+    pub header_timeout: Duration,
+    /// `body_timeout`: how long a request's body may take to arrive, from its head.
+    pub body_timeout: Duration,
+    /// `max_connections`: the most connections served at once; `None`: the soft descriptor
+    /// limit (`RLIMIT_NOFILE`) less a margin for the database, functions and pipes.
+    pub max_connections: Option<u32>,
 }
 
 /// `[storage]`: the SQLite file.

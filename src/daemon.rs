@@ -209,8 +209,9 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
     };
     let router = api::router(state);
     let cancel = serving.clone();
+    let server = config.server.clone();
     services.spawn(async move {
-        if let Err(e) = api::serve(listener, router, cancel).await {
+        if let Err(e) = api::serve(listener, router, &server, cancel).await {
             tracing::error!(error = %chain(&e), "http server failed");
         }
     });

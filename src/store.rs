@@ -24,6 +24,7 @@ mod cache;
 mod error;
 mod open;
 mod report;
+mod reserve;
 mod rows;
 mod sql;
 mod types;

@@ -6,6 +6,7 @@
 //! Anything else is refused in the shape of the protocol that was spoken: on the SQS protocol
 //! with the 403 and code SQS itself answers ([`Denied`]), elsewhere with 401 `Unauthorized`.
 
+mod form;
 mod sigv4;
 
 use axum::extract::{Request, State};
@@ -55,7 +56,11 @@ pub(crate) async fn require(State(state): State<AppState>, req: Request, next: N
             }
         }
         Some(("aws4-hmac-sha256", credentials)) => {
-            sigv4::verify(req, credentials, token, now).await
+            match form::check(authorization.as_deref().unwrap_or_default(), req.headers()) {
+                // Only a header that could be valid gets its body read for the signature.
+                Ok(()) => sigv4::verify(req, credentials, token, now).await,
+                Err(why) => Err(Denied::BadSignature(why)),
+            }
         }
         Some(_) => Err(Denied::BadToken(
             "the Authorization header is neither Bearer nor AWS4-HMAC-SHA256".to_owned(),

@@ -10,6 +10,7 @@
 
 mod batch;
 mod input;
+mod members;
 mod messages;
 mod msg_attrs;
 mod queue_attrs;
@@ -183,7 +184,7 @@ fn parse(bytes: &[u8]) -> Result<Map<String, Value>, SqsError> {
     if text.trim().is_empty() {
         return Ok(Map::new());
     }
-    match serde_json::from_str::<Value>(text) {
+    match members::parse(text) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(SqsError::serialization(
             "The request body must be a JSON object.",

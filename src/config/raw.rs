@@ -27,6 +27,10 @@ pub(super) mod default {
     pub const ACCOUNT_ID: &str = "000000000000";
     /// `server.shutdown_grace`
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+    /// `server.header_timeout`
+    pub const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `server.body_timeout`
+    pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
     /// `storage.path`
     pub const STORAGE_PATH: &str = "esmd.db";
     /// `storage.synchronous`
@@ -117,6 +121,12 @@ pub(super) struct RawServer {
     pub allow_unauthenticated: bool,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
 }
 
 impl Default for RawServer {
@@ -129,6 +139,9 @@ impl Default for RawServer {
             auth_token_file: None,
             allow_unauthenticated: false,
             shutdown_grace: default::SHUTDOWN_GRACE,
+            header_timeout: default::HEADER_TIMEOUT,
+            body_timeout: default::BODY_TIMEOUT,
+            max_connections: None,
         }
     }
 }

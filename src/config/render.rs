@@ -40,6 +40,9 @@ fn to_raw(config: &Config) -> RawConfig {
                 .map(|p| p.to_string_lossy().into_owned()),
             allow_unauthenticated: server.allow_unauthenticated,
             shutdown_grace: server.shutdown_grace,
+            header_timeout: server.header_timeout,
+            body_timeout: server.body_timeout,
+            max_connections: server.max_connections,
         },
         storage: RawStorage {
             path: config.storage.path.to_string_lossy().into_owned(),

@@ -83,6 +83,17 @@ fn server(raw: RawServer, p: &mut Problems<'_>) -> ServerConfig {
             format!("{:?} is not a 12-digit account id", raw.account_id),
         );
     }
+    for (key, d) in [
+        ("header_timeout", raw.header_timeout),
+        ("body_timeout", raw.body_timeout),
+    ] {
+        if d.is_zero() {
+            p.at(&["server", key], "must be more than 0s");
+        }
+    }
+    if raw.max_connections == Some(0) {
+        p.at(&["server", "max_connections"], "must be at least 1");
+    }
     if raw.auth_token.as_deref() == Some("") {
         p.at(&["server", "auth_token"], "must not be empty when set");
     }
@@ -115,6 +126,9 @@ fn server(raw: RawServer, p: &mut Problems<'_>) -> ServerConfig {
         auth_token_file: raw.auth_token_file.map(PathBuf::from),
         allow_unauthenticated: raw.allow_unauthenticated,
         shutdown_grace: raw.shutdown_grace,
+        header_timeout: raw.header_timeout,
+        body_timeout: raw.body_timeout,
+        max_connections: raw.max_connections,
     }
 }
 

@@ -250,6 +250,8 @@ impl Store {
         opts: StoreOptions,
     ) -> Result<Store, OpenError> {
         let path = cfg.path.clone();
+        // Deleted before anything opens the file, so that a full disk leaves room to start.
+        let reserve = std::sync::Arc::new(super::reserve::Reserve::at_start(&path));
         let open_err = |source| OpenError::Open {
             path: path.clone(),
             source,
@@ -350,7 +352,12 @@ impl Store {
             fault: opts.writer_fault,
             tasks: opts.tasks.unwrap_or_default(),
             stop: opts.stop.unwrap_or_default(),
+            send_limit: max_pages.map(|pages| writer::room::send_limit(pages, page_size)),
+            reserve: reserve.clone(),
         });
+        if !reserve.ensure() {
+            tracing::warn!(path = %path.display(), "the disk has no room for esmd's disk reserve: sends are refused (as a full database) until it has; receives, deletes and purges go on");
+        }
         Ok(Store {
             writer,
             reader,

@@ -16,6 +16,7 @@
 //! can stop serving instead of looking healthy.
 
 mod plan;
+pub(super) mod room;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -31,6 +32,7 @@ use tokio_util::task::TaskTracker;
 use super::error::log_fault;
 use super::error::StoreError;
 use super::report::{Effects, Observer, StoreEvent};
+use super::reserve::Reserve;
 use super::sql::{self, queues};
 use super::types::{QueueInfo, WriterFault};
 use super::wake::Wakers;
@@ -78,6 +80,10 @@ pub(super) struct Start {
     pub fault: Option<WriterFault>,
     pub tasks: TaskTracker,
     pub stop: CancellationToken,
+    /// Pages in use past which sends are refused (`room.rs`); `None` without `storage.max_size`.
+    pub send_limit: Option<u64>,
+    /// The disk reserve (`reserve.rs`).
+    pub reserve: Arc<Reserve>,
 }
 
 impl Handle {
@@ -93,6 +99,8 @@ impl Handle {
             fault: start.fault,
             expired_at: HashMap::new(),
             pending: Vec::new(),
+            send_limit: start.send_limit,
+            reserve: start.reserve,
         };
         let stop = start.stop.clone();
         start.tasks.spawn(async move {
@@ -236,6 +244,10 @@ struct Writer {
     expired_at: HashMap<i64, i64>,
     /// Operations of the writer's own (releases of unclaimed receives), run in the next group.
     pending: Vec<Op>,
+    /// See [`Start::send_limit`].
+    send_limit: Option<u64>,
+    /// See [`Start::reserve`].
+    reserve: Arc<Reserve>,
 }
 
 impl Writer {
@@ -339,6 +351,11 @@ impl Writer {
                     self.pending.extend(released);
                     return Executed::Committed;
                 }
+                Err(Failed { error, .. }) if room::release_reserve(&self.reserve, &error) => {
+                    if !usable(conn).await {
+                        return Executed::Retry(ops);
+                    }
+                }
                 Err(Failed {
                     error,
                     mut culprits,
@@ -411,6 +428,9 @@ impl Writer {
             let results = sql::send::send(&mut tx, &mut fx, &found[*at], &shared.items, now)
                 .await
                 .map_err(|e| Failed::of(e, shared.ops.clone()))?;
+            room::check(&mut tx, self.send_limit, &self.reserve)
+                .await
+                .map_err(|e| Failed::of(e.into(), shared.ops.clone()))?;
             for (&k, r) in shared.ops.iter().zip(results) {
                 outcomes[k] = Some(Outcome::Send(Ok(r)));
             }

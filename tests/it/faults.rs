@@ -1313,3 +1313,165 @@ async fn no_secret_reaches_a_log_line_even_at_trace_level() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 14 point 1: a full database still drains
+// ---------------------------------------------------------------------------------------------
+
+/// The gate function: fails (leaving the batch queued) until `DIR/go` exists, then appends each
+/// record's body to `DIR/got` and succeeds.
+const GATE: &str = r#"
+import json, os, sys
+event = json.load(sys.stdin)
+d = sys.argv[1]
+if not os.path.exists(os.path.join(d, "go")):
+    sys.exit(1)
+with open(os.path.join(d, "got"), "a") as f:
+    for r in event["Records"]:
+        f.write(r["body"] + "\n")
+"#;
+
+const DRAIN: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+[storage]
+path = "@DIR@/esmd.db"
+max_size = "1MiB"
+[log]
+format = "json"
+[queues.sdk]
+[queues.mapped]
+visibility_timeout = "5s"
+[functions.gate]
+type = "command"
+command = ["python3", "@DIR@/gate.py", "@DIR@"]
+timeout = "3s"
+[mappings.drain]
+queue = "mapped"
+function = "gate"
+"#;
+
+#[tokio::test]
+async fn a_full_database_drains_through_a_mapping_and_receive_plus_delete_batch_then_takes_sends_again(
+) {
+    let dir = TempDir::new().expect("temp dir");
+    std::fs::write(dir.path().join("gate.py"), GATE).expect("write gate.py");
+    let esmd = EsmdProcess::start(dir.path(), DRAIN, &[]).await;
+    let url = esmd.url();
+    let sqs = sdk(&url, "x", 1, None);
+    let send = |queue: &'static str, b: String| {
+        let req = sqs
+            .send_message()
+            .queue_url(queue_url(&url, queue))
+            .message_body(b);
+        async move { req.send().await }
+    };
+
+    // Fill both queues until sends are refused, then with ever smaller bodies, so that the
+    // database is full to the last page.
+    let mut acked: [BTreeSet<String>; 2] = Default::default();
+    let queues = ["sdk", "mapped"];
+    let mut refused = None;
+    for size in [200, 20, 1] {
+        'fill: loop {
+            for (k, queue) in queues.iter().enumerate() {
+                let mut b = body(queue, acked[k].len());
+                b.truncate(12 + size);
+                match send(queue, b.clone()).await {
+                    Ok(_) => {
+                        acked[k].insert(b);
+                    }
+                    Err(e) => {
+                        refused = Some(e);
+                        break 'fill;
+                    }
+                }
+            }
+            assert!(acked[0].len() < 20_000, "1 MiB never filled up");
+        }
+    }
+    let err = refused.expect("a refusal");
+    assert_eq!(
+        err.raw_response().map(|r| r.status().as_u16()),
+        Some(503),
+        "{err:?}"
+    );
+    assert!(
+        acked[0].len() > 20,
+        "only {} messages fitted",
+        acked[0].len()
+    );
+
+    // Receive + DeleteMessageBatch drain `sdk` while sends are refused: everything is received
+    // first (each receive moves its messages in the claim index), then deleted in batches.
+    let mut drained = BTreeSet::new();
+    let mut handles = Vec::new();
+    loop {
+        let r = sqs
+            .receive_message()
+            .queue_url(queue_url(&url, "sdk"))
+            .max_number_of_messages(10)
+            .visibility_timeout(600)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("receive on a full database: {e:?}\n{}", esmd.tail(20)));
+        let got = r.messages.unwrap_or_default();
+        if got.is_empty() {
+            break;
+        }
+        for m in got {
+            handles.push(m.receipt_handle.expect("receipt handle"));
+            drained.insert(m.body.expect("body"));
+        }
+    }
+    for chunk in handles.chunks(10) {
+        let mut batch = sqs.delete_message_batch().queue_url(queue_url(&url, "sdk"));
+        for (i, h) in chunk.iter().enumerate() {
+            batch = batch.entries(
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(h)
+                    .build()
+                    .expect("entry"),
+            );
+        }
+        let deleted = batch
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DeleteMessageBatch on a full database: {e:?}"));
+        assert!(deleted.failed.is_empty(), "{:?}", deleted.failed);
+    }
+    assert_eq!(
+        drained, acked[0],
+        "receive + delete took every acknowledged message"
+    );
+
+    // The mapping drains `mapped` once its function succeeds.
+    std::fs::write(dir.path().join("go"), "").expect("open the gate");
+    eventually(
+        Duration::from_secs(60),
+        "the mapping to drain its queue",
+        || async { (stored(&url, "mapped").await == 0).then_some(()) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", esmd.tail(30)));
+    let got: BTreeSet<String> = std::fs::read_to_string(dir.path().join("got"))
+        .expect("the function's record")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        got, acked[1],
+        "the mapping delivered every acknowledged message"
+    );
+
+    // Sends succeed again, with no restart.
+    for i in 0..20 {
+        send("sdk", body("again", i))
+            .await
+            .expect("sends work again once the database drained");
+    }
+    assert_eq!(stored(&url, "sdk").await, 20);
+    esmd.stop().await;
+    assert_eq!(integrity_check(&dir.path().join("esmd.db")).await, "ok");
+}

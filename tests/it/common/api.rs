@@ -74,8 +74,12 @@ impl TestApi {
             auth_token_file: None,
             allow_unauthenticated: false,
             shutdown_grace: Duration::from_secs(1),
+            header_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(60),
+            max_connections: None,
         };
         tweak(&mut server);
+        let serving = server.clone();
         let readiness = Readiness::default();
         let state = AppState {
             store: store.clone(),
@@ -84,7 +88,10 @@ impl TestApi {
             readiness: readiness.clone(),
         };
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(api::serve(listener, api::router(state), cancel.clone()));
+        let task = tokio::spawn({
+            let cancel = cancel.clone();
+            async move { api::serve(listener, api::router(state), &serving, cancel).await }
+        });
         let url = format!("http://{addr}");
         let sqs = sdk_client(&url, "x");
         TestApi {
