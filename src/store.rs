@@ -22,6 +22,7 @@
 
 mod cache;
 mod error;
+mod health;
 mod open;
 mod report;
 mod rows;
@@ -59,6 +60,7 @@ pub struct Store {
     observer: Observer,
     ops: writer::Handle,
     queues: cache::QueueCache,
+    health: health::Health,
 }
 
 /// How a store is run, beyond its configuration.
@@ -106,6 +108,9 @@ impl Store {
         &self,
         change: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        if let Some(reason) = self.health.check() {
+            return Err(StoreError::writer_stopped(&reason));
+        }
         let done = change.await;
         self.queues.forget();
         self.reported(done)
@@ -327,14 +332,55 @@ impl Store {
         self.reported(sql::retention::sweep(&self.writer, &queues, || self.now()).await)
     }
 
-    /// Resolves with the cause once the writer task has failed (a bug: it panicked). Every
-    /// message operation is refused from then on; the owner should stop serving. Never resolves
-    /// while the writer runs or after it stopped on purpose.
+    /// Resolves with the cause once the store is broken: the writer task failed (a bug: it
+    /// panicked), or the database file was deleted or replaced from under the daemon, or it
+    /// cannot be written (`health.rs`). Every write is refused from then on; the owner should
+    /// stop serving and exit non-zero. Never resolves while the store is healthy or after it
+    /// closed on purpose.
     ///
     /// # Cancel safety
     /// Cancel safe.
-    pub async fn writer_failed(&self) -> Arc<str> {
-        self.ops.failed().await
+    pub async fn failed(&self) -> Arc<str> {
+        tokio::select! {
+            cause = self.ops.failed() => format!("the database writer failed: {cause}").into(),
+            cause = self.health.failed() => cause,
+        }
+    }
+
+    /// Checks that the database file is still the one opened (the daemon calls it every few
+    /// seconds; the writer also checks before each commit). Returns the cause if broken.
+    pub fn check_file(&self) -> Option<Arc<str>> {
+        self.health.check()
+    }
+
+    /// Copies what the WAL holds into the database file where no reader needs it
+    /// (`PRAGMA wal_checkpoint(PASSIVE)`), run periodically: SQLite's automatic checkpoints
+    /// fail silently, and a WAL that is never copied back grows without bound. A checkpoint
+    /// that fails because the file cannot be written breaks the store (see [`Store::failed`]);
+    /// one that another process's lock held off is only reported.
+    ///
+    /// # Errors
+    /// The database error, already logged.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if let Some(reason) = self.health.check() {
+            return Err(StoreError::writer_stopped(&reason));
+        }
+        let r = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.writer)
+            .await
+            .map_err(StoreError::from);
+        if let Err(e @ StoreError::Database { fault, .. }) = &r {
+            if *fault == DbFault::Other {
+                self.health.fail(format!(
+                    "a checkpoint of the database file {} failed: {}; the WAL would grow \
+                     without bound",
+                    self.health.path().display(),
+                    crate::domain::error::chain(e)
+                ));
+                return r.map(|_| ());
+            }
+        }
+        self.reported(r).map(|_| ())
     }
 
     /// The SQLite settings in force on the write connection: the journal mode (`wal`) and the

@@ -15,5 +15,6 @@ mod ops;
 mod poller;
 mod soak;
 mod store;
+mod store_file;
 mod supervision;
 mod tidy;
