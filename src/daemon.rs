@@ -152,6 +152,7 @@ pub fn metrics_observer(metrics: &Arc<Metrics>) -> Observer {
         StoreEvent::Received { queue, n } => m.messages_received(queue, n),
         StoreEvent::Deleted { queue, n } => m.messages_deleted(queue, n),
         StoreEvent::DeadLettered { queue, n } => m.messages_dead_lettered(queue, n),
+        StoreEvent::QueueCreated { queue } => m.register_queue(queue),
         StoreEvent::QueueDeleted { queue } => m.remove_queue(queue),
         StoreEvent::Refused { fault, .. } => m.store_error(fault.label()),
     })
@@ -191,6 +192,12 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
     let store = Store::open_with(&config.storage, clock, store_opts).await?;
     systemd::spawn_watchdog(&core, core_cancel.clone());
     ensure_queues(&store, &config).await?;
+    // Queues created at run time by an earlier run: their series appear from the start too.
+    if let Ok(queues) = store.queues().await {
+        queues
+            .iter()
+            .for_each(|q| metrics.register_queue(q.name.as_str()));
+    }
     let listener = match opts.listener {
         Some(l) => l,
         None => TcpListener::bind(&config.server.listen)

@@ -21,7 +21,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection as _, SqlitePool};
 
-use super::{health::Health, wake::Wakers, writer, Store, StoreOptions};
+use super::{health::Health, tally::Tally, wake::Wakers, writer, Store, StoreOptions};
 use crate::clock::Clock;
 use crate::config::{StorageConfig, Synchronous};
 use crate::domain::error::chain;
@@ -358,6 +358,7 @@ impl Store {
             .connect_with(base.read_only(true).pragma("cache_size", "-2048"))
             .await
             .map_err(open_err)?;
+        let tally = Tally::load(&writer).await.map_err(open_err)?;
         let wake = Wakers::default();
         let ops = writer::Handle::start(writer::Start {
             pool: writer.clone(),
@@ -366,6 +367,7 @@ impl Store {
             observer: opts.observer.clone(),
             fault: opts.writer_fault,
             health: health.clone(),
+            tally: tally.clone(),
             tasks: opts.tasks.unwrap_or_default(),
             stop: opts.stop.unwrap_or_default(),
         });
@@ -378,6 +380,8 @@ impl Store {
             ops,
             queues: Default::default(),
             health,
+            max_queues: cfg.max_queues,
+            tally,
         })
     }
 

@@ -33,6 +33,7 @@ use super::error::StoreError;
 use super::health::Health;
 use super::report::{Effects, Observer, StoreEvent};
 use super::sql::{self, queues};
+use super::tally::Tally;
 use super::types::{QueueInfo, WriterFault};
 use super::wake::Wakers;
 use crate::clock::Clock;
@@ -78,6 +79,7 @@ pub(super) struct Start {
     pub observer: Observer,
     pub fault: Option<WriterFault>,
     pub health: Health,
+    pub tally: Tally,
     pub tasks: TaskTracker,
     pub stop: CancellationToken,
 }
@@ -94,6 +96,7 @@ impl Handle {
             observer: start.observer,
             fault: start.fault,
             health: start.health,
+            tally: start.tally,
             expired_at: HashMap::new(),
             pending: Vec::new(),
         };
@@ -237,6 +240,8 @@ struct Writer {
     fault: Option<WriterFault>,
     /// Whether the database file is still the one opened (checked before every group).
     health: Health,
+    /// Messages per queue, kept as groups commit.
+    tally: Tally,
     /// When each standard queue (by id) last had its expired messages deleted by a receive.
     expired_at: HashMap<i64, i64>,
     /// Operations of the writer's own (releases of unclaimed receives), run in the next group.
@@ -352,7 +357,7 @@ impl Writer {
         loop {
             match self.attempt(conn, &ops).await {
                 Ok((outcomes, fx)) => {
-                    fx.apply(&self.wake, &self.observer);
+                    fx.apply(&self.wake, &self.observer, &self.tally);
                     let released = ops
                         .into_iter()
                         .zip(outcomes)
