@@ -9,7 +9,7 @@ use esmd::domain::queue::QueueSettings;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::common::process::EsmdProcess;
+use crate::common::process::{command, EsmdProcess};
 use crate::common::TestStore;
 
 const CONFIG: &str = r#"
@@ -74,6 +74,26 @@ async fn create_queue_past_max_queues_is_refused_with_over_limit_until_one_is_de
     let (status, body) = sqs(&esmd, "CreateQueue", json!({ "QueueName": "c" })).await;
     assert_eq!(status, 200, "room again after a delete: {body}");
     esmd.stop().await;
+}
+
+#[tokio::test]
+async fn max_queues_0_is_refused_naming_the_key() {
+    let dir = TempDir::new().expect("temp dir");
+    let config = dir.path().join("esmd.toml");
+    std::fs::write(&config, CONFIG.replace("max_queues = 3", "max_queues = 0")).expect("write");
+    let out = command(dir.path())
+        .arg("check-config")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .await
+        .expect("esmd check-config");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("storage.max_queues") && stderr.contains("at least 1"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
