@@ -81,6 +81,9 @@ pub struct StorageConfig {
     /// reached, writes that need a new page are refused as retriable until space is freed.
     /// `None`: only the disk limits it.
     pub max_size: Option<u64>,
+    /// `max_queues`: the most queues there may be; CreateQueue past it is refused with
+    /// `OverLimit` (queues of the configuration file are always created).
+    pub max_queues: u64,
 }
 
 /// SQLite's `synchronous` setting.

@@ -23,9 +23,11 @@
 //! 4. the store's writer answers what is queued and stops, and the database is closed;
 //! 5. the watchdog stops (it is fed until the very end, so a long drain is not killed).
 //!
-//! If the writer fails (a bug: it panicked), the daemon is not healthy whatever else runs:
-//! `/readyz` turns 503 with the cause, an ERROR line says it, and [`run`] shuts down and returns
-//! [`DaemonError::WriterFailed`] so that the process exits non-zero and systemd restarts it.
+//! If the store breaks (its writer failed, a bug: it panicked; or the database file was deleted
+//! or replaced from under the daemon, or cannot be written: see [`Store::failed`]), the daemon is
+//! not healthy whatever else runs: the store refuses every write, `/readyz` turns 503 with the
+//! cause, an ERROR line says it, and [`run`] shuts down and returns
+//! [`DaemonError::StoreFailed`] so that the process exits non-zero and systemd restarts it.
 
 mod reload;
 mod signal;
@@ -53,8 +55,12 @@ pub use crate::store::WriterFault;
 pub use reload::ReloadReport;
 pub use signal::{Received, Signals};
 
-/// How often expired messages and deduplication entries are swept.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the database file's identity is checked when no write does it (the writer checks
+/// before every commit).
+const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Every how many checks expired messages and deduplication entries are swept and the WAL is
+/// checkpointed (every 5 s).
+const SWEEP_EVERY: u32 = 5;
 /// How long the HTTP server may take to finish its requests after the pollers are done.
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
@@ -85,10 +91,11 @@ pub enum DaemonError {
     /// The signal handlers could not be installed.
     #[error("cannot install the signal handlers")]
     Signals(#[source] std::io::Error),
-    /// The store's writer failed while running; the daemon stopped so that it can be restarted.
-    #[error("the database writer failed ({cause}); esmd stopped so that it can be restarted")]
-    WriterFailed {
-        /// What the writer reported.
+    /// The store broke while running (its writer failed, or the database file was deleted,
+    /// replaced or cannot be written); the daemon stopped so that it can be restarted.
+    #[error("the store is broken ({cause}); esmd stopped so that it can be restarted")]
+    StoreFailed {
+        /// What the store reported.
         cause: String,
     },
 }
@@ -145,6 +152,7 @@ pub fn metrics_observer(metrics: &Arc<Metrics>) -> Observer {
         StoreEvent::Received { queue, n } => m.messages_received(queue, n),
         StoreEvent::Deleted { queue, n } => m.messages_deleted(queue, n),
         StoreEvent::DeadLettered { queue, n } => m.messages_dead_lettered(queue, n),
+        StoreEvent::QueueCreated { queue } => m.register_queue(queue),
         StoreEvent::QueueDeleted { queue } => m.remove_queue(queue),
         StoreEvent::Refused { fault, .. } => m.store_error(fault.label()),
         StoreEvent::Committed { operations } => m.store_committed(operations),
@@ -185,6 +193,12 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
     let store = Store::open_with(&config.storage, clock, store_opts).await?;
     systemd::spawn_watchdog(&core, core_cancel.clone());
     ensure_queues(&store, &config).await?;
+    // Queues created at run time by an earlier run: their series appear from the start too.
+    if let Ok(queues) = store.queues().await {
+        queues
+            .iter()
+            .for_each(|q| metrics.register_queue(q.name.as_str()));
+    }
     let listener = match opts.listener {
         Some(l) => l,
         None => TcpListener::bind(&config.server.listen)
@@ -218,14 +232,20 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
     let sweeper = store.clone();
     let cancel = serving.clone();
     services.spawn(async move {
-        loop {
+        for tick in 1u32.. {
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
+                _ = tokio::time::sleep(CHECK_INTERVAL) => {}
+            }
+            // A broken store is acted on by `run_with`'s supervision; nothing more to do here.
+            if sweeper.check_file().is_some() || tick % SWEEP_EVERY != 0 {
+                continue;
             }
             if let Err(e) = sweeper.sweep().await {
                 tracing::warn!(error = %chain(&e), "retention sweep failed");
             }
+            // A failure is logged by the store (and breaks it if the file cannot be written).
+            let _ = sweeper.checkpoint().await;
         }
     });
 
@@ -339,8 +359,8 @@ impl RunningDaemon {
 /// none is lost between turns.
 ///
 /// # Errors
-/// [`DaemonError`] if it cannot start, or [`DaemonError::WriterFailed`] after a clean shutdown
-/// forced by the store's writer failing.
+/// [`DaemonError`] if it cannot start, or [`DaemonError::StoreFailed`] after a clean shutdown
+/// forced by the store breaking.
 pub async fn run(config: Config, opts: LoadOptions) -> Result<(), DaemonError> {
     run_with(config, opts, StartOptions::default()).await
 }
@@ -357,8 +377,8 @@ pub async fn run_with(
     let mut signals = Signals::install().map_err(DaemonError::Signals)?;
     let mut daemon = start(config, start_opts).await?;
     let store = daemon.store.clone();
-    let writer_failed = store.writer_failed();
-    tokio::pin!(writer_failed);
+    let store_failed = store.failed();
+    tokio::pin!(store_failed);
     let failure = loop {
         tokio::select! {
             received = signals.next() => match received {
@@ -368,12 +388,12 @@ pub async fn run_with(
                 }
                 signal::Received::Reload => daemon.reload_from(&opts).await,
             },
-            cause = &mut writer_failed => {
+            cause = &mut store_failed => {
                 tracing::error!(
                     cause = %cause,
-                    "the database writer failed: esmd is not ready and stops; systemd restarts it"
+                    "the store is broken: esmd is not ready and stops; systemd restarts it"
                 );
-                daemon.set_not_ready(&format!("the database writer failed: {cause}"));
+                daemon.set_not_ready(&format!("the store is broken: {cause}"));
                 break Some(cause.to_string());
             }
         }
@@ -381,6 +401,6 @@ pub async fn run_with(
     daemon.shutdown().await;
     match failure {
         None => Ok(()),
-        Some(cause) => Err(DaemonError::WriterFailed { cause }),
+        Some(cause) => Err(DaemonError::StoreFailed { cause }),
     }
 }

@@ -2,6 +2,8 @@
 //! non-global registry, recorded through typed methods. Label values are only configured names
 //! and fixed words. The only module that imports `prometheus`.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::{
@@ -78,6 +80,9 @@ pub struct Metrics {
     in_flight: IntGaugeVec,
     store_errors: IntCounterVec,
     store_commits: HistogramVec,
+    /// The queues whose series exist (registered, not yet removed): a scrape sets gauges only
+    /// for these, so it never brings back a queue deleted meanwhile.
+    queues: Mutex<HashSet<String>>,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -207,6 +212,7 @@ impl Metrics {
                 vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 512.0],
             ),
             registry: r,
+            queues: Mutex::default(),
         };
         for kind in ["full", "locked", "other"] {
             m.store_errors.with_label_values(&[kind]);
@@ -234,7 +240,29 @@ impl Metrics {
         self.dead_lettered.with_label_values(&[queue]).inc_by(n);
     }
 
-    /// Sets the queue gauges (refreshed at scrape time).
+    fn known(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.queues
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes a queue's series appear from its creation, the counters at 0 (so `rate()` and
+    /// alerts see the first messages). Idempotent.
+    pub fn register_queue(&self, queue: &str) {
+        let mut known = self.known();
+        for c in [
+            &self.sent,
+            &self.received,
+            &self.deleted,
+            &self.dead_lettered,
+        ] {
+            c.with_label_values(&[queue]);
+        }
+        known.insert(queue.to_owned());
+    }
+
+    /// Sets the queue gauges (refreshed at scrape time) of a registered queue; a queue not
+    /// registered, or removed since, is left alone.
     pub fn set_queue_state(
         &self,
         queue: &str,
@@ -243,6 +271,10 @@ impl Metrics {
         delayed: u64,
         oldest_age_seconds: f64,
     ) {
+        let known = self.known();
+        if !known.contains(queue) {
+            return;
+        }
         for (state, v) in [
             ("visible", visible),
             ("in_flight", in_flight),
@@ -257,8 +289,18 @@ impl Metrics {
             .set(oldest_age_seconds);
     }
 
-    /// Drops the gauges of a deleted queue.
+    /// Drops every series of a deleted queue (gauges and counters).
     pub fn remove_queue(&self, queue: &str) {
+        let mut known = self.known();
+        known.remove(queue);
+        for c in [
+            &self.sent,
+            &self.received,
+            &self.deleted,
+            &self.dead_lettered,
+        ] {
+            let _ = c.remove_label_values(&[queue]);
+        }
         for state in ["visible", "in_flight", "delayed"] {
             let _ = self.queue_messages.remove_label_values(&[queue, state]);
         }

@@ -22,11 +22,13 @@
 
 mod cache;
 mod error;
+mod health;
 mod open;
 mod report;
 mod reserve;
 mod rows;
 mod sql;
+mod tally;
 mod types;
 mod wait;
 mod wake;
@@ -60,6 +62,11 @@ pub struct Store {
     observer: Observer,
     ops: writer::Handle,
     queues: cache::QueueCache,
+    health: health::Health,
+    /// Messages per queue, kept as writes commit.
+    tally: tally::Tally,
+    /// `storage.max_queues`: CreateQueue past it is refused.
+    max_queues: u64,
 }
 
 /// How a store is run, beyond its configuration.
@@ -107,6 +114,9 @@ impl Store {
         &self,
         change: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        if let Some(reason) = self.health.check() {
+            return Err(StoreError::writer_stopped(&reason));
+        }
         let done = change.await;
         self.queues.forget();
         self.reported(done)
@@ -116,7 +126,8 @@ impl Store {
     /// created. The caller applies CreateQueue's attribute-comparison rule.
     ///
     /// # Errors
-    /// `Rejected` if `settings` break a rule (e.g. the dead-letter queue does not exist).
+    /// `Rejected` if `settings` break a rule (e.g. the dead-letter queue does not exist), or
+    /// `Rejected(OverLimit)` if `storage.max_queues` queues exist already.
     pub async fn create_queue(
         &self,
         name: &QueueName,
@@ -124,8 +135,21 @@ impl Store {
         tags: &BTreeMap<String, String>,
     ) -> Result<(QueueInfo, bool), StoreError> {
         let now = self.now();
-        self.changing(sql::queues::create(&self.writer, name, settings, tags, now))
-            .await
+        let max = self.max_queues;
+        self.changing(sql::queues::create(
+            &self.writer,
+            name,
+            settings,
+            tags,
+            now,
+            max,
+        ))
+        .await
+        .inspect(|_| {
+            self.observer.emit(StoreEvent::QueueCreated {
+                queue: name.as_str(),
+            })
+        })
     }
 
     /// Creates the queue or overwrites its settings (the configuration file wins over earlier
@@ -139,6 +163,9 @@ impl Store {
         let (info, changed) = self
             .changing(sql::queues::ensure(&self.writer, name, settings, now))
             .await?;
+        self.observer.emit(StoreEvent::QueueCreated {
+            queue: name.as_str(),
+        });
         if changed {
             self.wake.all(name.as_str());
         }
@@ -182,6 +209,7 @@ impl Store {
     pub async fn delete_queue(&self, name: &QueueName) -> Result<(), StoreError> {
         self.changing(sql::queues::delete(&self.writer, name))
             .await?;
+        self.tally.remove(name.as_str());
         self.observer.emit(StoreEvent::QueueDeleted {
             queue: name.as_str(),
         });
@@ -195,8 +223,12 @@ impl Store {
     /// `Rejected(PurgeQueueInProgress)` within 60 s of the previous purge.
     pub async fn purge(&self, name: &QueueName) -> Result<(), StoreError> {
         let now = self.now();
-        self.changing(sql::queues::purge(&self.writer, name, now))
-            .await
+        let purged = self
+            .changing(sql::queues::purge(&self.writer, name, now))
+            .await?;
+        self.tally
+            .add(name.as_str(), -i64::try_from(purged).unwrap_or(i64::MAX));
+        Ok(())
     }
 
     /// Adds or replaces tags.
@@ -223,8 +255,50 @@ impl Store {
         self.reported(sql::queues::dead_letter_sources(&self.reader, name).await)
     }
 
-    /// Message counts by state.
+    /// Message counts by state: from the messages kept per queue as writes commit, and the
+    /// in-flight and delayed ones read on an index (`tally.rs`), so the cost does not grow with
+    /// the visible backlog.
     pub async fn counts(&self, name: &QueueName) -> Result<QueueCounts, StoreError> {
+        let q = self.queue(name).await?;
+        let now = self.now();
+        let (in_flight, delayed, oldest) =
+            self.reported(sql::retention::hidden_of(&self.reader, q.id, now).await)?;
+        Ok(self.kept(name.as_str(), in_flight, delayed, oldest))
+    }
+
+    fn kept(
+        &self,
+        queue: &str,
+        in_flight: u64,
+        delayed: u64,
+        oldest_sent_at: Option<crate::domain::Timestamp>,
+    ) -> QueueCounts {
+        let total = self.tally.total(queue);
+        QueueCounts {
+            visible: total.saturating_sub(in_flight + delayed),
+            in_flight,
+            delayed,
+            oldest_sent_at,
+        }
+    }
+
+    /// Every queue's counts, sorted by name, in one read (what `/metrics` shows): its cost is
+    /// the number of queues plus the messages in flight or delayed.
+    pub async fn all_counts(&self) -> Result<Vec<(QueueName, QueueCounts)>, StoreError> {
+        let now = self.now();
+        let rows = self.reported(sql::retention::hidden(&self.reader, now).await)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, in_flight, delayed, oldest)| {
+                let counts = self.kept(&name, in_flight, delayed, oldest);
+                QueueName::parse(&name).ok().map(|q| (q, counts))
+            })
+            .collect())
+    }
+
+    /// Message counts by state from a read of every row of the queue: what [`Store::counts`]
+    /// must agree with (tests check it does).
+    pub async fn counts_scanned(&self, name: &QueueName) -> Result<QueueCounts, StoreError> {
         let q = self.queue(name).await?;
         let now = self.now();
         self.reported(sql::retention::counts(&self.reader, &q, now).await)
@@ -324,18 +398,66 @@ impl Store {
     /// Deletes messages past their queue's retention and expired deduplication entries. Runs
     /// periodically; receives also skip expired messages, so retention holds between sweeps.
     pub async fn sweep(&self) -> Result<u64, StoreError> {
-        let queues = self.queues().await?;
-        self.reported(sql::retention::sweep(&self.writer, &queues, || self.now()).await)
+        if let Some(reason) = self.health.check() {
+            return Err(StoreError::writer_stopped(&reason));
+        }
+        let lost = self.reported(sql::retention::sweep(&self.writer, self.now()).await)?;
+        for (queue, n) in &lost {
+            self.tally
+                .add(queue, -i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        Ok(lost.values().sum())
     }
 
-    /// Resolves with the cause once the writer task has failed (a bug: it panicked). Every
-    /// message operation is refused from then on; the owner should stop serving. Never resolves
-    /// while the writer runs or after it stopped on purpose.
+    /// Resolves with the cause once the store is broken: the writer task failed (a bug: it
+    /// panicked), or the database file was deleted or replaced from under the daemon, or it
+    /// cannot be written (`health.rs`). Every write is refused from then on; the owner should
+    /// stop serving and exit non-zero. Never resolves while the store is healthy or after it
+    /// closed on purpose.
     ///
     /// # Cancel safety
     /// Cancel safe.
-    pub async fn writer_failed(&self) -> Arc<str> {
-        self.ops.failed().await
+    pub async fn failed(&self) -> Arc<str> {
+        tokio::select! {
+            cause = self.ops.failed() => format!("the database writer failed: {cause}").into(),
+            cause = self.health.failed() => cause,
+        }
+    }
+
+    /// Checks that the database file is still the one opened (the daemon calls it every few
+    /// seconds; the writer also checks before each commit). Returns the cause if broken.
+    pub fn check_file(&self) -> Option<Arc<str>> {
+        self.health.check()
+    }
+
+    /// Copies what the WAL holds into the database file where no reader needs it
+    /// (`PRAGMA wal_checkpoint(PASSIVE)`), run periodically: SQLite's automatic checkpoints
+    /// fail silently, and a WAL that is never copied back grows without bound. A checkpoint
+    /// that fails because the file cannot be written breaks the store (see [`Store::failed`]);
+    /// one that another process's lock held off is only reported.
+    ///
+    /// # Errors
+    /// The database error, already logged.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if let Some(reason) = self.health.check() {
+            return Err(StoreError::writer_stopped(&reason));
+        }
+        let r = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.writer)
+            .await
+            .map_err(StoreError::from);
+        if let Err(e @ StoreError::Database { fault, .. }) = &r {
+            if *fault == DbFault::Other {
+                self.health.fail(format!(
+                    "a checkpoint of the database file {} failed: {}; the WAL would grow \
+                     without bound",
+                    self.health.path().display(),
+                    crate::domain::error::chain(e)
+                ));
+                return r.map(|_| ());
+            }
+        }
+        self.reported(r).map(|_| ())
     }
 
     /// The SQLite settings in force on the write connection: the journal mode (`wal`) and the

@@ -9,6 +9,7 @@
 //! cargo bench --bench e2e -- scale
 //! cargo bench --bench e2e -- ceiling
 //! cargo bench --bench e2e -- groupcommit
+//! cargo bench --bench e2e -- queues                # /metrics and the sweep with 1,000 queues
 //! ESMD_BENCH_SECONDS=5 cargo bench --bench e2e  # a quick run
 //! ```
 //!
@@ -26,6 +27,8 @@
 //!   one-client cycles, `ESMD_BENCH_SCALE_CLIENTS` [16] x `ESMD_BENCH_SCALE_CYCLES` [200].
 //! - ceiling: `ESMD_BENCH_CEILING_SECONDS` [min(20, seconds)], `ESMD_BENCH_CEILING_CLIENTS` [32],
 //!   `ESMD_BENCH_CEILING_GROUP` [clients x 10].
+//! - queues: `ESMD_BENCH_QUEUES` [1000], `ESMD_BENCH_QUEUE_MESSAGES` [10] per queue,
+//!   `ESMD_BENCH_SCRAPES` [20].
 //! - groupcommit: `ESMD_BENCH_GC_SECONDS` [min(10, seconds)], `ESMD_BENCH_GC_CLIENTS`
 //!   [1,4,16,64].
 //!
@@ -34,6 +37,7 @@
 mod ceiling;
 mod harness;
 mod latency;
+mod queues;
 mod scale;
 mod throughput;
 
@@ -53,7 +57,7 @@ pub fn fail(what: &str) {
     say!("VERIFICATION FAILED: {what}");
 }
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "throughput",
     "throughput-b10",
     "throughput-b100",
@@ -62,6 +66,7 @@ const SCENARIOS: [&str; 8] = [
     "scale",
     "ceiling",
     "groupcommit",
+    "queues",
 ];
 
 fn main() {
@@ -175,6 +180,17 @@ async fn run(wanted: &[&str]) {
                     "| group commit | fsync {:.0}/s; SendMessage: {} | sends share fsyncs |",
                     o.fsyncs_per_sec,
                     rows.join(", ")
+                ));
+            }
+            "queues" => {
+                let o = queues::run().await;
+                summary.push(format!(
+                    "| queues {} | GET /metrics p50 {:.1} ms, max {:.1} ms ({} bytes); one sweep {:.1} ms | < 100 ms |",
+                    o.queues,
+                    percentile(&o.scrape_ms, 50.0),
+                    o.scrape_ms.last().copied().unwrap_or(f64::NAN),
+                    o.bytes,
+                    o.sweep_ms
                 ));
             }
             _ => unreachable!("checked"),

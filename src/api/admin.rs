@@ -1,6 +1,6 @@
 //! Operational endpoints: `/healthz` (200 while the process serves), `/readyz` (200 once the
 //! daemon says it is ready, else 503 with the reason) and `/metrics` (queue gauges refreshed from
-//! the store, then the Prometheus text exposition).
+//! the store's kept counts in one read, then the Prometheus text exposition).
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -42,30 +42,21 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// One read for every queue (`Store::all_counts`: counts kept as writes commit, so a scrape
+/// costs the number of queues, not of messages).
 async fn refresh_queue_gauges(state: &AppState) {
-    let queues = match state.store.queues().await {
-        Ok(q) => q,
+    let counts = match state.store.all_counts().await {
+        Ok(c) => c,
         Err(e) => {
-            tracing::debug!(error = %chain(&e), "metrics: cannot list queues (the store logged why)");
+            tracing::debug!(error = %chain(&e), "metrics: cannot count messages (the store logged why)");
             return;
         }
     };
     let now = state.store.clock().now();
-    for q in queues {
-        match state.store.counts(&q.name).await {
-            Ok(c) => {
-                let age = c.oldest_sent_at.map_or(0.0, |t| now.since(t).as_secs_f64());
-                state.metrics.set_queue_state(
-                    q.name.as_str(),
-                    c.visible,
-                    c.in_flight,
-                    c.delayed,
-                    age,
-                );
-            }
-            Err(e) => {
-                tracing::debug!(queue = %q.name, error = %chain(&e), "metrics: cannot count messages (the store logged why)")
-            }
-        }
+    for (name, c) in counts {
+        let age = c.oldest_sent_at.map_or(0.0, |t| now.since(t).as_secs_f64());
+        state
+            .metrics
+            .set_queue_state(name.as_str(), c.visible, c.in_flight, c.delayed, age);
     }
 }

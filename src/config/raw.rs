@@ -35,6 +35,7 @@ pub(super) mod default {
     pub const STORAGE_PATH: &str = "esmd.db";
     /// `storage.synchronous`
     pub const SYNCHRONOUS: &str = "full";
+    pub const MAX_QUEUES: u64 = 1000;
     /// `log.level`
     pub const LOG_LEVEL: &str = "info";
     /// `log.format`
@@ -157,6 +158,8 @@ pub(super) struct RawStorage {
     /// Optional cap on the database file's size, checked by `validate`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_size: Option<Size>,
+    /// The most queues CreateQueue may make, checked by `validate`.
+    pub max_queues: u64,
 }
 
 impl Default for RawStorage {
@@ -165,6 +168,7 @@ impl Default for RawStorage {
             path: default::STORAGE_PATH.into(),
             synchronous: default::SYNCHRONOUS.into(),
             max_size: None,
+            max_queues: default::MAX_QUEUES,
         }
     }
 }

@@ -52,6 +52,7 @@ fn to_raw(config: &Config) -> RawConfig {
             }
             .to_owned(),
             max_size: config.storage.max_size.map(Size),
+            max_queues: config.storage.max_queues,
         },
         log: RawLog {
             level: config.log.level.clone(),

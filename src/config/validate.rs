@@ -181,10 +181,14 @@ fn storage(raw: RawStorage, base: &Path, p: &mut Problems<'_>) -> StorageConfig 
             format!("{size} bytes is below the minimum of 1MiB ({MIN_STORAGE_SIZE} bytes)"),
         );
     }
+    if raw.max_queues == 0 {
+        p.at(&["storage", "max_queues"], "must be at least 1");
+    }
     StorageConfig {
         path: base.join(PathBuf::from(raw.path)),
         synchronous,
         max_size,
+        max_queues: raw.max_queues,
     }
 }
 

@@ -8,7 +8,8 @@
 //! `quick_check` (which reads it once, so a truncated or damaged file is found here rather than
 //! by a later write), be esmd's (or empty), and carry no migration newer than this build knows.
 //! Any of these failing refuses the start with an [`OpenError`] naming the file, and the file is
-//! left byte for byte as it was.
+//! left byte for byte as it was. Then a write that is rolled back checks that the file can be
+//! written at all (SQLite silently opens an immutable or read-only file read-only).
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection as _, SqlitePool};
 
-use super::{wake::Wakers, writer, Store, StoreOptions};
+use super::{health::Health, tally::Tally, wake::Wakers, writer, Store, StoreOptions};
 use crate::clock::Clock;
 use crate::config::{StorageConfig, Synchronous};
 use crate::domain::error::chain;
@@ -82,6 +83,20 @@ pub enum OpenError {
         version: i64,
         /// The newest migration version this build has.
         known: i64,
+    },
+    /// The file (or its directory, for the WAL) cannot be written: esmd would acknowledge
+    /// nothing, so it does not start.
+    #[error(
+        "database {} cannot be written ({detail}); esmd left it untouched: make the file and its \
+         directory writable by esmd (check permissions, `lsattr` for the immutable flag, a \
+         read-only mount)",
+        path.display()
+    )]
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        detail: String,
     },
     /// The schema could not be brought up to date.
     #[error("cannot migrate database {}", path.display())]
@@ -324,6 +339,8 @@ impl Store {
             )
             .await
             .map_err(open_err)?;
+        check_writable(&writer, &path).await?;
+        let health = Health::new(&path);
         MIGRATOR
             .run(&writer)
             .await
@@ -343,6 +360,7 @@ impl Store {
             .connect_with(base.read_only(true).pragma("cache_size", "-2048"))
             .await
             .map_err(open_err)?;
+        let tally = Tally::load(&writer).await.map_err(open_err)?;
         let wake = Wakers::default();
         let ops = writer::Handle::start(writer::Start {
             pool: writer.clone(),
@@ -350,6 +368,8 @@ impl Store {
             wake: wake.clone(),
             observer: opts.observer.clone(),
             fault: opts.writer_fault,
+            health: health.clone(),
+            tally: tally.clone(),
             tasks: opts.tasks.unwrap_or_default(),
             stop: opts.stop.unwrap_or_default(),
             send_limit: max_pages.map(|pages| writer::room::send_limit(pages, page_size)),
@@ -366,6 +386,9 @@ impl Store {
             observer: opts.observer,
             ops,
             queues: Default::default(),
+            health,
+            max_queues: cfg.max_queues,
+            tally,
         })
     }
 
@@ -385,6 +408,40 @@ impl Store {
         self.reader.close().await;
         self.writer.close().await;
     }
+}
+
+/// Starts a write and rolls it back (`BEGIN IMMEDIATE`, a write of the header's `user_version`
+/// to its own value, `ROLLBACK`), which leaves the file as it was: SQLite opens a file it may
+/// not write (immutable, read-only mount, permissions) read-only without a word, and only a
+/// write says so.
+async fn check_writable(writer: &SqlitePool, path: &Path) -> Result<(), OpenError> {
+    let read_only = |e: sqlx::Error| OpenError::ReadOnly {
+        path: path.to_owned(),
+        detail: detail(&e),
+    };
+    let mut conn = writer.acquire().await.map_err(|source| OpenError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *conn)
+        .await
+        .map_err(read_only)?;
+    // On a file opened read-only SQLite makes BEGIN IMMEDIATE a read transaction; setting the
+    // header's user_version to itself is a write, and the ROLLBACK undoes it.
+    let wrote = async {
+        let (version,): (i64,) = sqlx::query_as("PRAGMA user_version")
+            .fetch_one(&mut *conn)
+            .await?;
+        sqlx::query(&format!("PRAGMA user_version = {version}"))
+            .execute(&mut *conn)
+            .await
+    }
+    .await;
+    let rolled_back = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    wrote.map_err(read_only)?;
+    rolled_back.map_err(read_only)?;
+    Ok(())
 }
 
 /// SQLite never lowers `max_page_count` below the file's current size: say so when the file is

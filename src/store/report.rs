@@ -1,5 +1,5 @@
 //! What the store reports to its owner: [`StoreEvent`]s (messages sent, received, deleted,
-//! dead-lettered; a queue deleted; a refused write) delivered to the [`Observer`] given at
+//! dead-lettered; a queue created or deleted; a refused write) delivered to the [`Observer`] given at
 //! open. The store imports no metrics: the daemon's observer records them. [`Effects`] is a
 //! group's tally of events and wake-ups, applied only once its transaction has committed.
 
@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::error::DbFault;
+use super::tally::Tally;
 use super::wake::Wakers;
 use crate::domain::queue::QueueName;
 
@@ -22,6 +23,9 @@ pub enum StoreEvent<'a> {
     Deleted { queue: &'a str, n: u64 },
     /// `n` messages of `queue` were moved to its dead-letter queue.
     DeadLettered { queue: &'a str, n: u64 },
+    /// `queue` exists (created now, or its settings set from the configuration): its series
+    /// should appear, the counters at 0.
+    QueueCreated { queue: &'a str },
     /// `queue` was deleted.
     QueueDeleted { queue: &'a str },
     /// A database fault refused work (`operations` requests).
@@ -66,6 +70,11 @@ pub(super) enum Counter {
     Received,
     Deleted,
     DeadLettered,
+    /// Messages that arrived from a source queue's redrive (the dead-letter queue's gain; no
+    /// event, the source reports `DeadLettered`).
+    Arrived,
+    /// Messages deleted past retention (no event).
+    Expired,
 }
 
 /// Side effects of a group, applied only after it commits.
@@ -90,18 +99,37 @@ impl Effects {
         }
     }
 
-    /// Wakes the waiters and reports the counts: called once the group has committed.
-    pub(super) fn apply(self, wakers: &Wakers, observer: &Observer) {
+    /// Wakes the waiters, keeps the messages per queue and reports the counts: called once the
+    /// group has committed.
+    pub(super) fn apply(self, wakers: &Wakers, observer: &Observer, tally: &Tally) {
         for (q, n) in self.wake {
             wakers.messages(&q, n);
         }
         for (c, q, n) in self.counters {
             let queue = q.as_str();
+            let delta = i64::try_from(n).unwrap_or(i64::MAX);
             observer.emit(match c {
-                Counter::Sent => StoreEvent::Sent { queue, n },
+                Counter::Sent => {
+                    tally.add(queue, delta);
+                    StoreEvent::Sent { queue, n }
+                }
                 Counter::Received => StoreEvent::Received { queue, n },
-                Counter::Deleted => StoreEvent::Deleted { queue, n },
-                Counter::DeadLettered => StoreEvent::DeadLettered { queue, n },
+                Counter::Deleted => {
+                    tally.add(queue, -delta);
+                    StoreEvent::Deleted { queue, n }
+                }
+                Counter::DeadLettered => {
+                    tally.add(queue, -delta);
+                    StoreEvent::DeadLettered { queue, n }
+                }
+                Counter::Arrived => {
+                    tally.add(queue, delta);
+                    continue;
+                }
+                Counter::Expired => {
+                    tally.add(queue, -delta);
+                    continue;
+                }
             });
         }
     }

@@ -31,9 +31,11 @@ use tokio_util::task::TaskTracker;
 
 use super::error::log_fault;
 use super::error::StoreError;
+use super::health::Health;
 use super::report::{Effects, Observer, StoreEvent};
 use super::reserve::Reserve;
 use super::sql::{self, queues};
+use super::tally::Tally;
 use super::types::{QueueInfo, WriterFault};
 use super::wake::Wakers;
 use crate::clock::Clock;
@@ -78,6 +80,8 @@ pub(super) struct Start {
     pub wake: Wakers,
     pub observer: Observer,
     pub fault: Option<WriterFault>,
+    pub health: Health,
+    pub tally: Tally,
     pub tasks: TaskTracker,
     pub stop: CancellationToken,
     /// Pages in use past which sends are refused (`room.rs`); `None` without `storage.max_size`.
@@ -97,6 +101,8 @@ impl Handle {
             wake: start.wake,
             observer: start.observer,
             fault: start.fault,
+            health: start.health,
+            tally: start.tally,
             expired_at: HashMap::new(),
             pending: Vec::new(),
             send_limit: start.send_limit,
@@ -240,6 +246,10 @@ struct Writer {
     wake: Wakers,
     observer: Observer,
     fault: Option<WriterFault>,
+    /// Whether the database file is still the one opened (checked before every group).
+    health: Health,
+    /// Messages per queue, kept as groups commit.
+    tally: Tally,
     /// When each standard queue (by id) last had its expired messages deleted by a receive.
     expired_at: HashMap<i64, i64>,
     /// Operations of the writer's own (releases of unclaimed receives), run in the next group.
@@ -293,6 +303,10 @@ impl Writer {
             };
             let held = Instant::now();
             loop {
+                ops = match self.unless_broken(ops) {
+                    Some(ops) => ops,
+                    None => break,
+                };
                 match self.execute(&mut conn, ops).await {
                     Executed::Committed if held.elapsed() < HOLD => {}
                     Executed::Committed | Executed::Refused => break,
@@ -320,6 +334,17 @@ impl Writer {
         }
     }
 
+    /// The group, unless the store is broken (the database file deleted or replaced: see
+    /// `health.rs`); then every operation is refused as retriable and nothing is committed.
+    fn unless_broken(&self, ops: Vec<Op>) -> Option<Vec<Op>> {
+        let Some(reason) = self.health.check() else {
+            return Some(ops);
+        };
+        let refused = StoreError::writer_stopped(&reason);
+        ops.into_iter().for_each(|op| op.fail(&refused));
+        None
+    }
+
     /// Logs and reports a refused group once.
     fn refused(&self, e: &sqlx::Error, operations: usize) {
         if matches!(e, sqlx::Error::PoolClosed) {
@@ -327,6 +352,10 @@ impl Writer {
             return;
         }
         let fault = super::error::DbFault::of(e);
+        if fault == super::error::DbFault::Other {
+            // A write failure may be the file gone from under the daemon: look.
+            self.health.check();
+        }
         log_fault(fault, e, operations);
         self.observer
             .emit(StoreEvent::Refused { fault, operations });
@@ -343,7 +372,7 @@ impl Writer {
                     self.observer.emit(StoreEvent::Committed {
                         operations: ops.len(),
                     });
-                    fx.apply(&self.wake, &self.observer);
+                    fx.apply(&self.wake, &self.observer, &self.tally);
                     let released = ops
                         .into_iter()
                         .zip(outcomes)

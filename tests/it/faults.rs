@@ -823,6 +823,7 @@ async fn real_database(path: &Path) {
         path: path.to_owned(),
         synchronous: Synchronous::Full,
         max_size: None,
+        max_queues: 1000,
     };
     let store = Store::open(&cfg, Clock::System).await.expect("open");
     store
@@ -998,6 +999,7 @@ async fn a_database_from_a_newer_esmd_is_refused_and_left_untouched() {
         path: db.clone(),
         synchronous: Synchronous::Full,
         max_size: None,
+        max_queues: 1000,
     };
     let before = sha256(&db);
     let err = Store::open(&cfg, Clock::System)

@@ -171,7 +171,8 @@ pub(crate) async fn receive(
     let queue = &q.name;
     debug_assert!(!queue.is_fifo() || maxes.len() == 1);
     if expire_first {
-        retention::expire(tx, q, now).await?;
+        let expired = retention::expire(tx, q, now).await?;
+        fx.count(Counter::Expired, queue, expired);
     }
     let max: u32 = maxes.iter().sum();
     let until = now + to_ms(visibility.unwrap_or(q.settings.visibility_timeout));
@@ -212,6 +213,7 @@ pub(crate) async fn receive(
     if let Some(dlq) = woken_dlq {
         fx.wake(&dlq, moved);
         fx.count(Counter::DeadLettered, queue, moved);
+        fx.count(Counter::Arrived, &dlq, moved);
     }
     fx.count(Counter::Received, queue, out.len() as u64);
     // Requests are served in order, so the last one comes away empty exactly when the rows do

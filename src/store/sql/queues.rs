@@ -142,11 +142,25 @@ pub(crate) async fn create(
     settings: &QueueSettings,
     tags: &BTreeMap<String, String>,
     now: i64,
+    max_queues: u64,
 ) -> Result<(QueueInfo, bool), StoreError> {
     settings_rejection(name, settings)?;
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     if let Some(existing) = lookup(&mut tx, name).await? {
         return Ok((existing, false));
+    }
+    let (queues,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM queues")
+        .fetch_one(&mut *tx)
+        .await?;
+    if u64::try_from(queues).unwrap_or(0) >= max_queues {
+        return Err(Rejection::new(
+            RejectCode::OverLimit,
+            format!(
+                "Cannot create queue {name}: there are already {queues} queues, the most this \
+                 esmd allows (storage.max_queues = {max_queues}). Delete a queue or raise the limit."
+            ),
+        )
+        .into());
     }
     check_dead_letter(&mut tx, name, settings).await?;
     insert(&mut tx, name, settings, tags, now).await?;
@@ -232,7 +246,7 @@ pub(crate) async fn purge(
     writer: &SqlitePool,
     name: &QueueName,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     let q = require(&mut tx, name).await?;
     let (last,): (Option<i64>,) = sqlx::query_as("SELECT last_purge_at FROM queues WHERE id = ?")
@@ -246,10 +260,11 @@ pub(crate) async fn purge(
         )
         .into());
     }
-    sqlx::query("DELETE FROM messages WHERE queue_id = ?")
+    let purged = sqlx::query("DELETE FROM messages WHERE queue_id = ?")
         .bind(q.id)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
     sqlx::query("DELETE FROM dedup WHERE queue_id = ?")
         .bind(q.id)
         .execute(&mut *tx)
@@ -260,7 +275,7 @@ pub(crate) async fn purge(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(purged)
 }
 
 async fn write_tags(

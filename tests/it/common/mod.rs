@@ -66,6 +66,7 @@ pub fn storage(dir: &TempDir) -> StorageConfig {
         path: dir.path().join("esmd.db"),
         synchronous: Synchronous::Full,
         max_size: None,
+        max_queues: 1000,
     }
 }
 

@@ -379,6 +379,7 @@ async fn wal_and_the_configured_synchronous_level_are_in_force() {
         path: dir.path().join("normal.db"),
         synchronous: Synchronous::Normal,
         max_size: None,
+        max_queues: 1000,
     };
     let store = Store::open(&cfg, Clock::System).await.unwrap();
     assert_eq!(
