@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::domain::queue::{QueueName, QueueSettings};
 
 mod env;
+mod function;
 mod load;
 mod mapping;
 mod raw;

@@ -10,18 +10,11 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use super::mapping;
-use super::raw::{
-    RawCommand, RawConfig, RawFunction, RawHttp, RawLog, RawLogFunction, RawQueue, RawServer,
-    RawStorage,
-};
+use super::raw::{RawConfig, RawLog, RawQueue, RawServer, RawStorage};
 use super::read::{Problems, Skipped};
-use super::{
-    Config, FunctionConfig, FunctionTarget, LogConfig, LogFormat, ServerConfig, StorageConfig,
-    Synchronous,
-};
+use super::{function, mapping};
+use super::{Config, LogConfig, LogFormat, ServerConfig, StorageConfig, Synchronous};
 use crate::domain::queue::{
     DedupScope, FifoThroughputLimit, QueueKind, QueueName, QueueSettings, Redrive,
     MAX_MESSAGE_SIZE, MIN_MESSAGE_SIZE,
@@ -29,9 +22,6 @@ use crate::domain::queue::{
 
 /// Smallest `storage.max_size`: room for the schema and a useful number of messages.
 const MIN_STORAGE_SIZE: u64 = 1024 * 1024;
-
-/// Longest function timeout (Lambda's maximum).
-const MAX_FUNCTION_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Validates `raw` into a [`Config`], pushing every problem found. The returned `Config` is only
 /// meaningful when no problem was pushed (entries with problems may be missing from it).
@@ -47,7 +37,7 @@ pub(super) fn validate(
     let storage = storage(raw.storage, storage_base, &mut p);
     let log = log(raw.log, &mut p);
     let queues = queues(&raw.queues, skipped, &mut p);
-    let functions = functions(raw.functions, &mut p);
+    let functions = function::functions(raw.functions, &mut p);
     let mappings = mapping::mappings(raw.mappings, &queues, &functions, skipped, &mut p);
     Config {
         server,
@@ -354,110 +344,6 @@ fn redrive(
     }
 }
 
-fn functions(
-    raw: BTreeMap<String, RawFunction>,
-    p: &mut Problems<'_>,
-) -> BTreeMap<String, FunctionConfig> {
-    let mut out = BTreeMap::new();
-    for (name, f) in raw {
-        // Lambda's function-name rule; the name is also AWS_LAMBDA_FUNCTION_NAME and a label.
-        let name_ok = (1..=64).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !name_ok {
-            p.at(
-                &["functions", &name],
-                "invalid function name: use 1 to 64 letters, digits, hyphens or underscores",
-            );
-        }
-        let (timeout, target) = match f {
-            RawFunction::Http(RawHttp { url, timeout }) => {
-                if !is_http_url(&url) {
-                    p.at(
-                        &["functions", &name, "url"],
-                        format!("{url:?} is not an http:// or https:// URL"),
-                    );
-                }
-                (timeout, FunctionTarget::Http { url })
-            }
-            RawFunction::Command(RawCommand {
-                command,
-                env,
-                working_dir,
-                timeout,
-            }) => {
-                check_command(&name, &command, &env, working_dir.as_deref(), p);
-                let working_dir = working_dir.map(PathBuf::from);
-                (
-                    timeout,
-                    FunctionTarget::Command {
-                        argv: command,
-                        env,
-                        working_dir,
-                    },
-                )
-            }
-            RawFunction::Log(RawLogFunction { timeout }) => (timeout, FunctionTarget::Log),
-        };
-        if timeout.is_zero() {
-            p.at(&["functions", &name, "timeout"], "must be greater than 0s");
-        } else if timeout > MAX_FUNCTION_TIMEOUT {
-            p.at(
-                &["functions", &name, "timeout"],
-                format!(
-                    "{} is above Lambda's maximum of 15m",
-                    humantime::format_duration(timeout)
-                ),
-            );
-        }
-        out.insert(name, FunctionConfig { timeout, target });
-    }
-    out
-}
-
-fn is_http_url(url: &str) -> bool {
-    url::Url::parse(url).is_ok_and(|u| {
-        matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
-    })
-}
-
-/// An argv that can be executed directly: a program, no NUL bytes, and a usable environment.
-fn check_command(
-    name: &str,
-    argv: &[String],
-    env: &BTreeMap<String, String>,
-    working_dir: Option<&str>,
-    p: &mut Problems<'_>,
-) {
-    if argv.first().is_none_or(|program| program.is_empty()) {
-        p.at(
-            &["functions", name, "command"],
-            "must name a program: a non-empty array such as [\"python3\", \"handler.py\"]",
-        );
-    }
-    if argv.iter().any(|a| a.contains('\0')) {
-        p.at(
-            &["functions", name, "command"],
-            "must not contain NUL characters",
-        );
-    }
-    for (var, value) in env {
-        if var.is_empty() || var.contains(['=', '\0']) || value.contains('\0') {
-            p.at(
-                &["functions", name, "env", var],
-                "is not a valid environment variable",
-            );
-        }
-    }
-    if working_dir == Some("") {
-        p.at(
-            &["functions", name, "working_dir"],
-            "must not be empty when set",
-        );
-    }
-}
-
 fn not_one_of(value: &str, allowed: &[&str]) -> String {
     let allowed: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
     format!("{value:?} is not one of {}", allowed.join(", "))
@@ -489,16 +375,5 @@ mod tests {
         ] {
             assert!(!is_host_port(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn urls() {
-        assert!(is_http_url(
-            "http://127.0.0.1:9000/2015-03-31/functions/f/invocations"
-        ));
-        assert!(is_http_url("https://example.com"));
-        assert!(!is_http_url("ftp://example.com"));
-        assert!(!is_http_url("127.0.0.1:9000"));
-        assert!(!is_http_url("http://"));
     }
 }

@@ -15,19 +15,17 @@
 //! the cause and every later operation is refused with `StoreError::WriterStopped`, so the owner
 //! can stop serving instead of looking healthy.
 
+mod handle;
 mod plan;
 pub(super) mod room;
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt as _;
 use sqlx::{Connection as _, SqliteConnection, SqlitePool};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::error::log_fault;
 use super::error::StoreError;
@@ -41,6 +39,7 @@ use super::wake::Wakers;
 use crate::clock::Clock;
 use crate::domain::queue::QueueName;
 use crate::domain::Rejection;
+pub(super) use handle::{Handle, Start};
 pub(super) use plan::Op;
 use plan::{database, internal, Outcome, Plan};
 
@@ -54,133 +53,6 @@ const HOLD: Duration = Duration::from_millis(100);
 /// queue's expired messages. Receives never hand out an expired message in between (the claim
 /// skips them); this only bounds how long the rows linger.
 const EXPIRE_EVERY_MS: i64 = 1000;
-
-/// Whether the writer task runs.
-#[derive(Debug, Clone)]
-enum State {
-    Running,
-    /// Stopped on purpose (the store closed, or every handle was dropped).
-    Closed,
-    /// Stopped by a failure: the cause.
-    Failed(Arc<str>),
-}
-
-/// The store's side of the writer: submits operations and watches the task.
-#[derive(Debug, Clone)]
-pub(super) struct Handle {
-    ops: mpsc::Sender<Op>,
-    state: watch::Receiver<State>,
-    stop: CancellationToken,
-}
-
-/// What starts a writer.
-pub(super) struct Start {
-    pub pool: SqlitePool,
-    pub clock: Clock,
-    pub wake: Wakers,
-    pub observer: Observer,
-    pub fault: Option<WriterFault>,
-    pub health: Health,
-    pub tally: Tally,
-    pub tasks: TaskTracker,
-    pub stop: CancellationToken,
-    /// Pages in use past which sends are refused (`room.rs`); `None` without `storage.max_size`.
-    pub send_limit: Option<u64>,
-    /// The disk reserve (`reserve.rs`).
-    pub reserve: Arc<Reserve>,
-}
-
-impl Handle {
-    /// Starts the writer task on `start.tasks`.
-    pub(super) fn start(start: Start) -> Handle {
-        let (ops, rx) = mpsc::channel(4096);
-        let (state_tx, state) = watch::channel(State::Running);
-        let writer = Writer {
-            pool: start.pool,
-            clock: start.clock,
-            wake: start.wake,
-            observer: start.observer,
-            fault: start.fault,
-            health: start.health,
-            tally: start.tally,
-            expired_at: HashMap::new(),
-            pending: Vec::new(),
-            send_limit: start.send_limit,
-            reserve: start.reserve,
-        };
-        let stop = start.stop.clone();
-        start.tasks.spawn(async move {
-            let ended = AssertUnwindSafe(writer.run(rx, stop)).catch_unwind().await;
-            let state = match ended {
-                Ok(()) => State::Closed,
-                Err(panic) => {
-                    let cause = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "a panic without a message".to_owned());
-                    tracing::error!(
-                        cause = %cause,
-                        "the database writer failed: every write is refused from now on"
-                    );
-                    State::Failed(format!("the writer panicked: {cause}").into())
-                }
-            };
-            state_tx.send_replace(state);
-        });
-        Handle {
-            ops,
-            state,
-            stop: start.stop,
-        }
-    }
-
-    /// Runs `op` and waits for its answer, which comes after its group committed.
-    pub(super) async fn submit<T>(
-        &self,
-        op: Op,
-        rx: oneshot::Receiver<Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        self.ops.send(op).await.map_err(|_| self.stopped())?;
-        rx.await.map_err(|_| self.stopped())?
-    }
-
-    /// The error for an operation the writer could not take.
-    fn stopped(&self) -> StoreError {
-        let reason: Arc<str> = match &*self.state.borrow() {
-            State::Failed(cause) => cause.clone(),
-            State::Running | State::Closed => "the store is closing".into(),
-        };
-        StoreError::writer_stopped(&reason)
-    }
-
-    /// Resolves with the cause once the writer has failed; never if it stops on purpose.
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub(super) async fn failed(&self) -> Arc<str> {
-        let mut state = self.state.clone();
-        loop {
-            if let State::Failed(cause) = &*state.borrow_and_update() {
-                return cause.clone();
-            }
-            if state.changed().await.is_err() {
-                // The task is gone without saying why: it cannot be running.
-                if let State::Failed(cause) = &*state.borrow() {
-                    return cause.clone();
-                }
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-
-    /// Stops the writer after it has answered what is queued, and waits until it has.
-    pub(super) async fn close(&self) {
-        self.stop.cancel();
-        let mut state = self.state.clone();
-        let _ = state.wait_for(|s| !matches!(s, State::Running)).await;
-    }
-}
 
 /// How a group ended.
 enum Executed {

@@ -1,0 +1,133 @@
+//! The rules of `[functions.NAME]`: each function's type and its settings (an `http` URL, a
+//! `command` argv, the timeout up to Lambda's 900 s), each problem naming its full key.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::{RawCommand, RawFunction, RawHttp, RawLogFunction};
+use super::read::Problems;
+use super::{FunctionConfig, FunctionTarget};
+
+/// Longest function timeout (Lambda's maximum).
+const MAX_FUNCTION_TIMEOUT: Duration = Duration::from_secs(900);
+
+pub(super) fn functions(
+    raw: BTreeMap<String, RawFunction>,
+    p: &mut Problems<'_>,
+) -> BTreeMap<String, FunctionConfig> {
+    let mut out = BTreeMap::new();
+    for (name, f) in raw {
+        // Lambda's function-name rule; the name is also AWS_LAMBDA_FUNCTION_NAME and a label.
+        let name_ok = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !name_ok {
+            p.at(
+                &["functions", &name],
+                "invalid function name: use 1 to 64 letters, digits, hyphens or underscores",
+            );
+        }
+        let (timeout, target) = match f {
+            RawFunction::Http(RawHttp { url, timeout }) => {
+                if !is_http_url(&url) {
+                    p.at(
+                        &["functions", &name, "url"],
+                        format!("{url:?} is not an http:// or https:// URL"),
+                    );
+                }
+                (timeout, FunctionTarget::Http { url })
+            }
+            RawFunction::Command(RawCommand {
+                command,
+                env,
+                working_dir,
+                timeout,
+            }) => {
+                check_command(&name, &command, &env, working_dir.as_deref(), p);
+                let working_dir = working_dir.map(PathBuf::from);
+                (
+                    timeout,
+                    FunctionTarget::Command {
+                        argv: command,
+                        env,
+                        working_dir,
+                    },
+                )
+            }
+            RawFunction::Log(RawLogFunction { timeout }) => (timeout, FunctionTarget::Log),
+        };
+        if timeout.is_zero() {
+            p.at(&["functions", &name, "timeout"], "must be greater than 0s");
+        } else if timeout > MAX_FUNCTION_TIMEOUT {
+            p.at(
+                &["functions", &name, "timeout"],
+                format!(
+                    "{} is above Lambda's maximum of 15m",
+                    humantime::format_duration(timeout)
+                ),
+            );
+        }
+        out.insert(name, FunctionConfig { timeout, target });
+    }
+    out
+}
+
+fn is_http_url(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+    })
+}
+
+/// An argv that can be executed directly: a program, no NUL bytes, and a usable environment.
+fn check_command(
+    name: &str,
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    working_dir: Option<&str>,
+    p: &mut Problems<'_>,
+) {
+    if argv.first().is_none_or(|program| program.is_empty()) {
+        p.at(
+            &["functions", name, "command"],
+            "must name a program: a non-empty array such as [\"python3\", \"handler.py\"]",
+        );
+    }
+    if argv.iter().any(|a| a.contains('\0')) {
+        p.at(
+            &["functions", name, "command"],
+            "must not contain NUL characters",
+        );
+    }
+    for (var, value) in env {
+        if var.is_empty() || var.contains(['=', '\0']) || value.contains('\0') {
+            p.at(
+                &["functions", name, "env", var],
+                "is not a valid environment variable",
+            );
+        }
+    }
+    if working_dir == Some("") {
+        p.at(
+            &["functions", name, "working_dir"],
+            "must not be empty when set",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(is_http_url(
+            "http://127.0.0.1:9000/2015-03-31/functions/f/invocations"
+        ));
+        assert!(is_http_url("https://example.com"));
+        assert!(!is_http_url("ftp://example.com"));
+        assert!(!is_http_url("127.0.0.1:9000"));
+        assert!(!is_http_url("http://"));
+    }
+}
