@@ -22,12 +22,13 @@ pub(super) const VARIABLE: &str = "ESMD_INVOCATION_ID";
 /// At most this many scans of `/proc` per cleanup.
 const MAX_ROUNDS: usize = 10;
 
-/// Sends SIGKILL to every process whose environment holds `VARIABLE=id`; returns how many were
-/// signalled in all.
+/// Sends SIGKILL to every process whose environment holds `VARIABLE=id`; returns how many
+/// processes were signalled in all (a process still dying when the next round looks is signalled
+/// again, and counted once).
 pub(super) fn kill_marked(id: &str) -> usize {
     let needle = format!("{VARIABLE}={id}");
     let me = std::process::id();
-    let mut killed = 0;
+    let mut killed = std::collections::HashSet::new();
     for _ in 0..MAX_ROUNDS {
         let found: Vec<i32> = marked(&needle).filter(|&pid| pid as u32 != me).collect();
         if found.is_empty() {
@@ -36,11 +37,11 @@ pub(super) fn kill_marked(id: &str) -> usize {
         for pid in found {
             // ESRCH: it exited meanwhile; EPERM: not ours after all. Either way, nothing to do.
             if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
-                killed += 1;
+                killed.insert(pid);
             }
         }
     }
-    killed
+    killed.len()
 }
 
 /// The pids of live processes whose initial environment holds `needle` (a zombie's environment
