@@ -67,6 +67,8 @@ pub struct Store {
     tally: tally::Tally,
     /// `storage.max_queues`: CreateQueue past it is refused.
     max_queues: u64,
+    /// The disk reserve, given up when the disk is full so that space can be freed.
+    reserve: std::sync::Arc<reserve::Reserve>,
 }
 
 /// How a store is run, beyond its configuration.
@@ -120,6 +122,24 @@ impl Store {
         let done = change.await;
         self.queues.forget();
         self.reported(done)
+    }
+
+    /// Runs a change that frees space (a purge, a queue deletion): when the disk itself is full,
+    /// the disk reserve is given up and the change runs once more, so that space can always be
+    /// freed, as the writer does for receives and deletes.
+    async fn freeing<T, F, Fut>(&self, change: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        match self.changing(change()).await {
+            Err(StoreError::Database { source, .. })
+                if writer::room::release_reserve(&self.reserve, &source) =>
+            {
+                self.changing(change()).await
+            }
+            done => done,
+        }
     }
 
     /// Creates a queue, or returns the existing one unchanged. The `bool` says whether it was
@@ -207,7 +227,7 @@ impl Store {
 
     /// Deletes a queue and all its messages.
     pub async fn delete_queue(&self, name: &QueueName) -> Result<(), StoreError> {
-        self.changing(sql::queues::delete(&self.writer, name))
+        self.freeing(|| sql::queues::delete(&self.writer, name))
             .await?;
         self.tally.remove(name.as_str());
         self.observer.emit(StoreEvent::QueueDeleted {
@@ -224,7 +244,7 @@ impl Store {
     pub async fn purge(&self, name: &QueueName) -> Result<(), StoreError> {
         let now = self.now();
         let purged = self
-            .changing(sql::queues::purge(&self.writer, name, now))
+            .freeing(|| sql::queues::purge(&self.writer, name, now))
             .await?;
         self.tally
             .add(name.as_str(), -i64::try_from(purged).unwrap_or(i64::MAX));

@@ -389,6 +389,7 @@ impl Store {
             health,
             max_queues: cfg.max_queues,
             tally,
+            reserve,
         })
     }
 

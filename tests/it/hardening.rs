@@ -651,3 +651,60 @@ async fn a_full_disk_still_drains_through_the_disk_reserve_also_after_a_restart_
     );
     esmd.stop().await;
 }
+
+#[tokio::test]
+async fn a_purge_and_a_queue_deletion_work_when_another_program_filled_the_disk() {
+    let dir = TempDir::new().expect("temp dir");
+    let Some(_disk) = SmallDisk::mount(dir.path().join("disk"), "24m") else {
+        eprintln!("skipped: mounting a small tmpfs needs root (CAP_SYS_ADMIN)");
+        return;
+    };
+    let esmd = EsmdProcess::start(dir.path(), DISK, &[]).await;
+    let url = esmd.url();
+    let http = reqwest::Client::new();
+    for q in ["a", "b"] {
+        for i in 0..50 {
+            let r = http
+                .post(format!("{url}/queues/{q}/messages"))
+                .body(format!("{q}-{i}-{}", "x".repeat(3000)))
+                .send()
+                .await
+                .expect("REST send");
+            assert!(r.status().is_success(), "{}", esmd.tail(10));
+        }
+    }
+    // Another program fills the disk: esmd's first write after that is a purge, then a queue
+    // deletion, neither of which goes through the writer that gives up the reserve for receives.
+    let junk = dir.path().join("disk/junk");
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&junk).expect("create junk");
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).and_then(|()| f.sync_all()).is_ok() {}
+    }
+    let sqs = sdk(&url, "x");
+    sqs.purge_queue()
+        .queue_url(format!("{url}/{ACCOUNT}/a"))
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "purge on a disk another program filled: {e:?}\n{}",
+                esmd.tail(10)
+            )
+        });
+    sqs.delete_queue()
+        .queue_url(format!("{url}/{ACCOUNT}/b"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("delete a queue on a full disk: {e:?}\n{}", esmd.tail(10)));
+    std::fs::remove_file(&junk).expect("free the disk");
+    let sent = sqs
+        .send_message()
+        .queue_url(format!("{url}/{ACCOUNT}/a"))
+        .message_body("after")
+        .send()
+        .await;
+    assert!(sent.is_ok(), "sends come back once there is room: {sent:?}");
+    esmd.stop().await;
+}

@@ -101,7 +101,7 @@ pub(super) async fn check(
 
 /// On the disk's own `SQLITE_FULL`, deletes the disk reserve so that the group can run again in
 /// its room (sends are refused until it is back); whether it did.
-pub(super) fn release_reserve(reserve: &Reserve, e: &sqlx::Error) -> bool {
+pub(in crate::store) fn release_reserve(reserve: &Reserve, e: &sqlx::Error) -> bool {
     use super::super::error::DbFault;
     if DbFault::of(e) != DbFault::Full || is_send_limit(e) {
         return false;
