@@ -78,6 +78,8 @@ pub struct Metrics {
     batch_records: HistogramVec,
     batch_bytes: HistogramVec,
     in_flight: IntGaugeVec,
+    claimed: IntGaugeVec,
+    batch_age: HistogramVec,
     store_errors: IntCounterVec,
     store_commits: HistogramVec,
     /// The queues whose series exist (registered, not yet removed): a scrape sets gauges only
@@ -199,6 +201,26 @@ impl Metrics {
                     &["mapping"],
                 )
                 .expect("valid metric"),
+            ),
+            claimed: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "esmd_mapping_claimed_messages",
+                        "Messages a mapping has claimed (in flight) but not yet sent to its function.",
+                    ),
+                    &["mapping"],
+                )
+                .expect("valid metric"),
+            ),
+            batch_age: hist(
+                "esmd_batch_oldest_message_age_seconds",
+                "Age of the oldest message of a batch (since it was sent) when the batch was invoked.",
+                &["mapping"],
+                vec![
+                    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+                    3600.0, 86400.0,
+                ],
             ),
             store_errors: counter(
                 "esmd_store_errors_total",
@@ -336,6 +358,22 @@ impl Metrics {
                 .with_label_values(&[mapping, function, o.label()]);
         }
         self.in_flight.with_label_values(&[mapping]).set(0);
+        self.claimed.with_label_values(&[mapping]).set(0);
+        self.batch_age.with_label_values(&[mapping]);
+    }
+
+    /// `mapping` holds `n` claimed messages not yet invoked.
+    pub fn mapping_claimed(&self, mapping: &str, n: usize) {
+        self.claimed
+            .with_label_values(&[mapping])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// A batch of `mapping` was invoked with its oldest message sent `age` ago.
+    pub fn batch_invoked_at_age(&self, mapping: &str, age: Duration) {
+        self.batch_age
+            .with_label_values(&[mapping])
+            .observe(age.as_secs_f64());
     }
 
     /// An invocation started: records its batch shape and raises the in-flight gauge.

@@ -128,6 +128,11 @@ impl Collector {
         &self.groups
     }
 
+    /// How many messages are carried (claimed, not yet in a batch).
+    pub(super) fn carried_len(&self) -> usize {
+        self.carry.len()
+    }
+
     /// Message ids carried into the next batch, in order.
     pub(super) fn carried(&self) -> Vec<String> {
         self.carry

@@ -50,7 +50,10 @@ impl Poller {
                 spare_slots: slots.available_permits(),
                 ahead: 4 * m.config.max_concurrency as usize,
             };
-            match collector.fill(&self, how, &cancel).await {
+            let filled = collector.fill(&self, how, &cancel).await;
+            self.metrics
+                .mapping_claimed(&m.name, collector.carried_len());
+            match filled {
                 Ok(Some(batch)) => {
                     collector.groups().invoking(&batch);
                     let invocation = self.clone().invocation(
@@ -73,6 +76,7 @@ impl Poller {
             }
         }
         collector.release(&self).await;
+        self.metrics.mapping_claimed(&m.name, 0);
         tracing::debug!(mapping = %m.name, "collector stopped");
     }
 

@@ -57,6 +57,10 @@ impl Poller {
         let payload = batch.event();
         self.metrics
             .invocation_started(&m.name, batch.len(), payload.len());
+        if let Some(oldest) = batch.messages().iter().map(|msg| msg.sent_at).min() {
+            let age = self.store.clock().now().since(oldest);
+            self.metrics.batch_invoked_at_age(&m.name, age);
+        }
         self.metrics
             .mapping_event(&m.name, MappingEvent::Invoked, n);
         let target = InvokeTarget {

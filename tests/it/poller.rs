@@ -597,6 +597,11 @@ async fn shutdown_gives_carried_messages_back_at_once() {
     // flight, waiting for a slot.
     server.next(2, WAIT).await;
     assert_eq!(d.counts("q").await.in_flight, 4);
+    assert_eq!(
+        d.metric("esmd_mapping_claimed_messages", &[("mapping", "m")]),
+        2.0,
+        "claimed but not yet invoked"
+    );
 
     let url = d.url.clone();
     let halting = tokio::spawn(d.halt());
@@ -1644,6 +1649,14 @@ max_concurrency = 5
         ["first", "second"],
         "both messages of the window in one invocation, in order"
     );
+    // The batch's oldest message was 8.3 s old (queue time) when it was invoked.
+    let labels = [("mapping", "m")];
+    assert_eq!(
+        d.metric("esmd_batch_oldest_message_age_seconds_count", &labels),
+        1.0
+    );
+    let age = d.metric("esmd_batch_oldest_message_age_seconds_sum", &labels);
+    assert!((8.2..8.4).contains(&age), "oldest message age {age}");
     d.wait_empty("q", WAIT).await;
     assert_eq!(server.calls().len(), 1, "one invocation in all");
     assert!(d.stop().await);
