@@ -86,14 +86,15 @@ impl Health {
     /// Returns the cause in force.
     pub(super) fn fail(&self, cause: String) -> Arc<str> {
         let mut first = false;
+        let cause: Arc<str> = cause.into();
         self.inner.broken.send_if_modified(|b| {
             if b.is_none() {
-                *b = Some(cause.into());
+                *b = Some(cause.clone());
                 first = true;
             }
             first
         });
-        let now = self.broken().expect("just set");
+        let now = self.broken().unwrap_or(cause);
         if first {
             tracing::error!(
                 path = %self.inner.path.display(),
