@@ -40,6 +40,9 @@ const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 /// (held by a process that could not be found) before esmd settles without the rest.
 const DRAIN: Duration = Duration::from_secs(2);
 
+/// How often, while the output drains, the invocation's marked processes are looked for again.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+
 /// A command function's configuration, borrowed from [`crate::config::FunctionTarget::Command`].
 pub(super) struct CommandSpec<'a> {
     pub(super) argv: &'a [String],
@@ -158,9 +161,19 @@ async fn drive(
             // Whatever the child left running could hold the pipes open forever: it is killed,
             // and the outcome is the child's own, however long a stray holds the pipes.
             group.kill();
-            match tokio::time::timeout(DRAIN, &mut io).await {
-                Ok(out) => (status, out),
-                Err(_) => {
+            // A process caught between fork and exec may not be found by the first look; look
+            // again while the output drains.
+            let deadline = tokio::time::Instant::now() + DRAIN;
+            let drained = loop {
+                match tokio::time::timeout(SWEEP_EVERY, &mut io).await {
+                    Ok(out) => break Some(out),
+                    Err(_) if tokio::time::Instant::now() < deadline => group.sweep(),
+                    Err(_) => break None,
+                }
+            };
+            match drained {
+                Some(out) => (status, out),
+                None => {
                     let why = match status {
                         Ok(status) => exit_failure(status)
                             .unwrap_or_else(|| "exited with status 0".to_owned()),
@@ -287,6 +300,17 @@ impl GroupKiller {
             pgid,
             invocation_id,
             done: false,
+        }
+    }
+
+    /// Kills the invocation's marked processes found now (after [`GroupKiller::kill`]).
+    fn sweep(&self) {
+        let strays = marked::kill_marked(&self.invocation_id);
+        if strays > 0 {
+            tracing::debug!(
+                processes = strays,
+                "killed processes an invocation left outside its process group"
+            );
         }
     }
 
