@@ -24,12 +24,11 @@ use esmd::metrics::Outcome;
 use esmd::poller::PollReport;
 use md5::{Digest as _, Md5};
 use serde_json::Value;
-use sqlx::Connection as _;
 
 use crate::common::daemon::{
     http_function, receive_count, total, Call, FunctionServer, Gate, Reply, TestDaemon,
 };
-use crate::common::{q, T0};
+use crate::common::{q, WriteLock, T0};
 
 /// The bound on every wait for something that should happen within a second or two.
 const WAIT: Duration = Duration::from_secs(20);
@@ -1694,22 +1693,16 @@ max_concurrency = 5
     // One claim took the group's run; a1 is invoked (held), a2 and a3 are carried.
     server.next(1, WAIT).await;
     // Another process holds the write lock: a1's delete cannot commit when a1 returns.
-    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite:{}", d.db_path().display()))
-        .await
-        .expect("open the database as another process would");
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut other)
-        .await
-        .expect("take the write lock");
+    let lock = WriteLock::take(d.db_path()).await;
     gate.open();
-    let deadline = std::time::Instant::now() + WAIT;
-    while d.metric("esmd_invocations_in_flight", &[("mapping", "m")]) > 0.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a1's invocation did not end"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await; // sleep-ok: polling a gauge of the daemon under test
-    }
+    // a1's invocation ends (its function answered) while its delete waits behind the lock.
+    d.wait_metric(
+        "esmd_invocations_in_flight",
+        &[("mapping", "m")],
+        WAIT,
+        |n| n == 0.0,
+    )
+    .await;
     // A slot is free and a2 is carried, but group A is not settled: a2 must wait. A wrong
     // collector would invoke it at once; this pause only gives it the time to show.
     tokio::time::sleep(Duration::from_millis(300)).await; // sleep-ok: a window for a violation to show; passing does not depend on it
@@ -1718,11 +1711,7 @@ max_concurrency = 5
         1,
         "a2 is not invoked while a1's delete has not committed"
     );
-    sqlx::query("ROLLBACK")
-        .execute(&mut other)
-        .await
-        .expect("release the lock");
-    drop(other);
+    lock.release().await;
     let calls = server.wait_bodies(&["a1", "a2", "a3"], WAIT).await;
     let order: Vec<String> = calls.iter().flat_map(|c| c.bodies()).collect();
     assert_eq!(order, ["a1", "a2", "a3"], "in order, one batch at a time");
@@ -1761,29 +1750,19 @@ max_concurrency = 5
     let (count0, small0) = commits(&d);
     // The five deletes queue up behind another process's write lock, as they would behind a
     // slow fsync, and go through together once it is released.
-    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite:{}", d.db_path().display()))
-        .await
-        .expect("open the database as another process would");
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut other)
-        .await
-        .expect("take the write lock");
+    let lock = WriteLock::take(d.db_path()).await;
     gate.open();
-    let deadline = std::time::Instant::now() + WAIT;
-    while d.metric("esmd_invocations_in_flight", &[("mapping", "m")]) > 0.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the invocations did not end"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await; // sleep-ok: polling a gauge of the daemon under test
-    }
+    // The five invocations end while their deletes wait behind the lock.
+    d.wait_metric(
+        "esmd_invocations_in_flight",
+        &[("mapping", "m")],
+        WAIT,
+        |n| n == 0.0,
+    )
+    .await;
     // The slots are free while the deletes wait for the writer.
     assert_eq!(d.counts("q").await.in_flight, 5, "nothing deleted yet");
-    sqlx::query("ROLLBACK")
-        .execute(&mut other)
-        .await
-        .expect("release the lock");
-    drop(other);
+    lock.release().await;
     d.wait_empty("q", WAIT).await;
     let (count1, small1) = commits(&d);
     let shared = (count1 - count0) - (small1 - small0);

@@ -6,10 +6,10 @@
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use sqlx::Connection as _;
 use tempfile::TempDir;
 
 use crate::common::process::EsmdProcess;
+use crate::common::WriteLock;
 
 /// How long a daemon may take to answer and to exit.
 const BOUND: Duration = Duration::from_secs(30);
@@ -66,24 +66,13 @@ async fn a_sigterm_during_a_reload_slowed_by_a_database_lock_drains_and_exits_0(
     for run in 0..3 {
         let mut esmd = EsmdProcess::start(dir.path(), CONFIG, &[]).await;
         // Another process's write lock: the reload's queue update waits on it.
-        let mut other = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
-            .await
-            .expect("open the database as another process would");
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut other)
-            .await
-            .expect("take the write lock");
+        let lock = WriteLock::take(&db).await;
         esmd.signal(Signal::SIGHUP);
         esmd.signal(Signal::SIGTERM);
         // The lock is held while both signals arrive, so the reload is still waiting when SIGTERM
         // lands; the outcome does not depend on how long.
         tokio::time::sleep(Duration::from_millis(500)).await; // sleep-ok: holding another process's lock across the signals
-
-        sqlx::query("ROLLBACK")
-            .execute(&mut other)
-            .await
-            .expect("release the lock");
-        drop(other);
+        lock.release().await;
         drained_and_exited_0(esmd, run).await;
     }
 }

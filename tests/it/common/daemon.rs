@@ -297,6 +297,29 @@ impl TestDaemon {
         }
     }
 
+    /// Waits until the metric `name` (summed over the series carrying `labels`) satisfies
+    /// `done`, reading it at most every 10 ms (a gauge has no notification), for at most `limit`.
+    pub async fn wait_metric(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        limit: Duration,
+        done: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let deadline = Instant::now() + limit;
+        loop {
+            let value = self.metric(name, labels);
+            if done(value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {limit:?} waiting for {name}{labels:?}; it is {value}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await; // sleep-ok: a pause between two reads of a gauge (it has no notification)
+        }
+    }
+
     /// Waits until `/readyz` answers 503: the shutdown has begun and the mappings were told to
     /// stop claiming (both happen together, before the shutdown first waits). Polls, bounded by
     /// `limit`, as a client of the daemon would.

@@ -88,3 +88,29 @@ pub async fn within<T>(
         .await
         .unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {what}"))
 }
+
+/// Another process's write lock on the database file at `path` (`BEGIN IMMEDIATE` on a
+/// connection of its own), held until [`WriteLock::release`]: esmd's writes wait behind it, as
+/// they would behind a slow disk or another program, up to the busy timeout.
+pub struct WriteLock(sqlx::SqliteConnection);
+
+impl WriteLock {
+    pub async fn take(path: &std::path::Path) -> Self {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display()))
+            .await
+            .expect("open the database as another process would");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .expect("take the write lock");
+        WriteLock(conn)
+    }
+
+    pub async fn release(mut self) {
+        sqlx::query("ROLLBACK")
+            .execute(&mut self.0)
+            .await
+            .expect("release the lock");
+    }
+}
