@@ -88,6 +88,13 @@ impl QueueRow {
     }
 }
 
+/// The `receipt` of a message never received. A send writes it, and `received_at` and
+/// `first_receive_at` as the send time, so that each column is as wide on disk as what a
+/// receive writes there: a receive rewrites its rows in place and never grows the database, and
+/// a database full for sends can always be drained (docs/architecture.md, `store/writer/room.rs`).
+/// No receive's token is this value, and no handle carrying it holds a lease.
+pub const UNRECEIVED: i64 = i64::MIN;
+
 /// Columns of `messages` that a receive returns.
 pub const MESSAGE_COLUMNS: &str =
     "id, message_id, body, attributes, md5_of_body, trace_header, group_id, dedup_id, \

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::super::error::StoreError;
 use super::super::report::{Counter, Effects};
-use super::super::rows::{to_ms, Claimed, MESSAGE_COLUMNS};
+use super::super::rows::{to_ms, Claimed, MESSAGE_COLUMNS, UNRECEIVED};
 use super::super::types::QueueInfo;
 use super::{fifo, queues, retention, Tx};
 use crate::domain::message::Message;
@@ -28,7 +28,8 @@ async fn claim(
     // Expired rows are deleted only now and then (see `Writer`); they are never handed out.
     let cutoff = now - to_ms(q.settings.retention);
     let set = "SET visible_at = ?1, in_flight = 1, receive_count = receive_count + 1, \
-               first_receive_at = COALESCE(first_receive_at, ?2), received_at = ?2, receipt = ?3";
+               first_receive_at = CASE WHEN receive_count = 0 THEN ?2 ELSE first_receive_at END, \
+               received_at = ?2, receipt = ?3";
     if !q.name.is_fifo() {
         let sql = format!(
             "UPDATE messages {set} WHERE id IN (SELECT id FROM messages WHERE queue_id = ?4 AND visible_at <= ?2 \
@@ -100,10 +101,10 @@ async fn dead_letter(
         sqlx::query(
             "INSERT INTO messages (queue_id, message_id, body, attributes, md5_of_body, md5_of_attributes, \
              trace_header, group_id, dedup_id, sequence_number, dead_letter_source, sent_at, retain_from, visible_at, \
-             in_flight, receive_count, first_receive_at, is_head) \
+             in_flight, receive_count, first_receive_at, is_head, received_at, receipt) \
              SELECT ?1, message_id, body, attributes, md5_of_body, md5_of_attributes, trace_header, group_id, \
              CASE WHEN ?2 THEN message_id ELSE dedup_id END, ?3, ?4, sent_at, \
-             CASE WHEN ?2 THEN ?5 ELSE retain_from END, ?5, 0, receive_count - 1, first_receive_at, ?6 \
+             CASE WHEN ?2 THEN ?5 ELSE retain_from END, ?5, 0, receive_count - 1, first_receive_at, ?6, ?5, ?8 \
              FROM messages WHERE id = ?7",
         )
         .bind(dlq.id)
@@ -113,6 +114,7 @@ async fn dead_letter(
         .bind(now)
         .bind(is_head)
         .bind(row.id)
+        .bind(UNRECEIVED)
         .execute(&mut **tx)
         .await?;
         sqlx::query("DELETE FROM messages WHERE id = ?")
@@ -176,7 +178,8 @@ pub(crate) async fn receive(
     }
     let max: u32 = maxes.iter().sum();
     let until = now + to_ms(visibility.unwrap_or(q.settings.visibility_timeout));
-    let token: i64 = rand::random();
+    // 62 random bits in [2^62, 2^63): never `UNRECEIVED`, and always 8 bytes on disk like it.
+    let token = ((rand::random::<u64>() >> 2) | (1 << 62)) as i64;
     let mut out: Vec<Claimed> = Vec::new();
     let mut moved = 0u64;
     let mut woken_dlq = None;

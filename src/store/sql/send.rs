@@ -9,7 +9,7 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::super::error::StoreError;
 use super::super::report::{Counter, Effects};
-use super::super::rows::{encode_attributes, to_ms};
+use super::super::rows::{encode_attributes, to_ms, UNRECEIVED};
 use super::super::types::{EntryResults, QueueInfo};
 use super::{fifo, Tx, CHUNK};
 use crate::domain::attributes::{md5_hex, md5_of_attributes, AttributeValue};
@@ -130,7 +130,7 @@ async fn insert_standard(
     for chunk in rows.chunks(CHUNK) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO messages (queue_id, message_id, body, attributes, md5_of_body, md5_of_attributes, \
-             trace_header, sent_at, retain_from, visible_at) ",
+             trace_header, sent_at, retain_from, visible_at, first_receive_at, received_at, receipt) ",
         );
         insert.push_values(chunk, |mut b, (m, r, visible_at, attributes)| {
             b.push_bind(q.id)
@@ -142,7 +142,10 @@ async fn insert_standard(
                 .push_bind(m.trace_header.as_deref())
                 .push_bind(now)
                 .push_bind(now)
-                .push_bind(*visible_at);
+                .push_bind(*visible_at)
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(UNRECEIVED);
         });
         insert.build().execute(&mut **tx).await?;
     }
@@ -210,8 +213,9 @@ async fn send_fifo(
         let delay = q.settings.delay;
         sqlx::query(
             "INSERT INTO messages (queue_id, message_id, body, attributes, md5_of_body, md5_of_attributes, \
-             trace_header, group_id, dedup_id, sequence_number, sent_at, retain_from, visible_at, is_head) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             trace_header, group_id, dedup_id, sequence_number, sent_at, retain_from, visible_at, is_head, \
+             first_receive_at, received_at, receipt) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(q.id)
         .bind(&receipt.message_id)
@@ -227,6 +231,9 @@ async fn send_fifo(
         .bind(now)
         .bind(now + to_ms(delay))
         .bind(is_head)
+        .bind(now)
+        .bind(now)
+        .bind(UNRECEIVED)
         .execute(&mut **tx)
         .await?;
         stored.add(delay);

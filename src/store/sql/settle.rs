@@ -8,7 +8,7 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::super::error::StoreError;
 use super::super::report::{Counter, Effects};
-use super::super::rows::to_ms;
+use super::super::rows::{to_ms, UNRECEIVED};
 use super::super::types::{EntryResults, QueueInfo};
 use super::{fifo, Tx, CHUNK};
 use crate::domain::message::ReceiptHandle;
@@ -30,6 +30,13 @@ struct LeaseRow {
     received_at: Option<i64>,
     group_id: Option<String>,
     is_head: bool,
+}
+
+impl LeaseRow {
+    /// Whether `h` is the handle of the row's latest receive.
+    fn holds(&self, h: &ReceiptHandle) -> bool {
+        h.token != UNRECEIVED && self.receipt == Some(h.token)
+    }
 }
 
 async fn lease(tx: &mut Tx<'_>, h: &ReceiptHandle) -> Result<Option<LeaseRow>, StoreError> {
@@ -104,7 +111,7 @@ async fn delete_fifo(
         // Already deleted (or expired): deleting again succeeds.
         return Ok(Ok(()));
     };
-    if !(row.receipt == Some(h.token) && row.visible_at > now) {
+    if !(row.holds(h) && row.visible_at > now) {
         return Ok(Err(Rejection::bad_value(
             "ReceiptHandle",
             handle,
@@ -132,6 +139,7 @@ async fn delete_standard<'h>(
 ) -> Result<u64, StoreError> {
     let pairs: Vec<(i64, i64)> = parsed
         .filter_map(|h| h.as_ref().ok())
+        .filter(|h| h.token != UNRECEIVED)
         .map(|h| (h.row_id, h.token))
         .collect();
     let mut deleted = 0;
@@ -175,7 +183,7 @@ pub(crate) async fn change_visibility(
             }
         };
         let row = lease(tx, &h).await?;
-        let Some(row) = row.filter(|r| r.receipt == Some(h.token)) else {
+        let Some(row) = row.filter(|r| r.holds(&h)) else {
             results.push(Err(not_available(handle)));
             continue;
         };
