@@ -6,6 +6,7 @@
 #
 #   benches/outside/run.sh [SECONDS] [BATCH_SIZE] [MAX_CONCURRENCY] [WINDOW]
 #   e.g. benches/outside/run.sh 20 10 5 0s ; benches/outside/run.sh 20 100 5 1s
+#   ESMD_BIN=/path/to/esmd benches/outside/run.sh ...   (a binary built already)
 #
 # Needs wrk and nginx (Debian: apt-get install wrk nginx-light); builds esmd in release first.
 # Everything listens on 127.0.0.1; the script ends only the processes it started, by their id.
@@ -20,8 +21,12 @@ connections=${ESMD_OUTSIDE_CONNECTIONS:-16}
 for tool in wrk nginx curl; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install wrk nginx-light curl)" >&2; exit 2; }
 done
-cargo build --release --locked --bin esmd >/dev/null 2>&1 || cargo build --release --locked --bin esmd
-esmd_bin="${CARGO_TARGET_DIR:-target}/release/esmd"
+# ESMD_BIN runs a binary built already (to compare two builds in alternating runs).
+esmd_bin=${ESMD_BIN:-}
+if [ -z "$esmd_bin" ]; then
+  cargo build --release --locked --bin esmd >/dev/null 2>&1 || cargo build --release --locked --bin esmd
+  esmd_bin="${CARGO_TARGET_DIR:-target}/release/esmd"
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -79,6 +84,9 @@ batching_window = "$window"
 CONF
 "$esmd_bin" run --config "$work/esmd.toml" 2> "$work/esmd.log" &
 pids+=($!)
+esmd_pid=$!
+# CPU seconds esmd has used (user + system), from its /proc entry.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "/proc/$esmd_pid/stat"; }
 for _ in $(seq 1 300); do
   addr=$(sed -n 's/.*esmd ready address=\([0-9.:]*\).*/\1/p' "$work/esmd.log" | head -1)
   [ -n "$addr" ] && break
@@ -104,6 +112,7 @@ LUA
 sed -i "s|QUEUE_URL|$url/000000000000/bench|" "$work/send.lua"
 
 metric() { curl -s "$url/metrics" | awk -v m="$1" '$1 ~ "^"m"[{ ]" || $1 == m { s += $2 } END { printf "%d\n", s }'; }
+cpu_start=$(cpu)
 start=$(date +%s.%N)
 wrk -t 2 -c "$connections" -d "${seconds}s" -s "$work/send.lua" "$url/" > "$work/wrk.txt"
 sent_at=$(date +%s.%N)
@@ -116,11 +125,13 @@ while :; do
   sleep 0.1 # polling another process's counters while it drains
 done
 done_at=$(date +%s.%N)
+cpu_end=$(cpu)
 left=$(curl -s "$url/metrics" | awk '$1 ~ /^esmd_queue_messages\{/ && /queue="bench"/ { s += $2 } END { printf "%d\n", s }')
 invoked=$(curl -s "$url/metrics" | awk '$1 ~ /^esmd_mapping_events_total\{/ && /event="invoked"/ { s += $2 } END { printf "%d\n", s }')
 errors=$(grep -E "Non-2xx|Socket errors" "$work/wrk.txt" || true)
-python3 - "$start" "$sent_at" "$done_at" "$sent" "$deleted" "$invoked" "$left" "$batch" "$concurrency" "$window" "$seconds" <<'PY'
+python3 - "$start" "$sent_at" "$done_at" "$sent" "$deleted" "$invoked" "$left" "$batch" "$concurrency" "$window" "$seconds" "$cpu_start" "$cpu_end" <<'PY'
 import sys
+cpu = float(sys.argv[13]) - float(sys.argv[12])
 start, sent_at, done_at = map(float, sys.argv[1:4])
 sent, deleted, invoked = map(int, sys.argv[4:7])
 left, batch, conc, window, secs = sys.argv[7], sys.argv[8], sys.argv[9], sys.argv[10], sys.argv[11]
@@ -128,6 +139,9 @@ print(f"outside: batch_size {batch} max_concurrency {conc} window {window}, wrk 
       f"sent {sent} ({sent/(sent_at-start):.0f} msg/s), delivered and deleted {deleted} "
       f"({deleted/(done_at-start):.0f} msg/s first send to last delete, drain {done_at-sent_at:.1f}s), "
       f"invoked records {invoked}, left in queue {left}")
+if deleted:
+    print(f"outside: esmd used {cpu:.1f} CPU seconds, {cpu / deleted * 1e6:.1f} us per message, "
+          f"{cpu / (done_at - start):.2f} cores on average")
 ok = deleted == sent and invoked == sent and left == "0"
 print("outside: verified: every sent message delivered once, queue empty" if ok else "outside: NOT VERIFIED")
 sys.exit(0 if ok else 1)
