@@ -12,6 +12,7 @@ mod config_fuzz;
 mod crash;
 mod daemon;
 mod faults;
+mod filter_vectors;
 mod hardening;
 mod invoke;
 mod ops;
