@@ -13,6 +13,7 @@ mod crash;
 mod daemon;
 mod faults;
 mod filter_vectors;
+mod filters;
 mod hardening;
 mod invoke;
 mod ops;
