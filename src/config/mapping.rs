@@ -233,7 +233,15 @@ fn filters(name: &str, m: &RawMapping, p: &mut Problems<'_>) -> Filters {
     for (i, source) in m.filters.iter().enumerate() {
         match Pattern::compile(source) {
             Ok(pattern) => patterns.push(pattern),
-            Err(e) => p.at(&at, format!("pattern {} ({source:?}): {e}", i + 1)),
+            Err(e) => {
+                // As written, unless that would break the one-problem-per-line report.
+                let shown = if source.contains(['\n', '\r']) {
+                    format!("{source:?}")
+                } else {
+                    format!("'{source}'")
+                };
+                p.at(&at, format!("pattern {} {shown}: {e}", i + 1));
+            }
         }
     }
     Filters::new(patterns)
