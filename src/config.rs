@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::domain::backoff::Backoff;
+use crate::domain::filter::Filters;
 use crate::domain::queue::{QueueName, QueueSettings};
 
 mod env;
@@ -166,4 +168,12 @@ pub struct MappingConfig {
     pub max_concurrency: u32,
     /// `report_batch_item_failures` (default false).
     pub report_batch_item_failures: bool,
+    /// `filters`: Lambda's filter patterns, compiled; a record no pattern matches is deleted
+    /// without being invoked. Empty: every record is invoked.
+    pub filters: Filters,
+    /// `max_filters`: how many patterns `filters` may hold (5, as Lambda's quota; up to 10).
+    pub max_filters: u32,
+    /// `retry_backoff`: when set, failed messages return after a growing delay instead of the
+    /// queue's visibility timeout (an esmd extension; off by default).
+    pub retry_backoff: Option<Backoff>,
 }

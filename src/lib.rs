@@ -20,8 +20,9 @@
 //!
 //! # Invariants
 //! - Nothing acknowledged is lost: a send is answered only after its transaction commits.
-//! - Nothing is deleted without a successful invocation: the poller deletes by receipt handle
-//!   only after the function's result says so, and never holds a transaction across an invocation.
+//! - Nothing is deleted without a successful invocation, except a record the mapping's filters
+//!   drop: the poller deletes by receipt handle only after the function's result says so (or on
+//!   arrival, for a filtered-out record), and never holds a transaction across an invocation.
 //! - The api and the poller never talk directly: the store wakes pollers when messages arrive.
 
 pub mod api;

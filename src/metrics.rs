@@ -342,6 +342,7 @@ impl Metrics {
     pub fn register_mapping(&self, mapping: &str, function: &str) {
         for e in [
             MappingEvent::Polled,
+            MappingEvent::FilteredOut,
             MappingEvent::Invoked,
             MappingEvent::FailedInvoke,
             MappingEvent::Deleted,

@@ -108,6 +108,15 @@ impl Poller {
     /// A poller for `mapping`.
     pub fn new(mapping: Mapping, store: Store, invoker: Invoker, metrics: Arc<Metrics>) -> Self {
         metrics.register_mapping(&mapping.name, &mapping.function_name);
+        for pattern in mapping.config.filters.patterns() {
+            let keys = pattern.metadata_keys();
+            if !keys.is_empty() {
+                tracing::warn!(
+                    mapping = %mapping.name, pattern = pattern.source(), keys = ?keys,
+                    "this filter names record fields other than body; esmd matches them against the record, but AWS documents filtering on body only for SQS"
+                );
+            }
+        }
         Poller {
             mapping: Arc::new(mapping),
             store,

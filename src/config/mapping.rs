@@ -1,14 +1,16 @@
 //! The rules of `[mappings.NAME]` (docs/semantics.md §1): the queue and function exist, batch size
 //! and batching window as Lambda checks them (with AWS's messages), concurrency and payload
-//! ranges, the function's timeout against the queue's visibility timeout, and one mapping per
-//! queue and function.
+//! ranges, the function's timeout against the queue's visibility timeout, one mapping per queue
+//! and function, the filter patterns (compiled here, once) and the retry back-off.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::raw::RawMapping;
+use super::raw::{RawBackoff, RawMapping};
 use super::read::{key, Problems, Skipped};
 use super::{FunctionConfig, MappingConfig};
+use crate::domain::backoff::Backoff;
+use crate::domain::filter::{Filters, Pattern};
 use crate::domain::queue::{QueueKind, QueueName, QueueSettings};
 
 /// Largest `batch_size` on a standard queue (Lambda's `BatchSize`).
@@ -27,6 +29,13 @@ const MAX_MAX_PAYLOAD: u64 = 6_291_456;
 /// `max_concurrency` range (Lambda's `ScalingConfig.MaximumConcurrency`).
 const MIN_CONCURRENCY: u32 = 2;
 const MAX_CONCURRENCY: u32 = 1000;
+/// `max_filters` range: Lambda's default quota, and the most it can be raised to.
+const MIN_MAX_FILTERS: u32 = 5;
+const MAX_MAX_FILTERS: u32 = 10;
+/// Longest `retry_backoff.max`: SQS's longest visibility timeout.
+const MAX_BACKOFF: Duration = Duration::from_secs(12 * 60 * 60);
+/// `retry_backoff.multiplier` range.
+const MAX_MULTIPLIER: f64 = 100.0;
 /// Validates every mapping against the validated queues and functions.
 pub(super) fn mappings(
     raw: BTreeMap<String, RawMapping>,
@@ -75,6 +84,8 @@ pub(super) fn mappings(
         }
         check_batching(&name, &m, queue.as_ref().map(QueueName::kind), p);
         check_limits(&name, &m, p);
+        let filters = filters(&name, &m, p);
+        let retry_backoff = m.retry_backoff.as_ref().map(|b| backoff(&name, b, p));
         if let (Some(settings), Some(function)) = (settings, function) {
             if function.timeout > settings.visibility_timeout {
                 p.at(
@@ -112,6 +123,9 @@ pub(super) fn mappings(
                     max_payload: m.max_payload.0,
                     max_concurrency: m.max_concurrency,
                     report_batch_item_failures: m.report_batch_item_failures,
+                    filters,
+                    max_filters: m.max_filters,
+                    retry_backoff,
                 },
             );
         }
@@ -189,6 +203,83 @@ fn check_limits(name: &str, m: &RawMapping, p: &mut Problems<'_>) {
                 m.max_concurrency
             ),
         );
+    }
+}
+
+/// Compiles `filters`, reporting each refused pattern (with its position) and too many of them.
+fn filters(name: &str, m: &RawMapping, p: &mut Problems<'_>) -> Filters {
+    let at = ["mappings", name, "filters"];
+    if !(MIN_MAX_FILTERS..=MAX_MAX_FILTERS).contains(&m.max_filters) {
+        p.at(
+            &["mappings", name, "max_filters"],
+            format!(
+                "{} is outside the range {MIN_MAX_FILTERS}..{MAX_MAX_FILTERS} (Lambda's quota of \
+                 filters per mapping is 5 and can be raised to 10)",
+                m.max_filters
+            ),
+        );
+    } else if m.filters.len() > m.max_filters as usize {
+        p.at(
+            &at,
+            format!(
+                "{} patterns is above max_filters, {} (Lambda allows 5 per mapping, up to 10 \
+                 when the quota is raised: set max_filters)",
+                m.filters.len(),
+                m.max_filters
+            ),
+        );
+    }
+    let mut patterns = Vec::new();
+    for (i, source) in m.filters.iter().enumerate() {
+        match Pattern::compile(source) {
+            Ok(pattern) => patterns.push(pattern),
+            Err(e) => {
+                // As written, unless that would break the one-problem-per-line report.
+                let shown = if source.contains(['\n', '\r']) {
+                    format!("{source:?}")
+                } else {
+                    format!("'{source}'")
+                };
+                p.at(&at, format!("pattern {} {shown}: {e}", i + 1));
+            }
+        }
+    }
+    Filters::new(patterns)
+}
+
+/// `retry_backoff`: a positive `initial` no longer than `max`, `max` within SQS's 12-hour
+/// visibility limit, and a `multiplier` of 1 to 100.
+fn backoff(name: &str, b: &RawBackoff, p: &mut Problems<'_>) -> Backoff {
+    let at = |k: &'static str| ["mappings", name, "retry_backoff", k];
+    let human = |d: Duration| humantime::format_duration(d).to_string();
+    if b.initial.is_zero() {
+        p.at(&at("initial"), "0s is below the minimum of 1ms");
+    } else if b.initial > b.max {
+        p.at(
+            &at("initial"),
+            format!("{} is above max ({})", human(b.initial), human(b.max)),
+        );
+    }
+    if b.max > MAX_BACKOFF {
+        p.at(
+            &at("max"),
+            format!(
+                "{} is above the maximum of 12h (SQS's longest visibility timeout)",
+                human(b.max)
+            ),
+        );
+    }
+    if !(1.0..=MAX_MULTIPLIER).contains(&b.multiplier) {
+        p.at(
+            &at("multiplier"),
+            format!("{} is outside the range 1..{MAX_MULTIPLIER}", b.multiplier),
+        );
+    }
+    Backoff {
+        initial: b.initial,
+        max: b.max,
+        multiplier: b.multiplier,
+        jitter: b.jitter,
     }
 }
 

@@ -48,6 +48,16 @@ pub(super) mod default {
     pub const MAX_PAYLOAD: u64 = 6_291_456;
     /// `mappings.NAME.max_concurrency`
     pub const MAX_CONCURRENCY: u32 = 5;
+    /// `mappings.NAME.max_filters`: Lambda's default quota of filters per mapping.
+    pub const MAX_FILTERS: u32 = 5;
+    /// `mappings.NAME.retry_backoff.initial`
+    pub const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
+    /// `mappings.NAME.retry_backoff.max`
+    pub const BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
+    /// `mappings.NAME.retry_backoff.multiplier`
+    pub const BACKOFF_MULTIPLIER: f64 = 2.0;
+    /// `mappings.NAME.retry_backoff.jitter`
+    pub const BACKOFF_JITTER: bool = true;
 
     /// The built-in demo, used only when no configuration file is found (docs/interface.md §1): a
     /// standard queue `default` mapped to a built-in function that logs each batch.
@@ -77,6 +87,21 @@ function = "log"
     }
     pub fn max_concurrency() -> u32 {
         MAX_CONCURRENCY
+    }
+    pub fn max_filters() -> u32 {
+        MAX_FILTERS
+    }
+    pub fn backoff_initial() -> Duration {
+        BACKOFF_INITIAL
+    }
+    pub fn backoff_max() -> Duration {
+        BACKOFF_MAX
+    }
+    pub fn backoff_multiplier() -> f64 {
+        BACKOFF_MULTIPLIER
+    }
+    pub fn backoff_jitter() -> bool {
+        BACKOFF_JITTER
     }
 }
 
@@ -301,6 +326,27 @@ pub(super) struct RawMapping {
     pub max_concurrency: u32,
     #[serde(default)]
     pub report_batch_item_failures: bool,
+    /// Lambda's `FilterCriteria.Filters[].Pattern` strings.
+    #[serde(default)]
+    pub filters: Vec<String>,
+    #[serde(default = "default::max_filters")]
+    pub max_filters: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_backoff: Option<RawBackoff>,
+}
+
+/// `[mappings.NAME.retry_backoff]`: present means on; every key has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBackoff {
+    #[serde(default = "default::backoff_initial", with = "humantime_serde")]
+    pub initial: Duration,
+    #[serde(default = "default::backoff_max", with = "humantime_serde")]
+    pub max: Duration,
+    #[serde(default = "default::backoff_multiplier")]
+    pub multiplier: f64,
+    #[serde(default = "default::backoff_jitter")]
+    pub jitter: bool,
 }
 
 /// A size in bytes, written as an integer (`1048576`) or a string with a unit (`"1MiB"`,

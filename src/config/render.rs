@@ -2,8 +2,8 @@
 //! into the raw mirror and serialized, so that the output loads back to the same `Config`.
 
 use super::raw::{
-    RawCommand, RawConfig, RawFunction, RawHttp, RawLog, RawLogFunction, RawMapping, RawQueue,
-    RawServer, RawStorage, Size,
+    RawBackoff, RawCommand, RawConfig, RawFunction, RawHttp, RawLog, RawLogFunction, RawMapping,
+    RawQueue, RawServer, RawStorage, Size,
 };
 use super::{Config, FunctionConfig, FunctionTarget, LogFormat, MappingConfig, Synchronous};
 use crate::domain::queue::{QueueName, QueueSettings};
@@ -131,6 +131,14 @@ fn mapping(m: &MappingConfig) -> RawMapping {
         max_payload: Size(m.max_payload),
         max_concurrency: m.max_concurrency,
         report_batch_item_failures: m.report_batch_item_failures,
+        filters: m.filters.sources().map(str::to_owned).collect(),
+        max_filters: m.max_filters,
+        retry_backoff: m.retry_backoff.map(|b| RawBackoff {
+            initial: b.initial,
+            max: b.max,
+            multiplier: b.multiplier,
+            jitter: b.jitter,
+        }),
     }
 }
 

@@ -98,6 +98,9 @@ pub(super) struct Collector {
     /// Carried messages too large for any batch, left to their visibility timeout by the last
     /// fill (for [`Poller::poll_once`]'s report).
     pub oversized: Vec<String>,
+    /// Messages no filter matched, deleted without an invocation by the last fill that did not
+    /// wait (for [`Poller::poll_once`]'s report; a background fill keeps no list).
+    pub filtered: Vec<String>,
 }
 
 /// How a fill waits: a background collector waits for messages and for its window; a step of
@@ -167,6 +170,9 @@ impl Collector {
         let deadline = clock.now().plus(window);
         let groups = self.groups.clone();
         let mut polled = false;
+        // The last receive came back full and some of it was filtered out: what it took does
+        // not fill the batch, so receive again at once, even where a batch would go now.
+        let mut refill = false;
         loop {
             // Registered before the carry is looked at, so a settle in between is not missed.
             let settled = groups.settled.notified();
@@ -179,11 +185,12 @@ impl Collector {
             {
                 break;
             }
-            if (window.is_zero() && !batch.is_empty()) || (!how.waits && polled) {
+            let again = std::mem::take(&mut refill);
+            if !again && ((window.is_zero() && !batch.is_empty()) || (!how.waits && polled)) {
                 break;
             }
             let now = clock.now();
-            let wait = if !how.waits {
+            let wait = if !how.waits || again {
                 Duration::ZERO
             } else if window.is_zero() {
                 LONG_POLL
@@ -212,13 +219,28 @@ impl Collector {
                 .metrics
                 .mapping_event(&m.name, MappingEvent::Polled, received.len() as u64);
             let claimed_at = clock.now();
+            let received_len = received.len();
+            let mut filtered = Vec::new();
             for msg in received {
                 let record = encode_record(&msg, &m.queue_arn, &m.region);
+                // Filtered out on arrival: it never joins a batch, so it counts toward neither
+                // batch_size nor max_payload, and a poll of nothing else invokes nothing.
+                if !m.config.filters.keeps(&msg.body, &record) {
+                    filtered.push(msg);
+                    continue;
+                }
                 self.carry.push_back(Carried {
                     msg,
                     record,
                     claimed_at,
                 });
+            }
+            if !filtered.is_empty() {
+                refill = received_len == want as usize;
+                let ids = poller.delete_filtered(filtered).await;
+                if !how.waits {
+                    self.filtered.extend(ids);
+                }
             }
         }
         Ok((!batch.is_empty()).then_some(batch))
@@ -235,19 +257,23 @@ impl Collector {
         max_records: usize,
         max_payload: usize,
     ) -> Result<bool, StoreError> {
-        if self.carry.is_empty() {
-            return Ok(false);
-        }
+        // A failure concerns only what was carried when it settled: taken even when nothing is,
+        // or a group's next receive (its failed message coming back) would be dropped for it.
+        // Both read under one lock: a settle moves a group from busy to failed.
+        let (busy, failed) = {
+            let mut s = self.groups.state();
+            let failed = std::mem::take(&mut s.failed);
+            if self.carry.is_empty() {
+                return Ok(false);
+            }
+            (s.busy.clone(), failed)
+        };
         #[derive(Clone, Copy, PartialEq)]
         enum Fate {
             Take,
             Keep,
             Drop,
         }
-        let (busy, failed) = {
-            let mut s = self.groups.state();
-            (s.busy.clone(), std::mem::take(&mut s.failed))
-        };
         let m = &poller.mapping;
         let items: Vec<Carried> = std::mem::take(&mut self.carry).into();
         let mut blocked: HashSet<&str> = HashSet::new();

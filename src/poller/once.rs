@@ -26,6 +26,8 @@ pub struct PollReport {
     /// invocation, the reported item failures, any whose delete did not go through, and a
     /// carried record too large for any batch on its own.
     pub kept: Vec<String>,
+    /// Received and deleted without an invocation: no filter matched them.
+    pub filtered: Vec<String>,
     /// Received but not invoked because the batch was full: carried, in flight, into the next
     /// `poll_once`'s batch, as a worker carries them into its next batch.
     pub carried: Vec<String>,
@@ -35,7 +37,8 @@ impl Poller {
     /// Polls once, in the caller's task, as one of the mapping's workers would with no batching
     /// window: builds one batch within `batch_size` and `max_payload` from the records carried
     /// from the previous call or, when there are none, from one receive of what the queue holds
-    /// receivable now (claimed with the workers' visibility timeout); invokes the function once
+    /// receivable now (claimed with the workers' visibility timeout; records no filter matches
+    /// are deleted at once and reported as `filtered`); invokes the function once
     /// with it, settles by the result (deletes what succeeded, leaves the rest in flight; metrics
     /// and logs included) and reports what it did.
     ///
@@ -64,6 +67,7 @@ impl Poller {
         let batch = collector.fill(self, how, &CancellationToken::new()).await?;
         let mut report = PollReport {
             kept: std::mem::take(&mut collector.oversized),
+            filtered: std::mem::take(&mut collector.filtered),
             ..PollReport::default()
         };
         if let Some(batch) = batch {

@@ -4,6 +4,11 @@
 //! [`Poller::settle`] hands the deletes to the store's writer, where the deletes of many
 //! invocations share one statement and one commit. Shared by the mapping's dispatcher and by
 //! [`Poller::poll_once`], so the one-step seam settles exactly as the background does.
+//!
+//! With `retry_backoff`, the messages a failed invocation leaves get their back-off delay as
+//! their visibility timeout, through the store's change-visibility path; without it they
+//! return after the queue's visibility timeout, as with Lambda. Records that no filter matched
+//! are deleted here too, without an invocation ([`Poller::delete_filtered`]).
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -13,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Batch, Poller};
 use crate::domain::error::chain;
 use crate::domain::event::{parse_batch_response, BatchResponse};
+use crate::domain::message::Message;
 use crate::invoke::{Invocation, InvokeTarget};
 use crate::metrics::{MappingEvent, Outcome};
 
@@ -137,6 +143,7 @@ impl Poller {
                     settled.failed_groups.extend(msg.group_id.clone());
                     settled.kept.push(msg.message_id.clone());
                 }
+                self.back_off(batch.messages().iter()).await;
                 return settled;
             }
         };
@@ -144,10 +151,11 @@ impl Poller {
             .messages()
             .iter()
             .partition(|msg| !failed.contains(&msg.message_id));
-        for msg in left {
+        for msg in &left {
             settled.failed_groups.extend(msg.group_id.clone());
             settled.kept.push(msg.message_id.clone());
         }
+        self.back_off(left.into_iter()).await;
         let handles: Vec<String> = done.iter().map(|msg| msg.receipt_handle.clone()).collect();
         let deleted = self.delete(&handles).await;
         for (msg, ok) in done.into_iter().zip(deleted) {
@@ -159,6 +167,65 @@ impl Poller {
             }
         }
         settled
+    }
+
+    /// With `retry_backoff`, makes the failed `msgs` visible again after their back-off delay
+    /// (by receive count) instead of the rest of the queue's visibility timeout. A message whose
+    /// change is refused (its handle is stale, or the delay would pass SQS's 12 hours from its
+    /// receive) keeps the visibility timeout it has.
+    async fn back_off(&self, msgs: impl Iterator<Item = &Message>) {
+        let m = &self.mapping;
+        let Some(backoff) = m.config.retry_backoff else {
+            return;
+        };
+        let entries: Vec<(String, std::time::Duration)> = msgs
+            .map(|msg| {
+                let delay = backoff.delay(msg.receive_count, rand::random::<f64>());
+                (msg.receipt_handle.clone(), delay)
+            })
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        match self
+            .store
+            .change_visibility(&m.config.queue, &entries)
+            .await
+        {
+            Ok(results) => {
+                for r in results {
+                    if let Err(e) = r {
+                        tracing::warn!(mapping = %m.name, error = %chain(&e), "could not delay a failed message by its back-off; it returns after its visibility timeout");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(mapping = %m.name, error = %chain(&e), "could not delay failed messages by their back-off; they return after their visibility timeout");
+            }
+        }
+    }
+
+    /// Deletes `msgs`, which no filter matched, without invoking them, and counts them as
+    /// `filtered_out`. One whose delete does not go through returns after its visibility
+    /// timeout and is filtered again. Returns their message ids.
+    pub(super) async fn delete_filtered(&self, msgs: Vec<Message>) -> Vec<String> {
+        let m = &self.mapping;
+        self.metrics
+            .mapping_event(&m.name, MappingEvent::FilteredOut, msgs.len() as u64);
+        let handles: Vec<String> = msgs.iter().map(|x| x.receipt_handle.clone()).collect();
+        match self.store.delete(&m.config.queue, &handles).await {
+            Ok(results) => {
+                for r in results {
+                    if let Err(e) = r {
+                        tracing::warn!(mapping = %m.name, error = %chain(&e), "could not delete a filtered-out message; it returns after its visibility timeout");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(mapping = %m.name, error = %chain(&e), "could not delete filtered-out messages; they return after their visibility timeout");
+            }
+        }
+        msgs.into_iter().map(|x| x.message_id).collect()
     }
 
     /// Deletes by receipt handle; says for each handle whether it was deleted.

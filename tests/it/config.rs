@@ -786,6 +786,88 @@ fn every_problem_is_reported_at_once_one_per_line() {
     }
 }
 
+#[test]
+fn filters_are_compiled_at_load_and_a_bad_one_names_its_key_and_position() {
+    let base = format!("{BASE}\n[mappings.m]\nqueue = \"orders\"\nfunction = \"f\"\n");
+    let loaded = load_text(
+        &format!("{base}filters = ['{{\"body\": {{\"kind\": [\"order\"]}}}}']\n"),
+        &[],
+    )
+    .unwrap();
+    let m = &loaded.config.mappings["m"];
+    assert_eq!(
+        m.filters.sources().collect::<Vec<_>>(),
+        [r#"{"body": {"kind": ["order"]}}"#]
+    );
+    assert_eq!(m.max_filters, 5);
+    assert_eq!(m.retry_backoff, None, "off unless configured");
+
+    let p = problems(
+        &format!("{base}filters = ['{{\"body\": {{\"k\": [\"v\"]}}}}', '{{\"body\": {{\"x\": [{{\"numeric\": 10}}]}}}}']\n"),
+        &[],
+    );
+    assert_problem(&p, "mappings.m.filters", "pattern 2");
+    assert_problem(
+        &p,
+        "mappings.m.filters",
+        "Invalid filter pattern definition",
+    );
+    assert_eq!(p.len(), 1, "only the bad pattern: {p:?}");
+    let p = problems(
+        &format!("{base}filters = ['{{\"body\": {{\"ip\": [{{\"cidr\": \"10.0.0.0/8\"}}]}}}}']\n"),
+        &[],
+    );
+    assert_problem(
+        &p,
+        "mappings.m.filters",
+        "not among the operators Lambda documents",
+    );
+
+    let six = [r#"'{"body": ["a"]}'"#; 6].join(", ");
+    let p = problems(&format!("{base}filters = [{six}]\n"), &[]);
+    assert_problem(
+        &p,
+        "mappings.m.filters",
+        "6 patterns is above max_filters, 5",
+    );
+    load_text(&format!("{base}filters = [{six}]\nmax_filters = 10\n"), &[])
+        .expect("10 is allowed when the quota is raised");
+    for n in [4, 11] {
+        let p = problems(&format!("{base}max_filters = {n}\n"), &[]);
+        assert_problem(&p, "mappings.m.max_filters", "outside the range 5..10");
+    }
+}
+
+#[test]
+fn retry_backoff_has_defaults_and_checked_ranges() {
+    let base = format!("{BASE}\n[mappings.m]\nqueue = \"orders\"\nfunction = \"f\"\n");
+    let loaded = load_text(&format!("{base}retry_backoff = {{}}\n"), &[]).unwrap();
+    let b = loaded.config.mappings["m"].retry_backoff.expect("on");
+    assert_eq!(
+        (b.initial, b.max, b.multiplier, b.jitter),
+        (Duration::from_secs(1), Duration::from_secs(900), 2.0, true)
+    );
+    for (value, key, fragment) in [
+        (r#"{ initial = "0s" }"#, "initial", "below the minimum"),
+        (r#"{ initial = "2m", max = "1m" }"#, "initial", "above max"),
+        (r#"{ max = "13h" }"#, "max", "above the maximum of 12h"),
+        (
+            r#"{ multiplier = 0.5 }"#,
+            "multiplier",
+            "outside the range 1..100",
+        ),
+        (r#"{ multiplier = nan }"#, "multiplier", "outside the range"),
+    ] {
+        let p = problems(&format!("{base}retry_backoff = {value}\n"), &[]);
+        assert_problem(&p, &format!("mappings.m.retry_backoff.{key}"), fragment);
+    }
+    let p = problems(
+        &format!("{base}retry_backoff = {{ initial = \"1s\", bogus = 1 }}\n"),
+        &[],
+    );
+    assert_problem(&p, "mappings.m.retry_backoff.bogus", "unknown key");
+}
+
 // --- render and storage paths -----------------------------------------------------------------
 
 fn round_trip(loaded: &Loaded) {
@@ -840,6 +922,13 @@ fn render_round_trips() {
             max_payload = "256KiB"
             report_batch_item_failures = true
             enabled = false
+            filters = ['{"body": {"kind": ["order"]}}', '{"body": ["ping"]}']
+            max_filters = 10
+            retry_backoff = { initial = "2s", max = "10m", multiplier = 3.0, jitter = false }
+            [mappings.y]
+            queue = "g.fifo"
+            function = "web"
+            retry_backoff = {}
             "#,
             &[],
         )

@@ -12,6 +12,8 @@ mod config_fuzz;
 mod crash;
 mod daemon;
 mod faults;
+mod filter_vectors;
+mod filters;
 mod hardening;
 mod invoke;
 mod ops;
