@@ -250,6 +250,10 @@ impl Collector {
     /// invoked waits (and so do the later ones of its group); one of a group whose invocation
     /// failed is dropped (left in flight, it returns behind the failed ones). Returns whether the
     /// batch is full.
+    ///
+    /// Only the front of the carry that the batch takes is moved: under a backlog the carry holds
+    /// many batches, and walking all of it for each batch made the collector's cost per message
+    /// grow with `max_concurrency`.
     async fn take_carried(
         &mut self,
         poller: &Poller,
@@ -268,100 +272,125 @@ impl Collector {
             }
             (s.busy.clone(), failed)
         };
-        #[derive(Clone, Copy, PartialEq)]
-        enum Fate {
-            Take,
-            Keep,
-            Drop,
+        if !failed.is_empty() {
+            self.carry.retain(|c| !in_groups(c, &failed));
         }
+        self.extend_stale(poller, &busy).await?;
+
         let m = &poller.mapping;
-        let items: Vec<Carried> = std::mem::take(&mut self.carry).into();
-        let mut blocked: HashSet<&str> = HashSet::new();
-        let mut fate: Vec<Fate> = items
-            .iter()
-            .map(|c| match c.msg.group_id.as_deref() {
-                Some(g) if failed.contains(g) => Fate::Drop,
-                Some(g) if busy.contains(g) || blocked.contains(g) => {
-                    blocked.insert(g);
-                    Fate::Keep
-                }
-                _ => Fate::Take,
-            })
-            .collect();
-        // Messages held a while get a fresh visibility timeout before they are invoked; one
-        // whose handle no longer extends is not ours any more (its timeout ran out and another
-        // receive took it) and is dropped, with the rest of its group.
-        let now = poller.store.clock().now();
-        let stale: Vec<usize> = (0..items.len())
-            .filter(|&i| fate[i] == Fate::Take && now.since(items[i].claimed_at) > EXTEND_AFTER)
-            .collect();
-        if !stale.is_empty() {
-            let vt = m.claim_visibility().unwrap_or(m.queue_visibility_timeout);
-            let entries: Vec<(String, Duration)> = stale
-                .iter()
-                .map(|&i| (items[i].msg.receipt_handle.clone(), vt))
-                .collect();
-            let extended = poller
-                .store
-                .change_visibility(&m.config.queue, &entries)
-                .await?;
-            let mut lost: HashSet<&str> = HashSet::new();
-            for (&i, r) in stale.iter().zip(&extended) {
-                if let Err(e) = r {
-                    tracing::debug!(mapping = %m.name, message_id = %items[i].msg.message_id, error = %chain(e), "a carried message is no longer held; not invoked");
-                    fate[i] = Fate::Drop;
-                    lost.extend(items[i].msg.group_id.as_deref());
-                }
-            }
-            for (i, c) in items.iter().enumerate() {
-                if c.msg.group_id.as_deref().is_some_and(|g| lost.contains(g)) {
-                    fate[i] = Fate::Drop;
-                }
-            }
-        }
-        let mut full = false;
+        let mut passed: Vec<Carried> = Vec::new();
+        let mut blocked: HashSet<String> = HashSet::new();
         let mut oversized_groups: HashSet<String> = HashSet::new();
-        for (c, fate) in items.into_iter().zip(fate) {
-            let group = c.msg.group_id.clone();
-            if group.as_ref().is_some_and(|g| oversized_groups.contains(g)) {
-                // Behind a record that can never be invoked: left in flight, in order.
+        let mut full = false;
+        while !full {
+            let Some(c) = self.carry.pop_front() else {
+                break;
+            };
+            if let Some(g) = c.msg.group_id.as_deref() {
+                if busy.contains(g) || blocked.contains(g) {
+                    blocked.insert(g.to_owned());
+                    passed.push(c);
+                    continue;
+                }
+            }
+            let claimed_at = c.claimed_at;
+            let alone = batch.is_empty();
+            let Some((msg, record)) = batch.try_push(c.msg, c.record, max_records, max_payload)
+            else {
+                continue;
+            };
+            if alone {
+                // Too large even alone: never invoked; it returns after its visibility timeout
+                // (and, with a redrive policy, ends in the dead-letter queue) rather than being
+                // sent over the cap. Its group's later records follow it.
+                tracing::error!(
+                    mapping = %m.name, message_id = %msg.message_id, record_bytes = record.len(), max_payload = m.config.max_payload,
+                    "a record alone exceeds max_payload; it is not invoked and returns after its visibility timeout"
+                );
+                oversized_groups.extend(msg.group_id.clone());
+                self.oversized.push(msg.message_id);
                 continue;
             }
-            match fate {
-                Fate::Drop => {}
-                Fate::Keep => self.carry.push_back(c),
-                Fate::Take if full => self.carry.push_back(c),
-                Fate::Take => {
-                    let claimed_at = c.claimed_at;
-                    let alone = batch.is_empty();
-                    let Some((msg, record)) =
-                        batch.try_push(c.msg, c.record, max_records, max_payload)
-                    else {
-                        continue;
-                    };
-                    if alone {
-                        // Too large even alone: never invoked; it returns after its visibility
-                        // timeout (and, with a redrive policy, ends in the dead-letter queue)
-                        // rather than being sent over the cap. Its group's later records follow it.
-                        tracing::error!(
-                            mapping = %m.name, message_id = %msg.message_id, record_bytes = record.len(), max_payload = m.config.max_payload,
-                            "a record alone exceeds max_payload; it is not invoked and returns after its visibility timeout"
-                        );
-                        oversized_groups.extend(group);
-                        self.oversized.push(msg.message_id);
-                        continue;
+            // It and everything after it wait for the next batch, in order.
+            full = true;
+            passed.push(Carried {
+                msg,
+                record,
+                claimed_at,
+            });
+        }
+        for c in passed.into_iter().rev() {
+            self.carry.push_front(c);
+        }
+        if !oversized_groups.is_empty() {
+            // Behind a record that can never be invoked: left in flight, in order.
+            self.carry.retain(|c| !in_groups(c, &oversized_groups));
+        }
+        Ok(full || batch.len() >= max_records)
+    }
+
+    /// Gives carried messages held longer than [`EXTEND_AFTER`] a fresh visibility timeout, so
+    /// that none reappears while it waits or while its batch runs; one whose handle no longer
+    /// extends is not ours any more (its timeout ran out and another receive took it) and is
+    /// dropped, with the rest of its group. Each message is extended at most once a period.
+    async fn extend_stale(
+        &mut self,
+        poller: &Poller,
+        busy: &HashSet<String>,
+    ) -> Result<(), StoreError> {
+        let now = poller.store.clock().now();
+        if self
+            .carry
+            .iter()
+            .all(|c| now.since(c.claimed_at) <= EXTEND_AFTER)
+        {
+            return Ok(());
+        }
+        // Messages that wait behind a group being invoked are extended once they can go.
+        let mut blocked: HashSet<&str> = HashSet::new();
+        let stale: Vec<usize> = (0..self.carry.len())
+            .filter(|&i| {
+                let c = &self.carry[i];
+                if let Some(g) = c.msg.group_id.as_deref() {
+                    if busy.contains(g) || blocked.contains(g) {
+                        blocked.insert(g);
+                        return false;
                     }
-                    // It and everything after it wait for the next batch, in order.
-                    full = true;
-                    self.carry.push_back(Carried {
-                        msg,
-                        record,
-                        claimed_at,
-                    });
+                }
+                now.since(c.claimed_at) > EXTEND_AFTER
+            })
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let m = &poller.mapping;
+        let vt = m.claim_visibility().unwrap_or(m.queue_visibility_timeout);
+        let entries: Vec<(String, Duration)> = stale
+            .iter()
+            .map(|&i| (self.carry[i].msg.receipt_handle.clone(), vt))
+            .collect();
+        let extended = poller
+            .store
+            .change_visibility(&m.config.queue, &entries)
+            .await?;
+        let mut lost: HashSet<String> = HashSet::new();
+        let mut lost_ids: HashSet<String> = HashSet::new();
+        for (&i, r) in stale.iter().zip(&extended) {
+            let c = &mut self.carry[i];
+            match r {
+                Ok(()) => c.claimed_at = now,
+                Err(e) => {
+                    tracing::debug!(mapping = %m.name, message_id = %c.msg.message_id, error = %chain(e), "a carried message is no longer held; not invoked");
+                    lost_ids.insert(c.msg.message_id.clone());
+                    lost.extend(c.msg.group_id.clone());
                 }
             }
         }
-        Ok(full || batch.len() >= max_records)
+        if !lost_ids.is_empty() {
+            self.carry
+                .retain(|c| !lost_ids.contains(&c.msg.message_id) && !in_groups(c, &lost));
+        }
+        Ok(())
     }
 
     /// Puts a batch that will not be invoked back in front of the carry. Its messages count as
@@ -396,4 +425,9 @@ impl Collector {
             tracing::warn!(mapping = %m.name, error = %chain(&e), "could not release carried messages; they return after their visibility timeout");
         }
     }
+}
+
+/// Whether `c` belongs to one of `groups`.
+fn in_groups(c: &Carried, groups: &HashSet<String>) -> bool {
+    c.msg.group_id.as_ref().is_some_and(|g| groups.contains(g))
 }
