@@ -98,7 +98,16 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             esmd::telemetry::init(&cfg.log);
-            let runtime = match tokio::runtime::Runtime::new() {
+            // Every send, receive and delete waits for the writer's commit, and each of the
+            // writer's statements resumes it from SQLite's own thread, which lands in the
+            // runtime's shared queue. Tokio looks there only every 61st task by default, so
+            // under load the writer waited behind the HTTP tasks at every statement; looking
+            // there first made end-to-end throughput 4-8% higher (BENCHMARKS.md, issue 13).
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .global_queue_interval(1)
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => return fail(&e),
             };
