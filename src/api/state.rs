@@ -1,6 +1,6 @@
 //! The handlers' shared state: a bundle of cheap, cloneable handles (the store, the server
-//! settings, the metrics registry, the readiness flag, the mapping API's catalog). No lock wraps it; the database is the
-//! shared truth.
+//! settings, the metrics registry, the readiness flag, the mapping API's catalog). No lock wraps
+//! it; the database is the shared truth.
 
 use std::sync::{Arc, RwLock};
 

@@ -85,6 +85,7 @@ impl Supervisor {
     /// [`DaemonError::Queue`] if a file mapping's queue cannot be read; nothing changed then.
     pub(super) async fn apply(&self, config: Option<Config>) -> Result<Applied, DaemonError> {
         let mut running = self.running.lock().await;
+        let reloaded = config.is_some();
         let config = config.unwrap_or_else(|| running.config.clone());
         let mut desired = self.file_mappings(&config).await?;
         let stored = match self.store.mappings().await {
@@ -141,7 +142,10 @@ impl Supervisor {
                 slot.insert((mapping, cancel));
             }
         }
-        self.catalog.set_config(&config, self.store.clock().now());
+        if reloaded {
+            // The file's mappings show the reload's time as their LastModified.
+            self.catalog.set_config(&config, self.store.clock().now());
+        }
         running.config = config;
         drop(running);
         self.settle(&stored).await;
