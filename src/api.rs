@@ -1,5 +1,5 @@
 //! The HTTP surface (docs/interface.md §3): the SQS JSON protocol on `POST /`, the REST shim under
-//! `/queues`, and `/healthz`, `/readyz`, `/metrics`. Owns request framing (body limits, content
+//! `/queues`, Lambda's event source mapping API under `/2015-03-31/event-source-mappings`, and `/healthz`, `/readyz`, `/metrics`. Owns request framing (body limits, content
 //! types, targets), decoding into domain types, and encoding results and errors exactly as SQS
 //! does. Every queue rule lives in the store; this layer only translates.
 //!
@@ -17,6 +17,7 @@ mod body;
 mod conn;
 mod error;
 mod guard;
+mod lambda;
 mod rest;
 mod sqs;
 mod state;
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
 
+pub use lambda::{file_uuid, MappingCatalog};
 pub use state::{AppState, Readiness};
 
 /// The largest legal SQS JSON request body, in bytes; anything larger is refused with 413
@@ -82,6 +84,7 @@ pub fn router(state: AppState) -> Router {
             "/metrics",
             get(admin::metrics).fallback(rest::method_not_allowed),
         )
+        .merge(lambda::routes())
         .fallback(rest::not_found)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -23,6 +23,10 @@ mod render;
 mod validate;
 
 pub use load::{load, ConfigError, LoadOptions, Loaded};
+pub use mapping::from_api as mapping_from_api;
+pub(crate) use mapping::{
+    MAX_BATCHING_WINDOW, MAX_BATCH_SIZE_FIFO, MAX_BATCH_SIZE_WITHOUT_WINDOW, MIN_MAX_FILTERS,
+};
 pub use render::{render, MASKED};
 
 /// The whole, validated configuration.

@@ -29,11 +29,11 @@
 //! cause, an ERROR line says it, and [`run`] shuts down and returns
 //! [`DaemonError::StoreFailed`] so that the process exits non-zero and systemd restarts it.
 
+mod mappings;
 mod reload;
 mod signal;
 mod systemd;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,13 +42,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{self, AppState, Readiness};
+use crate::api::{self, AppState, MappingCatalog, Readiness};
 use crate::clock::Clock;
 use crate::config::{Config, LoadOptions};
 use crate::domain::error::chain;
-use crate::invoke::Invoker;
 use crate::metrics::Metrics;
-use crate::poller::{Mapping, Poller};
 use crate::store::{Observer, OpenError, Store, StoreError, StoreEvent, StoreOptions};
 
 pub use crate::store::WriterFault;
@@ -109,16 +107,8 @@ pub struct RunningDaemon {
     grace: Duration,
     /// The root of the cancellation tree (see the module docs).
     root: CancellationToken,
-    /// Parent of every mapping's cancel token.
-    pollers_cancel: CancellationToken,
-    /// Owns every poller worker, including those of mappings retired by a reload that are still
-    /// finishing a batch.
-    pollers: TaskTracker,
-    /// Fired when the grace period ends: running invocations are dropped.
-    abandon: CancellationToken,
-    /// The running mappings and their own cancel tokens.
-    mappings: BTreeMap<String, (Mapping, CancellationToken)>,
-    invoker: Invoker,
+    /// The running mappings (the file's and the API's), their trackers and tokens.
+    supervisor: mappings::Supervisor,
     /// Stops the HTTP server and the sweeper.
     serving: CancellationToken,
     /// Owns the HTTP server and the sweeper.
@@ -215,11 +205,14 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
     let readiness = Readiness::new();
     let services = TaskTracker::new();
     let serving = root.child_token();
+    let catalog = MappingCatalog::new();
+    catalog.set_config(&config, store.clock().now());
     let state = AppState {
         store: store.clone(),
         server: Arc::new(config.server.clone()),
         metrics: metrics.clone(),
         readiness: readiness.clone(),
+        mappings: catalog.clone(),
     };
     let router = api::router(state);
     let cancel = serving.clone();
@@ -249,25 +242,29 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
         }
     });
 
-    let mut daemon = RunningDaemon {
+    let supervisor = mappings::Supervisor::new(
+        config.clone(),
+        store.clone(),
+        metrics.clone(),
+        catalog,
+        &root,
+    );
+    supervisor.apply(None).await?;
+    supervisor.watch(&services, supervisor.pollers_cancel.clone());
+    let daemon = RunningDaemon {
         addr,
         store,
         metrics,
         readiness,
         grace: config.server.shutdown_grace,
-        pollers_cancel: root.child_token(),
-        abandon: root.child_token(),
         root,
-        pollers: TaskTracker::new(),
-        mappings: BTreeMap::new(),
-        invoker: Invoker::new(),
+        supervisor,
         serving,
         services,
         core_cancel,
         core,
         config: config.clone(),
     };
-    daemon.start_mappings(&config).await?;
     daemon.readiness.set_ready();
     systemd::ready();
     tracing::info!(address = %addr, "esmd ready");
@@ -275,27 +272,6 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
 }
 
 impl RunningDaemon {
-    fn spawn_mapping(&mut self, mapping: Mapping) {
-        let cancel = self.pollers_cancel.child_token();
-        let name = mapping.name.clone();
-        tracing::info!(mapping = %name, queue = %mapping.config.queue, function = %mapping.function_name, "mapping polling");
-        Poller::new(
-            mapping.clone(),
-            self.store.clone(),
-            self.invoker.clone(),
-            self.metrics.clone(),
-        )
-        .spawn(&self.pollers, &cancel, &self.abandon);
-        self.mappings.insert(name, (mapping, cancel));
-    }
-
-    async fn start_mappings(&mut self, config: &Config) -> Result<(), DaemonError> {
-        for (_, mapping) in self.desired(config).await? {
-            self.spawn_mapping(mapping);
-        }
-        Ok(())
-    }
-
     /// The address the HTTP API is listening on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -324,15 +300,16 @@ impl RunningDaemon {
         }
         systemd::stopping();
         tracing::info!(grace = ?self.grace, "shutting down: mappings stop claiming");
-        self.pollers_cancel.cancel();
-        self.pollers.close();
-        let drained = tokio::time::timeout(self.grace, self.pollers.wait())
+        let pollers = &self.supervisor.pollers;
+        self.supervisor.pollers_cancel.cancel();
+        pollers.close();
+        let drained = tokio::time::timeout(self.grace, pollers.wait())
             .await
             .is_ok();
         if !drained {
-            self.abandon.cancel();
+            self.supervisor.abandon.cancel();
             // Dropping the invocations kills their commands; give that a moment to finish.
-            let _ = tokio::time::timeout(Duration::from_secs(2), self.pollers.wait()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), pollers.wait()).await;
         }
         self.serving.cancel();
         self.services.close();

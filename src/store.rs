@@ -6,7 +6,7 @@
 //!
 //! Calls go one way: this handle → `wait` (long polls, with `wake`) → `writer` (the group-commit
 //! task and its `plan`) → `sql` (statements grouped by operation: send, claim, settle,
-//! retention, fifo, queues). `open` opens the file, `rows` maps columns, `cache` keeps the
+//! retention, fifo, queues, mappings). `mappings` holds the API's event source mappings. `open` opens the file, `rows` maps columns, `cache` keeps the
 //! request path's queue rows, `error` classifies database faults, `report` carries events.
 //!
 //! Shape: one write connection (SQLite has one writer anyway; a single connection means writes
@@ -23,6 +23,7 @@
 mod cache;
 mod error;
 mod health;
+mod mappings;
 mod open;
 mod report;
 mod reserve;
@@ -48,6 +49,7 @@ use crate::domain::message::{Message, NewMessage, SendReceipt};
 use crate::domain::queue::{QueueName, QueueSettings};
 
 pub use error::{DbFault, StoreError};
+pub use mappings::MappingChange;
 pub use open::OpenError;
 pub use report::{Observer, StoreEvent};
 pub use types::{EntryResults, QueueCounts, QueueInfo, WriterFault};

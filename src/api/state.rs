@@ -1,9 +1,10 @@
 //! The handlers' shared state: a bundle of cheap, cloneable handles (the store, the server
-//! settings, the metrics registry, the readiness flag). No lock wraps it; the database is the
-//! shared truth.
+//! settings, the metrics registry, the readiness flag, the mapping API's catalog). No lock wraps
+//! it; the database is the shared truth.
 
 use std::sync::{Arc, RwLock};
 
+use super::lambda::MappingCatalog;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -19,6 +20,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// What `/readyz` reports.
     pub readiness: Readiness,
+    /// The functions and file mappings the mapping API knows, and its signal to the daemon.
+    pub mappings: MappingCatalog,
 }
 
 impl std::fmt::Debug for AppState {

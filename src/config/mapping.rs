@@ -6,21 +6,23 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::raw::default;
 use super::raw::{RawBackoff, RawMapping};
 use super::read::{key, Problems, Skipped};
 use super::{FunctionConfig, MappingConfig};
 use crate::domain::backoff::Backoff;
-use crate::domain::filter::{Filters, Pattern};
+use crate::domain::esm::EsmSettings;
+use crate::domain::filter::{Filters, Pattern, PatternError};
 use crate::domain::queue::{QueueKind, QueueName, QueueSettings};
 
 /// Largest `batch_size` on a standard queue (Lambda's `BatchSize`).
 const MAX_BATCH_SIZE_STANDARD: u32 = 10_000;
 /// Largest `batch_size` on a FIFO queue.
-const MAX_BATCH_SIZE_FIFO: u32 = 10;
+pub(crate) const MAX_BATCH_SIZE_FIFO: u32 = 10;
 /// Largest `batch_size` allowed without a batching window.
-const MAX_BATCH_SIZE_WITHOUT_WINDOW: u32 = 10;
+pub(crate) const MAX_BATCH_SIZE_WITHOUT_WINDOW: u32 = 10;
 /// Longest `batching_window` (Lambda's `MaximumBatchingWindowInSeconds`).
-const MAX_BATCHING_WINDOW: Duration = Duration::from_secs(300);
+pub(crate) const MAX_BATCHING_WINDOW: Duration = Duration::from_secs(300);
 /// Smallest `max_payload`: room for the event envelope and a small message. A cap this low is
 /// only useful for tests; anything smaller could not hold one record.
 const MIN_MAX_PAYLOAD: u64 = 1024;
@@ -30,7 +32,7 @@ const MAX_MAX_PAYLOAD: u64 = 6_291_456;
 const MIN_CONCURRENCY: u32 = 2;
 const MAX_CONCURRENCY: u32 = 1000;
 /// `max_filters` range: Lambda's default quota, and the most it can be raised to.
-const MIN_MAX_FILTERS: u32 = 5;
+pub(crate) const MIN_MAX_FILTERS: u32 = 5;
 const MAX_MAX_FILTERS: u32 = 10;
 /// Longest `retry_backoff.max`: SQS's longest visibility timeout.
 const MAX_BACKOFF: Duration = Duration::from_secs(12 * 60 * 60);
@@ -281,6 +283,33 @@ fn backoff(name: &str, b: &RawBackoff, p: &mut Problems<'_>) -> Backoff {
         multiplier: b.multiplier,
         jitter: b.jitter,
     }
+}
+
+/// The [`MappingConfig`] of a mapping created through Lambda's API: its settings, and the file's
+/// defaults for what the API has no member for (`max_payload`, no `retry_backoff`; at most 5
+/// concurrent batches without `ScalingConfig`, as Lambda).
+///
+/// # Errors
+/// A filter pattern that does not compile (the API checked them; a stored row could be damaged).
+pub fn from_api(s: &EsmSettings) -> Result<MappingConfig, PatternError> {
+    let patterns = s
+        .filters
+        .iter()
+        .map(|p| Pattern::compile(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(MappingConfig {
+        queue: s.queue.clone(),
+        function: s.function.clone(),
+        enabled: s.enabled,
+        batch_size: s.batch_size,
+        batching_window: Duration::from_secs(u64::from(s.batching_window_secs)),
+        max_payload: default::MAX_PAYLOAD,
+        max_concurrency: s.max_concurrency.unwrap_or(default::MAX_CONCURRENCY),
+        report_batch_item_failures: s.report_batch_item_failures,
+        filters: Filters::new(patterns),
+        max_filters: default::MAX_FILTERS,
+        retry_backoff: None,
+    })
 }
 
 /// "30 seconds", as AWS words it, or humantime for fractions.

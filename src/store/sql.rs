@@ -9,9 +9,11 @@
 //! - `retention`: expiry, the periodic sweep, counts by state
 //! - `fifo`: group heads and sequence numbers
 //! - `queues`: queue rows
+//! - `mappings`: event source mappings created through Lambda's API
 
 pub(crate) mod claim;
 pub(crate) mod fifo;
+pub(crate) mod mappings;
 pub(crate) mod queues;
 pub(crate) mod retention;
 pub(crate) mod send;

@@ -16,6 +16,7 @@ mod filter_vectors;
 mod filters;
 mod hardening;
 mod invoke;
+mod lambda_api;
 mod ops;
 mod poller;
 mod queue_limits;

@@ -86,6 +86,7 @@ impl TestApi {
             server: Arc::new(server),
             metrics,
             readiness: readiness.clone(),
+            mappings: api::MappingCatalog::new(),
         };
         let cancel = CancellationToken::new();
         let task = tokio::spawn({
