@@ -21,7 +21,7 @@ mod rest;
 mod sqs;
 mod state;
 
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use std::sync::Arc;
 
 use axum::{Extension, Router};
@@ -61,7 +61,13 @@ pub(crate) struct Shutdown(pub(crate) CancellationToken);
 /// Builds every route over `state`.
 pub fn router(state: AppState) -> Router {
     let authed = Router::new()
-        .route("/", post(sqs::endpoint).fallback(sqs::wrong_method))
+        .route(
+            "/",
+            get(sqs::endpoint)
+                .post(sqs::endpoint)
+                .fallback(sqs::wrong_method),
+        )
+        .route("/{account}/{queue}", any(sqs::queue_endpoint))
         .route(
             "/queues",
             get(rest::list_queues).fallback(rest::method_not_allowed),
