@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
                 .fallback(sqs::wrong_method),
         )
         .route("/{account}/{queue}", any(sqs::queue_endpoint))
+        .route("/{account}/{queue}/", any(sqs::queue_endpoint))
         .route(
             "/queues",
             get(rest::list_queues).fallback(rest::method_not_allowed),

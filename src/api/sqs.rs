@@ -85,8 +85,10 @@ pub(crate) fn query_error(e: &SqsError, request_id: &str) -> Response {
     query::error_response(e, request_id)
 }
 
-/// `/<account>/<queue>` with an account id of 12 digits: a queue's URL path.
+/// `/<account>/<queue>` (or with a trailing `/`, as SDKs whose endpoint is a queue URL send)
+/// with an account id of 12 digits: a queue's URL path.
 fn queue_path_parts(path: &str) -> Option<(&str, &str)> {
+    let path = path.strip_suffix('/').unwrap_or(path);
     let (account, queue) = path.strip_prefix('/')?.split_once('/')?;
     let looks_like_account = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
     (looks_like_account && !queue.is_empty() && !queue.contains('/')).then_some((account, queue))
