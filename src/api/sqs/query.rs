@@ -7,7 +7,10 @@
 //! `shapes.rs`), run by the same action as a JSON request, and its answer or error written as
 //! XML (`xml.rs`), so the two protocols cannot drift apart. Only the framing is this protocol's
 //! own: no `Action` is `404 <UnknownOperationException/>`, an action SQS does not have (or
-//! CreateQueue and ListQueues sent to a queue's URL) is `400 InvalidAction`, as AWS answers.
+//! CreateQueue and ListQueues sent to a queue's URL) is `400 InvalidAction`, as AWS answers. A
+//! request whose `Accept` asks for `application/json` (and not XML) gets AWS's envelope as JSON,
+//! `{"<Action>Response": {"<Action>Result": …, "ResponseMetadata": {"RequestId": …}}}`, with the
+//! JSON protocol's answer as the result, and errors as `{"Error": {"Type", "Code", "Message"}}`.
 
 mod decode;
 mod shapes;
@@ -16,6 +19,7 @@ mod xml;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use serde_json::json;
 
 use super::input::Input;
 use super::{dispatch, Ctx};
@@ -23,8 +27,11 @@ use crate::api::error::{SqsError, REQUEST_ID};
 use crate::api::{body, MAX_SQS_BODY};
 use decode::Params;
 
-/// The content type of every query-protocol answer.
+/// The content type of query-protocol answers.
 const TEXT_XML: &str = "text/xml";
+
+/// The content type of answers to clients that ask for JSON.
+const JSON: &str = "application/json";
 
 /// A query request's `Action` names nothing: AWS's bare 404 body.
 const UNKNOWN_OPERATION: &str = "<UnknownOperationException/>";
@@ -76,8 +83,10 @@ pub(crate) async fn handle(
     body: Body,
     request_id: &str,
 ) -> Response {
-    match run(ctx, target, headers, body, request_id).await {
+    let json = wants_json(headers);
+    match run(ctx, target, headers, body, request_id, json).await {
         Ok(resp) => resp,
+        Err(e) if json => json_error(&e, request_id),
         Err(e) => error_response(&e, request_id),
     }
 }
@@ -88,6 +97,7 @@ async fn run(
     headers: &HeaderMap,
     body: Body,
     request_id: &str,
+    json: bool,
 ) -> Result<Response, SqsError> {
     if body::declared_too_large(headers, MAX_SQS_BODY) {
         return Err(SqsError::too_large(MAX_SQS_BODY));
@@ -124,8 +134,46 @@ async fn run(
     let request = decode::decode(op.input, &params)?;
     tracing::debug!(action = op.name, "sqs query request");
     let answer = dispatch(ctx, op.name, Input::root(&request)).await?;
+    if json {
+        let mut response = serde_json::Map::new();
+        if op.output.is_some() {
+            response.insert(format!("{}Result", op.name), answer);
+        }
+        response.insert(
+            "ResponseMetadata".into(),
+            json!({ "RequestId": request_id }),
+        );
+        let body = json!({ format!("{}Response", op.name): response });
+        return Ok(with_type(
+            StatusCode::OK,
+            body.to_string().into(),
+            request_id,
+            JSON,
+        ));
+    }
     let xml = xml::success(op, &answer, request_id)?;
     Ok(with_headers(StatusCode::OK, xml, request_id))
+}
+
+/// Whether the client asks for JSON rather than XML (`Accept: application/json`).
+fn wants_json(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",")
+        .to_ascii_lowercase();
+    accept.contains("application/json") && !accept.contains("xml")
+}
+
+/// An error as JSON, for a client that asked for JSON.
+fn json_error(e: &SqsError, request_id: &str) -> Response {
+    let body = json!({
+        "Error": { "Type": e.fault(), "Code": e.query_code(), "Message": e.message() },
+        "RequestId": request_id,
+    });
+    with_type(e.status(), body.to_string().into(), request_id, JSON)
 }
 
 /// The parameters of the query string and then of the form body (which wins for a name sent in
@@ -151,9 +199,13 @@ fn unknown_operation(request_id: &str) -> Response {
 }
 
 fn with_headers(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response {
+    with_type(status, body, request_id, TEXT_XML)
+}
+
+fn with_type(status: StatusCode, body: Vec<u8>, request_id: &str, kind: &'static str) -> Response {
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_XML));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert(REQUEST_ID, v);
     }

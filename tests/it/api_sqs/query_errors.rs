@@ -339,3 +339,38 @@ async fn json_requests_work_on_a_queue_url_path_and_a_bare_queue_name_is_a_queue
         "AWS.SimpleQueueService.NonExistentQueue"
     );
 }
+
+#[tokio::test]
+async fn a_query_client_asking_for_json_gets_awss_envelope_as_json() {
+    let api = TestApi::start().await;
+    let url = api.create("listed").await;
+    let ask = |query: &'static str| {
+        api.http
+            .get(format!("{}/{query}", api.url))
+            .header("accept", "application/json")
+            .send()
+    };
+    let resp = ask("?Action=ListQueues&Version=2012-11-05").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let id = resp.headers()["x-amzn-requestid"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let response = &body["ListQueuesResponse"];
+    assert_eq!(
+        response["ListQueuesResult"]["QueueUrls"],
+        serde_json::json!([url])
+    );
+    assert_eq!(response["ResponseMetadata"]["RequestId"], id.as_str());
+    let resp = ask("000000000000/listed?Action=ListQueues").await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["Error"]["Code"], "InvalidAction");
+    assert_eq!(body["Error"]["Type"], "Sender");
+    // No Action is AWS's bare XML 404 whatever the client asks for.
+    let resp = ask("000000000000/listed").await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.text().await.unwrap(), "<UnknownOperationException/>");
+}
