@@ -1,5 +1,6 @@
-//! The HTTP surface (docs/interface.md §3): the SQS JSON protocol on `POST /`, the REST shim under
-//! `/queues`, and `/healthz`, `/readyz`, `/metrics`. Owns request framing (body limits, content
+//! The HTTP surface (docs/interface.md §3): the SQS JSON and query protocols on `/` and on queue
+//! URL paths `/<account>/<queue>`, the REST shim under `/queues`, and `/healthz`, `/readyz`,
+//! `/metrics`. Owns request framing (body limits, content
 //! types, targets), decoding into domain types, and encoding results and errors exactly as SQS
 //! does. Every queue rule lives in the store; this layer only translates.
 //!

@@ -1,4 +1,4 @@
-//! The SQS endpoint (`/` and queue URL paths, docs/semantics.md §7, docs/interface.md §3.6):
+//! The SQS endpoint (`/` and queue URL paths, docs/semantics.md §7, docs/interface.md §3.5):
 //! which protocol a request speaks, the JSON protocol's framing (body limit, content type,
 //! `X-Amz-Target`), JSON decoding, dispatch to the actions, and the JSON success envelope
 //! (`Content-Type: application/x-amz-json-1.0`, `x-amzn-RequestId`). The query protocol

@@ -1,4 +1,4 @@
-//! The SQS query protocol (docs/interface.md §3.6), which AWS SDKs and tools from before 2024 speak:
+//! The SQS query protocol (docs/interface.md §3.5), which AWS SDKs and tools from before 2024 speak:
 //! `Action=SendMessage&QueueUrl=…&MessageBody=…` as a form body (`POST`) or a query string (`GET`
 //! or `POST`), sent to `/` or to a queue's URL path (`/<account>/<queue>`, whose queue is the
 //! `QueueUrl` unless the request names another), answered in XML.

@@ -1,4 +1,4 @@
-//! The SQS query protocol with raw HTTP (docs/interface.md §3.6): every action sent as AWS's form
+//! The SQS query protocol with raw HTTP (docs/interface.md §3.5): every action sent as AWS's form
 //! parameters, to `/` as POST form bodies and to a queue's URL path as GET query strings, answered
 //! in AWS's XML envelope (read back with roxmltree, an XML parser independent of the writer), with
 //! every MD5 recomputed on the client side. Errors, authentication and queue URL paths are in

@@ -1,4 +1,4 @@
-//! The query protocol's refusals and framing with raw HTTP (docs/interface.md §3.6): errors in
+//! The query protocol's refusals and framing with raw HTTP (docs/interface.md §3.5): errors in
 //! AWS's `<ErrorResponse>` shape with the query protocol's codes (as LocalStack's AWS-validated
 //! `TestSqsQueryApi` records them), the framing AWS answers for queue URL paths (no `Action`,
 //! CreateQueue and ListQueues there, a `QueueUrl` that overrides the path), SigV4-signed query

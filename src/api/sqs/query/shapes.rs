@@ -1,4 +1,4 @@
-//! The query protocol's names for every SQS action's input and output (docs/interface.md §3.6):
+//! The query protocol's names for every SQS action's input and output (docs/interface.md §3.5):
 //! for each member, its JSON protocol name, its query-protocol name and its shape. One table
 //! serves both directions: `decode.rs` reads form parameters into the JSON protocol's request
 //! object with it, and `xml.rs` writes the JSON protocol's answer as XML with it, so each action
