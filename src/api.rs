@@ -1,5 +1,7 @@
-//! The HTTP surface (docs/interface.md §3): the SQS JSON protocol on `POST /`, the REST shim under
-//! `/queues`, Lambda's event source mapping API under `/2015-03-31/event-source-mappings`, and `/healthz`, `/readyz`, `/metrics`. Owns request framing (body limits, content
+//! The HTTP surface (docs/interface.md §3): the SQS JSON and query protocols on `/` and on queue
+//! URL paths `/<account>/<queue>`, the REST shim under `/queues`, Lambda's event source mapping
+//! API under `/2015-03-31/event-source-mappings`, and `/healthz`, `/readyz`, `/metrics`. Owns
+//! request framing (body limits, content
 //! types, targets), decoding into domain types, and encoding results and errors exactly as SQS
 //! does. Every queue rule lives in the store; this layer only translates.
 //!
@@ -22,7 +24,7 @@ mod rest;
 mod sqs;
 mod state;
 
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use std::sync::Arc;
 
 use axum::{Extension, Router};
@@ -63,7 +65,14 @@ pub(crate) struct Shutdown(pub(crate) CancellationToken);
 /// Builds every route over `state`.
 pub fn router(state: AppState) -> Router {
     let authed = Router::new()
-        .route("/", post(sqs::endpoint).fallback(sqs::wrong_method))
+        .route(
+            "/",
+            get(sqs::endpoint)
+                .post(sqs::endpoint)
+                .fallback(sqs::wrong_method),
+        )
+        .route("/{account}/{queue}", any(sqs::queue_endpoint))
+        .route("/{account}/{queue}/", any(sqs::queue_endpoint))
         .route(
             "/queues",
             get(rest::list_queues).fallback(rest::method_not_allowed),

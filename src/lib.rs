@@ -1,8 +1,9 @@
 //! esmd: AWS Lambda's SQS event source mapping on your own machine.
 //!
 //! One daemon keeps SQS-style standard and FIFO queues in one SQLite file, takes messages over
-//! HTTP (the SQS JSON protocol and a small REST shim), and for each configured mapping polls a
-//! queue in batches and invokes a function with an AWS-exact SQS event, deleting what succeeded.
+//! HTTP (the SQS JSON and query protocols and a small REST shim), and for each configured mapping
+//! polls a queue in batches and invokes a function with an AWS-exact SQS event, deleting what
+//! succeeded.
 //!
 //! # Layers (arrows point down only)
 //!

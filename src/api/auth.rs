@@ -3,8 +3,9 @@
 //! or be SigV4-signed (`AWS4-HMAC-SHA256`, any access key id) with the token as the secret
 //! key, so the AWS SDKs and CLIs work by configuring the token as their secret. A signature
 //! whose `X-Amz-Date` is more than 15 minutes from the server's clock has expired, as in AWS.
-//! Anything else is refused in the shape of the protocol that was spoken: on the SQS protocol
-//! with the 403 and code SQS itself answers ([`Denied`]), elsewhere with 401 `Unauthorized`.
+//! Anything else is refused in the shape of the protocol that was spoken: on either SQS protocol
+//! (JSON or query, on `/` or a queue's URL path) with the 403 and code SQS itself answers
+//! ([`Denied`]), elsewhere with 401 `Unauthorized`.
 
 mod form;
 mod sigv4;
@@ -16,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq as _;
 
 use super::error::{RestError, SqsError};
+use super::sqs::Protocol;
 use super::{body, AppState, MAX_SQS_BODY};
 
 /// Lets the request through if it is authenticated.
@@ -23,12 +25,11 @@ pub(crate) async fn require(State(state): State<AppState>, req: Request, next: N
     let Some(token) = state.server.auth_token.as_deref() else {
         return next.run(req).await;
     };
-    let sqs = req.uri().path() == "/";
+    let sqs = super::sqs::protocol_of(req.uri().path(), req.headers());
     // Refuse an oversized body here too, before a signature check would read it.
     if body::declared_too_large(req.headers(), MAX_SQS_BODY) {
-        let request_id = uuid::Uuid::new_v4().to_string();
-        return if sqs {
-            SqsError::too_large(MAX_SQS_BODY).into_response_with(&request_id)
+        return if let Some(protocol) = sqs {
+            sqs_refusal(protocol, SqsError::too_large(MAX_SQS_BODY))
         } else {
             RestError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -70,19 +71,28 @@ pub(crate) async fn require(State(state): State<AppState>, req: Request, next: N
                 .to_owned(),
         )),
     };
-    match outcome {
-        Ok(req) => next.run(req).await,
-        Err(denied) if sqs => {
+    match (outcome, sqs) {
+        (Ok(req), _) => next.run(req).await,
+        (Err(denied), Some(protocol)) => {
             let (code, why) = denied.code_and_reason();
-            SqsError::unauthorized(code, format!("Access denied: {why}."))
-                .into_response_with(&uuid::Uuid::new_v4().to_string())
+            let e = SqsError::unauthorized(code, format!("Access denied: {why}."));
+            sqs_refusal(protocol, e)
         }
-        Err(denied) => RestError::new(
+        (Err(denied), None) => RestError::new(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
             denied.code_and_reason().1,
         )
         .into_response(),
+    }
+}
+
+/// A refusal in the shape of the SQS protocol the request speaks.
+fn sqs_refusal(protocol: Protocol, e: SqsError) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    match protocol {
+        Protocol::Json => e.into_response_with(&request_id),
+        Protocol::Query => super::sqs::query_error(&e, &request_id),
     }
 }
 

@@ -224,6 +224,12 @@ impl SqsError {
         )
     }
 
+    /// A 400 only the query protocol answers (`InvalidAction`, `MalformedQueryString`): `code` is
+    /// its `<Code>`, and its shape name in JSON.
+    pub(crate) fn query_only(code: &'static str, message: impl Into<String>) -> Self {
+        Self::framing(StatusCode::BAD_REQUEST, code, code, message.into())
+    }
+
     /// The body is larger than any legal request.
     pub(crate) fn too_large(limit: usize) -> Self {
         Self::framing(
@@ -273,17 +279,37 @@ impl SqsError {
         }
     }
 
+    /// The HTTP status.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The legacy code: the query protocol's `<Code>` (and `x-amzn-query-error`'s first part).
+    pub(crate) fn query_code(&self) -> &str {
+        &self.query_code
+    }
+
+    /// `"Receiver"` for the service's own trouble, `"Sender"` for the client's.
+    pub(crate) fn fault(&self) -> &'static str {
+        if self.receiver_fault {
+            "Receiver"
+        } else {
+            "Sender"
+        }
+    }
+
+    /// The human-readable message.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     /// The response, stamped with `request_id`.
     pub(crate) fn into_response_with(self, request_id: &str) -> Response {
         if self.status.is_client_error() {
             tracing::debug!(code = %self.query_code, status = self.status.as_u16(), "sqs request refused");
         }
         let body = json!({ "__type": self.shape, "message": self.message }).to_string();
-        let fault = if self.receiver_fault {
-            "Receiver"
-        } else {
-            "Sender"
-        };
+        let fault = self.fault();
         let mut resp = (self.status, body).into_response();
         let h = resp.headers_mut();
         h.insert(

@@ -280,7 +280,7 @@ pub(crate) async fn not_found(method: Method, uri: Uri) -> Response {
         StatusCode::NOT_FOUND,
         "NotFound",
         format!(
-            "no route for {method} {}; esmd serves POST / (SQS JSON protocol), /queues, /healthz, /readyz and /metrics",
+            "no route for {method} {}; esmd serves / and queue URLs /<account>/<queue> (SQS JSON and query protocols), /queues, /healthz, /readyz and /metrics",
             uri.path()
         ),
     )

@@ -1,6 +1,8 @@
-//! The SQS JSON protocol endpoint (`POST /`, docs/semantics.md §7): request framing (body limit,
-//! content type, `X-Amz-Target`), JSON decoding, dispatch to the actions, and the success
-//! envelope (`Content-Type: application/x-amz-json-1.0`, `x-amzn-RequestId`).
+//! The SQS endpoint (`/` and queue URL paths, docs/semantics.md §7, docs/interface.md §3.6):
+//! which protocol a request speaks, the JSON protocol's framing (body limit, content type,
+//! `X-Amz-Target`), JSON decoding, dispatch to the actions, and the JSON success envelope
+//! (`Content-Type: application/x-amz-json-1.0`, `x-amzn-RequestId`). The query protocol
+//! (`query`) reads its parameters into the same JSON request and runs the same actions.
 //!
 //! The actions live in the submodules, split by role: `queues` (queue lifecycle, attributes,
 //! tags), `messages` (send and receive), `batch` (delete, visibility and the batch rules every
@@ -13,13 +15,14 @@ mod input;
 mod members;
 mod messages;
 mod msg_attrs;
+mod query;
 mod queue_attrs;
 mod queues;
 mod url;
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::{Map, Value};
@@ -29,6 +32,7 @@ use super::error::{SqsError, AMZ_JSON, REQUEST_ID};
 use super::{body, AppState, Shutdown, MAX_SQS_BODY};
 use crate::domain::{RejectCode, Rejection};
 use input::Input;
+pub(crate) use query::Protocol;
 
 /// What an action needs besides its input: the state, the host the client used (for queue URLs)
 /// and the server's cancellation (for long polls).
@@ -68,37 +72,115 @@ pub(crate) fn all_attributes(
 /// The result of an action: the JSON body of a 200 answer.
 type ActionResult = Result<Value, SqsError>;
 
-/// `POST /`: one SQS JSON protocol request.
+/// The shape a refusal before any action (authentication) takes for a request to `path`: the
+/// SQS protocol it speaks if it is sent to `/` or a queue's URL path, else `None` (the REST
+/// shim's shape).
+pub(crate) fn protocol_of(path: &str, headers: &HeaderMap) -> Option<Protocol> {
+    let sqs = path == "/" || queue_path_parts(path).is_some();
+    sqs.then(|| query::protocol(headers))
+}
+
+/// A query-protocol error answer (for refusals made before the endpoint, e.g. authentication).
+pub(crate) fn query_error(e: &SqsError, request_id: &str) -> Response {
+    query::error_response(e, request_id)
+}
+
+/// `/<account>/<queue>` (or with a trailing `/`, as SDKs whose endpoint is a queue URL send)
+/// with an account id of 12 digits: a queue's URL path.
+fn queue_path_parts(path: &str) -> Option<(&str, &str)> {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    let (account, queue) = path.strip_prefix('/')?.split_once('/')?;
+    let looks_like_account = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+    (looks_like_account && !queue.is_empty() && !queue.contains('/')).then_some((account, queue))
+}
+
+/// `GET` or `POST /`: one SQS request, in the JSON protocol or the query protocol.
 pub(crate) async fn endpoint(
     State(state): State<AppState>,
     shutdown: Option<Extension<Shutdown>>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let host = url::request_host(&headers).unwrap_or_else(|| state.server.listen.clone());
-    let ctx = Ctx {
+    let ctx = context(state, shutdown, &headers);
+    serve(&ctx, &method, &uri, &headers, body, None).await
+}
+
+/// `GET` or `POST /<account>/<queue>`: a request sent to a queue's URL, as the PHP SDK and
+/// query-protocol clients do; the queue is the request's `QueueUrl` when it names one, else the
+/// path's. Any other path of two segments is not esmd's.
+pub(crate) async fn queue_endpoint(
+    State(state): State<AppState>,
+    shutdown: Option<Extension<Shutdown>>,
+    Path((account, queue)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if queue_path_parts(uri.path()).is_none() {
+        return super::rest::not_found(method, uri).await;
+    }
+    let ctx = context(state, shutdown, &headers);
+    let url = format!("http://{}/{account}/{queue}", ctx.host);
+    serve(&ctx, &method, &uri, &headers, body, Some(url)).await
+}
+
+fn context(state: AppState, shutdown: Option<Extension<Shutdown>>, headers: &HeaderMap) -> Ctx {
+    let host = url::request_host(headers).unwrap_or_else(|| state.server.listen.clone());
+    Ctx {
         state,
         host,
         shutdown: shutdown.map(|Extension(Shutdown(c))| c),
-    };
-    match handle(&ctx, &headers, body).await {
-        Ok(value) => success(&value, &request_id),
-        Err(e) => e.into_response_with(&request_id),
     }
 }
 
-/// Any other method on `/`.
+async fn serve(
+    ctx: &Ctx,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+    queue_url: Option<String>,
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    if *method != Method::GET && *method != Method::POST {
+        return wrong_method().await;
+    }
+    match query::protocol(headers) {
+        query::Protocol::Json if *method == Method::POST => {
+            match handle(ctx, headers, body, queue_url).await {
+                Ok(value) => success(&value, &request_id),
+                Err(e) => e.into_response_with(&request_id),
+            }
+        }
+        query::Protocol::Json => wrong_method().await,
+        query::Protocol::Query => {
+            let target = query::Target { uri, queue_url };
+            query::handle(ctx, target, headers, body, &request_id).await
+        }
+    }
+}
+
+/// A method SQS does not take on `/` or a queue's URL path.
 pub(crate) async fn wrong_method() -> Response {
     let mut resp = SqsError::serialization(
-        "The SQS JSON protocol takes POST / with X-Amz-Target: AmazonSQS.<Action> and Content-Type: application/x-amz-json-1.0.",
+        "SQS takes POST with X-Amz-Target: AmazonSQS.<Action> and Content-Type: application/x-amz-json-1.0 (the JSON protocol), or GET or POST with Action=<Action> parameters (the query protocol).",
     )
     .into_response_with(&uuid::Uuid::new_v4().to_string());
     *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     resp
 }
 
-async fn handle(ctx: &Ctx, headers: &HeaderMap, body: Body) -> ActionResult {
+/// One JSON request; `queue_url` is the queue whose URL path it was sent to, if it was, which
+/// stands for a `QueueUrl` the body does not give.
+async fn handle(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    body: Body,
+    queue_url: Option<String>,
+) -> ActionResult {
     if body::declared_too_large(headers, MAX_SQS_BODY) {
         return Err(SqsError::too_large(MAX_SQS_BODY));
     }
@@ -113,7 +195,10 @@ async fn handle(ctx: &Ctx, headers: &HeaderMap, body: Body) -> ActionResult {
             )))
         }
     };
-    let map = parse(&bytes)?;
+    let mut map = parse(&bytes)?;
+    if let Some(url) = queue_url {
+        map.entry("QueueUrl").or_insert(Value::String(url));
+    }
     tracing::debug!(action, "sqs request");
     dispatch(ctx, action, Input::root(&map)).await
 }
@@ -121,15 +206,6 @@ async fn handle(ctx: &Ctx, headers: &HeaderMap, body: Body) -> ActionResult {
 /// The action named by `X-Amz-Target: AmazonSQS.<Action>`.
 fn action(headers: &HeaderMap) -> Result<&str, SqsError> {
     let Some(target) = headers.get("x-amz-target") else {
-        if headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
-        {
-            return Err(SqsError::serialization(
-                "This looks like an SQS query-protocol request (form-encoded Action=...). esmd speaks the SQS JSON protocol: use an SDK or CLI released after April 2024, which sends X-Amz-Target and application/x-amz-json-1.0.",
-            ));
-        }
         return Err(Rejection::new(
             RejectCode::UnsupportedOperation,
             "The request has no X-Amz-Target header. The SQS JSON protocol names the action in it: X-Amz-Target: AmazonSQS.<Action>.",

@@ -1,6 +1,7 @@
 //! Queue URLs and ARNs. A URL is `http://<host>/<account_id>/<name>`, the host being the one the
 //! client addressed (its `Host` header) or else the listen address; a `QueueUrl` is resolved by
-//! its last two path segments whatever its host, and a foreign account id names no queue here.
+//! its last two path segments whatever its host (or is a bare queue name, which AWS accepts too),
+//! and a foreign account id names no queue here.
 //! ARNs are `arn:aws:sqs:<region>:<account_id>:<name>`.
 
 use axum::http::{header, HeaderMap};
@@ -39,8 +40,12 @@ impl Ctx {
     }
 
     /// The queue a `QueueUrl` names: its last two path segments are the account id and the
-    /// name. Anything else is `QueueDoesNotExist`.
+    /// name, or, as AWS also accepts, it is the queue's bare name (no `/`). Anything else is
+    /// `QueueDoesNotExist`.
     pub(crate) fn resolve(&self, url: &str) -> Result<QueueName, Rejection> {
+        if !url.is_empty() && !url.contains('/') {
+            return QueueName::parse(url).map_err(|_| Rejection::no_queue());
+        }
         let path = url.split(['?', '#']).next().unwrap_or("");
         let mut segments = path.rsplit('/').filter(|s| !s.is_empty());
         let (Some(name), Some(account)) = (segments.next(), segments.next()) else {

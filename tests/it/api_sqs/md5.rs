@@ -19,7 +19,7 @@ use crate::common::api::TestApi;
 const STRING_TYPE: u8 = 1;
 const BINARY_TYPE: u8 = 2;
 
-fn hex_md5(bytes: &[u8]) -> String {
+pub(super) fn hex_md5(bytes: &[u8]) -> String {
     Md5::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -34,7 +34,7 @@ fn length_and_bytes(d: &mut Md5, b: &[u8]) {
 /// Java's `calculateMessageAttributesMd5`: names sorted (Java `String.compareTo`, i.e. UTF-16
 /// order), then per attribute: name, data type, a transport byte and the value, each value
 /// length-prefixed with a 4-byte big-endian int.
-fn java_attributes_md5<'a>(
+pub(super) fn java_attributes_md5<'a>(
     attrs: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a str>, Option<&'a [u8]>)>,
 ) -> String {
     let mut sorted: Vec<_> = attrs.into_iter().collect();
