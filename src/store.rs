@@ -24,6 +24,7 @@ mod cache;
 mod error;
 mod health;
 mod open;
+mod peek;
 mod report;
 mod reserve;
 mod rows;
@@ -49,7 +50,9 @@ use crate::domain::queue::{QueueName, QueueSettings};
 
 pub use error::{DbFault, StoreError};
 pub use open::OpenError;
+pub use peek::{Explained, MessageState, Peeked, Receiver, Tombstone};
 pub use report::{Observer, StoreEvent};
+pub use sql::tombstones::Fate;
 pub use types::{EntryResults, QueueCounts, QueueInfo, WriterFault};
 
 /// A cheap, cloneable handle on the database.
@@ -69,6 +72,10 @@ pub struct Store {
     max_queues: u64,
     /// The disk reserve, given up when the disk is full so that space can be freed.
     reserve: std::sync::Arc<reserve::Reserve>,
+    /// Receivers' names and their numbers in receipt tokens (`peek.rs`).
+    receivers: peek::Receivers,
+    /// `storage.tombstone_retention`, and the send limit in pages, for the sweep.
+    sweep_policy: sql::retention::SweepPolicy,
 }
 
 /// How a store is run, beyond its configuration.
@@ -342,10 +349,15 @@ impl Store {
     }
 
     fn waiter(&self) -> wait::Waiter<'_> {
+        self.waiter_for(0)
+    }
+
+    fn waiter_for(&self, receiver: u16) -> wait::Waiter<'_> {
         wait::Waiter {
             writer: &self.ops,
             wake: &self.wake,
             clock: &self.clock,
+            receiver,
         }
     }
 
@@ -383,17 +395,57 @@ impl Store {
             .await
     }
 
+    /// [`Store::receive_wait`] by the mapping `mapping`: the messages it claims say so while
+    /// they are in flight ([`Store::explain`]).
+    ///
+    /// # Cancel safety
+    /// As [`Store::receive_wait`].
+    pub async fn receive_wait_for_mapping(
+        &self,
+        mapping: &str,
+        queue: &QueueName,
+        max: u32,
+        visibility: Option<Duration>,
+        wait: Duration,
+    ) -> Result<Vec<Message>, StoreError> {
+        let receiver = self.receiver(mapping).await;
+        self.waiter_for(receiver)
+            .receive_wait(queue, max, visibility, wait)
+            .await
+    }
+
     /// Deletes messages by receipt handle, applying the stale-handle rules (standard: a handle
-    /// whose visibility ran out still deletes; FIFO: it is refused).
+    /// whose visibility ran out still deletes; FIFO: it is refused). Each message deleted
+    /// leaves a tombstone (`deleted`) for explain.
     pub async fn delete(
         &self,
         queue: &QueueName,
         handles: &[String],
     ) -> Result<EntryResults<()>, StoreError> {
+        self.delete_as(queue, handles, Fate::Deleted).await
+    }
+
+    /// Deletes like [`Store::delete`] the messages a mapping's filters dropped: their
+    /// tombstones say `filtered_out`.
+    pub async fn delete_filtered(
+        &self,
+        queue: &QueueName,
+        handles: &[String],
+    ) -> Result<EntryResults<()>, StoreError> {
+        self.delete_as(queue, handles, Fate::FilteredOut).await
+    }
+
+    async fn delete_as(
+        &self,
+        queue: &QueueName,
+        handles: &[String],
+        fate: Fate,
+    ) -> Result<EntryResults<()>, StoreError> {
         let (reply, rx) = oneshot::channel();
         let op = writer::Op::Delete {
             queue: queue.clone(),
             handles: handles.to_vec(),
+            fate,
             reply,
         };
         self.ops.submit(op, rx).await
@@ -415,18 +467,33 @@ impl Store {
         self.ops.submit(op, rx).await
     }
 
-    /// Deletes messages past their queue's retention and expired deduplication entries. Runs
+    /// Deletes messages past their queue's retention (leaving tombstones), expired
+    /// deduplication entries and tombstones past `storage.tombstone_retention`. Runs
     /// periodically; receives also skip expired messages, so retention holds between sweeps.
+    /// Returns how many messages expired.
     pub async fn sweep(&self) -> Result<u64, StoreError> {
         if let Some(reason) = self.health.check() {
             return Err(StoreError::writer_stopped(&reason));
         }
-        let lost = self.reported(sql::retention::sweep(&self.writer, self.now()).await)?;
-        for (queue, n) in &lost {
+        let swept = self
+            .reported(sql::retention::sweep(&self.writer, self.now(), self.sweep_policy).await)?;
+        for (queue, n) in &swept.lost {
             self.tally
                 .add(queue, -i64::try_from(*n).unwrap_or(i64::MAX));
         }
-        Ok(lost.values().sum())
+        let (written, skipped, gone) = (
+            swept.tombstones_written,
+            swept.tombstones_skipped,
+            swept.tombstones_swept,
+        );
+        if written + skipped + gone > 0 {
+            self.observer.emit(StoreEvent::Tombstones {
+                written,
+                skipped,
+                swept: gone,
+            });
+        }
+        Ok(swept.lost.values().sum())
     }
 
     /// Resolves with the cause once the store is broken: the writer task failed (a bug: it

@@ -824,6 +824,7 @@ async fn real_database(path: &Path) {
         synchronous: Synchronous::Full,
         max_size: None,
         max_queues: 1000,
+        tombstone_retention: std::time::Duration::from_secs(3600),
     };
     let store = Store::open(&cfg, Clock::System).await.expect("open");
     store
@@ -1000,6 +1001,7 @@ async fn a_database_from_a_newer_esmd_is_refused_and_left_untouched() {
         synchronous: Synchronous::Full,
         max_size: None,
         max_queues: 1000,
+        tombstone_retention: std::time::Duration::from_secs(3600),
     };
     let before = sha256(&db);
     let err = Store::open(&cfg, Clock::System)
