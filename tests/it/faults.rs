@@ -1476,6 +1476,13 @@ async fn a_full_database_drains_through_a_mapping_and_receive_plus_delete_batch_
             .expect("sends work again once the database drained");
     }
     assert_eq!(stored(&url, "sdk").await, 20);
+    // The deletes on the full database left no tombstones (they would have taken the room the
+    // drain and the sends need), and were counted so.
+    let m = metrics_text(&url).await;
+    assert!(
+        metric(&m, "esmd_tombstones_total", &[("event", "skipped")]) > 0.0,
+        "{m}"
+    );
     esmd.stop().await;
     assert_eq!(integrity_check(&dir.path().join("esmd.db")).await, "ok");
 }

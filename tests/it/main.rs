@@ -17,6 +17,7 @@ mod filters;
 mod hardening;
 mod invoke;
 mod ops;
+mod peek;
 mod poller;
 mod queue_limits;
 mod server_config;

@@ -171,3 +171,91 @@ impl Tombs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use crate::clock::Clock;
+    use crate::config::{StorageConfig, Synchronous};
+    use crate::domain::message::NewMessage;
+    use crate::domain::queue::{QueueName, QueueSettings};
+    use crate::domain::Timestamp;
+    use crate::store::{Observer, Store, StoreEvent, StoreOptions};
+
+    /// The writer's own retry, which no configuration can reach from outside (`storage.max_size`
+    /// keeps tombstones away from the cap): a file capped at the pages it has, where the
+    /// tombstones of a delete need a new page. The delete still deletes everything.
+    #[tokio::test]
+    async fn a_delete_whose_tombstones_do_not_fit_still_deletes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = StorageConfig {
+            path: dir.path().join("esmd.db"),
+            synchronous: Synchronous::Full,
+            max_size: None,
+            max_queues: 10,
+            tombstone_retention: std::time::Duration::from_secs(3600),
+        };
+        let (written, skipped) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (w, s) = (written.clone(), skipped.clone());
+        let observer = Observer::new(move |e| {
+            if let StoreEvent::Tombstones {
+                written, skipped, ..
+            } = e
+            {
+                w.fetch_add(written, Ordering::SeqCst);
+                s.fetch_add(skipped, Ordering::SeqCst);
+            }
+        });
+        let opts = StoreOptions {
+            observer,
+            ..Default::default()
+        };
+        let clock = Clock::manual(Timestamp::from_millis(1_767_225_600_000));
+        let store = Store::open_with(&cfg, clock, opts).await.expect("open");
+        let q = QueueName::parse("q").expect("name");
+        let settings = QueueSettings::default();
+        store
+            .create_queue(&q, &settings, &BTreeMap::new())
+            .await
+            .expect("queue");
+        let mut handles = Vec::new();
+        for _ in 0..40 {
+            let batch = (0..10).map(|i| NewMessage::body(format!("m{i}"))).collect();
+            store.send(&q, batch).await.expect("send");
+            for m in store.receive(&q, 10, None).await.expect("receive") {
+                handles.push(m.receipt_handle);
+            }
+        }
+        assert_eq!(handles.len(), 400);
+        let (pages,): (i64,) = sqlx::query_as("PRAGMA page_count")
+            .fetch_one(&store.writer)
+            .await
+            .expect("page_count");
+        let (free,): (i64,) = sqlx::query_as("PRAGMA freelist_count")
+            .fetch_one(&store.writer)
+            .await
+            .expect("freelist_count");
+        assert_eq!(free, 0, "no free page the tombstones could take");
+        sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
+            .execute(&store.writer)
+            .await
+            .expect("cap the file");
+        let results = store
+            .delete(&q, &handles)
+            .await
+            .expect("the delete goes through");
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(store.counts_scanned(&q).await.expect("counts").visible, 0);
+        assert_eq!(store.counts_scanned(&q).await.expect("counts").in_flight, 0);
+        assert_eq!(written.load(Ordering::SeqCst), 0, "no tombstone fitted");
+        assert_eq!(
+            skipped.load(Ordering::SeqCst),
+            400,
+            "every delete was counted as skipped"
+        );
+        store.close().await;
+    }
+}
