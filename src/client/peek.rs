@@ -37,8 +37,13 @@ pub(super) fn describe(v: &Value) -> String {
         "visible" => "visible: the next receive can take it".to_owned(),
         "delayed" => format!("delayed {}", until(v)),
         "in_flight" => format!("in flight {}, received by {}", until(v), who(v)),
+        "blocked" if text(v, "behind") == text(v, "head") => format!(
+            "blocked behind message {}, the head of FIFO group {}, which is not visible",
+            text(v, "behind"),
+            text(v, "groupId"),
+        ),
         "blocked" => format!(
-            "blocked behind message {} of FIFO group {} (the group's head is {})",
+            "blocked behind message {} of FIFO group {}, which is not visible (the group's head is {})",
             text(v, "behind"),
             text(v, "groupId"),
             text(v, "head")
@@ -61,7 +66,7 @@ pub(super) fn describe(v: &Value) -> String {
             text(v, "at"),
             receives(v)
         ),
-        other => format!("{other}"),
+        other => other.to_owned(),
     }
 }
 
