@@ -50,9 +50,8 @@ use crate::domain::queue::{QueueName, QueueSettings};
 
 pub use error::{DbFault, StoreError};
 pub use open::OpenError;
-pub use peek::{Explained, MessageState, Peeked, Receiver, Tombstone};
+pub use peek::{Explained, Fate, MessageState, Peeked, Receiver, Tombstone};
 pub use report::{Observer, StoreEvent};
-pub use sql::tombstones::Fate;
 pub use types::{EntryResults, QueueCounts, QueueInfo, WriterFault};
 
 /// A cheap, cloneable handle on the database.
@@ -348,10 +347,7 @@ impl Store {
         self.ops.submit(op, rx).await
     }
 
-    fn waiter(&self) -> wait::Waiter<'_> {
-        self.waiter_for(0)
-    }
-
+    /// The long-poll machinery for `receiver` (0: a client; see `peek.rs`).
     fn waiter_for(&self, receiver: u16) -> wait::Waiter<'_> {
         wait::Waiter {
             writer: &self.ops,
@@ -370,7 +366,7 @@ impl Store {
         max: u32,
         visibility: Option<Duration>,
     ) -> Result<Vec<Message>, StoreError> {
-        self.waiter()
+        self.waiter_for(0)
             .receive_now(queue, max, visibility)
             .await?
             .into_messages()
@@ -390,65 +386,19 @@ impl Store {
         visibility: Option<Duration>,
         wait: Duration,
     ) -> Result<Vec<Message>, StoreError> {
-        self.waiter()
-            .receive_wait(queue, max, visibility, wait)
-            .await
-    }
-
-    /// [`Store::receive_wait`] by the mapping `mapping`: the messages it claims say so while
-    /// they are in flight ([`Store::explain`]).
-    ///
-    /// # Cancel safety
-    /// As [`Store::receive_wait`].
-    pub async fn receive_wait_for_mapping(
-        &self,
-        mapping: &str,
-        queue: &QueueName,
-        max: u32,
-        visibility: Option<Duration>,
-        wait: Duration,
-    ) -> Result<Vec<Message>, StoreError> {
-        let receiver = self.receiver(mapping).await;
-        self.waiter_for(receiver)
+        self.waiter_for(0)
             .receive_wait(queue, max, visibility, wait)
             .await
     }
 
     /// Deletes messages by receipt handle, applying the stale-handle rules (standard: a handle
-    /// whose visibility ran out still deletes; FIFO: it is refused). Each message deleted
-    /// leaves a tombstone (`deleted`) for explain.
+    /// whose visibility ran out still deletes; FIFO: it is refused), leaving tombstones.
     pub async fn delete(
         &self,
         queue: &QueueName,
         handles: &[String],
     ) -> Result<EntryResults<()>, StoreError> {
         self.delete_as(queue, handles, Fate::Deleted).await
-    }
-
-    /// Deletes like [`Store::delete`] the messages a mapping's filters dropped: their
-    /// tombstones say `filtered_out`.
-    pub async fn delete_filtered(
-        &self,
-        queue: &QueueName,
-        handles: &[String],
-    ) -> Result<EntryResults<()>, StoreError> {
-        self.delete_as(queue, handles, Fate::FilteredOut).await
-    }
-
-    async fn delete_as(
-        &self,
-        queue: &QueueName,
-        handles: &[String],
-        fate: Fate,
-    ) -> Result<EntryResults<()>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        let op = writer::Op::Delete {
-            queue: queue.clone(),
-            handles: handles.to_vec(),
-            fate,
-            reply,
-        };
-        self.ops.submit(op, rx).await
     }
 
     /// Changes the visibility timeout of received messages, counted from now, within the 12-hour
@@ -467,10 +417,9 @@ impl Store {
         self.ops.submit(op, rx).await
     }
 
-    /// Deletes messages past their queue's retention (leaving tombstones), expired
-    /// deduplication entries and tombstones past `storage.tombstone_retention`. Runs
-    /// periodically; receives also skip expired messages, so retention holds between sweeps.
-    /// Returns how many messages expired.
+    /// Deletes messages past their queue's retention (leaving tombstones), expired deduplication
+    /// entries and tombstones. Runs periodically; receives also skip expired messages, so
+    /// retention holds between sweeps. Returns how many messages expired.
     pub async fn sweep(&self) -> Result<u64, StoreError> {
         if let Some(reason) = self.health.check() {
             return Err(StoreError::writer_stopped(&reason));
@@ -481,18 +430,7 @@ impl Store {
             self.tally
                 .add(queue, -i64::try_from(*n).unwrap_or(i64::MAX));
         }
-        let (written, skipped, gone) = (
-            swept.tombstones_written,
-            swept.tombstones_skipped,
-            swept.tombstones_swept,
-        );
-        if written + skipped + gone > 0 {
-            self.observer.emit(StoreEvent::Tombstones {
-                written,
-                skipped,
-                swept: gone,
-            });
-        }
+        self.report_tombstones(&swept);
         Ok(swept.lost.values().sum())
     }
 

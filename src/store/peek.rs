@@ -1,5 +1,7 @@
 //! Peek and explain: where a message stands without receiving it ([`Store::peek`],
-//! [`Store::explain`]), and the receivers that say who holds a message in flight.
+//! [`Store::explain`]), the receivers that say who holds a message in flight (and the receive
+//! and delete a mapping makes to be named: [`Store::receive_wait_for_mapping`],
+//! [`Store::delete_filtered`]).
 //!
 //! Everything here reads on the reader pool (`sql/peek.rs`): no receive count, visibility or
 //! receipt changes. A stored message is visible, delayed, in flight (until when, by whom),
@@ -14,12 +16,17 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
 
 use super::error::StoreError;
 use super::sql::claim::receiver_of;
 use super::sql::peek::{self as read, PeekRow, TombRow};
-use super::sql::tombstones::Fate;
-use super::Store;
+pub use super::sql::tombstones::Fate;
+use super::types::EntryResults;
+use super::{writer, Store};
+use crate::domain::message::Message;
 use crate::domain::queue::QueueName;
 use crate::domain::Timestamp;
 
@@ -162,6 +169,67 @@ impl Store {
         }
     }
 
+    /// [`Store::receive_wait`] by the mapping `mapping`: the messages it claims say so while
+    /// they are in flight ([`Store::explain`]).
+    ///
+    /// # Cancel safety
+    /// As [`Store::receive_wait`].
+    pub async fn receive_wait_for_mapping(
+        &self,
+        mapping: &str,
+        queue: &QueueName,
+        max: u32,
+        visibility: Option<Duration>,
+        wait: Duration,
+    ) -> Result<Vec<Message>, StoreError> {
+        let receiver = self.receiver(mapping).await;
+        self.waiter_for(receiver)
+            .receive_wait(queue, max, visibility, wait)
+            .await
+    }
+
+    /// Deletes like [`Store::delete`] the messages a mapping's filters dropped: their
+    /// tombstones say `filtered_out`.
+    pub async fn delete_filtered(
+        &self,
+        queue: &QueueName,
+        handles: &[String],
+    ) -> Result<EntryResults<()>, StoreError> {
+        self.delete_as(queue, handles, Fate::FilteredOut).await
+    }
+
+    pub(super) async fn delete_as(
+        &self,
+        queue: &QueueName,
+        handles: &[String],
+        fate: Fate,
+    ) -> Result<EntryResults<()>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let op = writer::Op::Delete {
+            queue: queue.clone(),
+            handles: handles.to_vec(),
+            fate,
+            reply,
+        };
+        self.ops.submit(op, rx).await
+    }
+
+    /// Reports what a sweep did to tombstones.
+    pub(super) fn report_tombstones(&self, swept: &super::sql::retention::Swept) {
+        let (written, skipped, gone) = (
+            swept.tombstones_written,
+            swept.tombstones_skipped,
+            swept.tombstones_swept,
+        );
+        if written + skipped + gone > 0 {
+            self.observer.emit(super::StoreEvent::Tombstones {
+                written,
+                skipped,
+                swept: gone,
+            });
+        }
+    }
+
     async fn receiver_named(&self, token: Option<i64>) -> Result<Option<Receiver>, StoreError> {
         let Some(token) = token.filter(|t| *t != super::rows::UNRECEIVED) else {
             return Ok(None);
@@ -244,7 +312,7 @@ impl Store {
     async fn peeked(
         &self,
         queue_id: i64,
-        retention: std::time::Duration,
+        retention: Duration,
         row: PeekRow,
     ) -> Result<Peeked, StoreError> {
         let now = self.now();
