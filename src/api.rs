@@ -20,6 +20,7 @@ mod conn;
 mod error;
 mod guard;
 mod lambda;
+mod peek;
 mod rest;
 mod sqs;
 mod state;
@@ -83,7 +84,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/queues/{name}/messages",
-            post(rest::send_message).fallback(rest::method_not_allowed),
+            post(rest::send_message)
+                .get(peek::list)
+                .fallback(rest::method_not_allowed),
+        )
+        .route(
+            "/queues/{name}/messages/{message_id}",
+            get(peek::explain).fallback(rest::method_not_allowed),
         )
         .route(
             "/readyz",

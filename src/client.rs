@@ -1,9 +1,14 @@
-//! The HTTP client behind `esmd send` and `esmd queues` (docs/interface.md §1): it talks to a
+//! The HTTP client behind `esmd send`, `esmd queues`, `esmd peek` and `esmd explain`
+//! (docs/interface.md §1; the last two in `peek.rs`): it talks to a
 //! running daemon through the REST shim (`POST /queues/{name}/messages`, `GET /queues`) and
 //! turns the answers into what the commands print. When no daemon answers it says so, naming the
 //! endpoint, rather than showing a bare connection error.
 
+mod peek;
+
 use std::time::Duration;
+
+pub use peek::{explain, peek};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;

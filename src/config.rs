@@ -91,6 +91,10 @@ pub struct StorageConfig {
     /// `max_queues`: the most queues there may be; CreateQueue past it is refused with
     /// `OverLimit` (queues of the configuration file are always created).
     pub max_queues: u64,
+    /// `tombstone_retention`: how long what became of a deleted, filtered, expired or
+    /// dead-lettered message is kept for explain (`GET /queues/{name}/messages/{id}`); zero
+    /// keeps none.
+    pub tombstone_retention: Duration,
 }
 
 /// SQLite's `synchronous` setting.

@@ -146,6 +146,11 @@ pub fn metrics_observer(metrics: &Arc<Metrics>) -> Observer {
         StoreEvent::QueueDeleted { queue } => m.remove_queue(queue),
         StoreEvent::Refused { fault, .. } => m.store_error(fault.label()),
         StoreEvent::Committed { operations } => m.store_committed(operations),
+        StoreEvent::Tombstones {
+            written,
+            skipped,
+            swept,
+        } => m.tombstones(written, skipped, swept),
     })
 }
 

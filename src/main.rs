@@ -75,6 +75,36 @@ enum Command {
         /// The body, or - to read it from stdin.
         body: String,
     },
+    /// Lists the first messages of a queue with where each stands, without receiving them.
+    Peek {
+        /// The queue.
+        #[arg(long)]
+        queue: String,
+        /// How many messages, oldest first (1 to 1000).
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+        /// The daemon's URL (default: from the configuration's server.listen).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Configuration file (for the endpoint and auth token).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Says where one message stands (visible, delayed, in flight, blocked...) or what became of
+    /// it (deleted, filtered out, expired, dead-lettered), without receiving it.
+    Explain {
+        /// The queue.
+        #[arg(long)]
+        queue: String,
+        /// The daemon's URL (default: from the configuration's server.listen).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Configuration file (for the endpoint and auth token).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The message id.
+        message_id: String,
+    },
     /// Lists the queues of a running daemon.
     Queues {
         /// The daemon's URL (default: from the configuration's server.listen).
@@ -169,6 +199,34 @@ fn main() -> ExitCode {
                 auth_token,
             };
             client(async { esmd::client::send(&endpoint, args).await })
+        }
+        Command::Peek {
+            queue,
+            limit,
+            endpoint,
+            config,
+        } => {
+            let (endpoint, auth_token) = match client_target(endpoint, config) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
+            client(async {
+                esmd::client::peek(&endpoint, &queue, limit, auth_token.as_deref()).await
+            })
+        }
+        Command::Explain {
+            queue,
+            endpoint,
+            config,
+            message_id,
+        } => {
+            let (endpoint, auth_token) = match client_target(endpoint, config) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
+            client(async {
+                esmd::client::explain(&endpoint, &queue, &message_id, auth_token.as_deref()).await
+            })
         }
         Command::Queues { endpoint, config } => {
             let (endpoint, auth_token) = match client_target(endpoint, config) {

@@ -82,6 +82,7 @@ pub struct Metrics {
     batch_age: HistogramVec,
     store_errors: IntCounterVec,
     store_commits: HistogramVec,
+    tombstones: IntCounterVec,
     /// The queues whose series exist (registered, not yet removed): a scrape sets gauges only
     /// for these, so it never brings back a queue deleted meanwhile.
     queues: Mutex<HashSet<String>>,
@@ -233,11 +234,19 @@ impl Metrics {
                 &[],
                 vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 512.0],
             ),
+            tombstones: counter(
+                "esmd_tombstones_total",
+                "Tombstones of messages deleted, filtered out, expired or dead-lettered (for explain): written, skipped (the database was near full) and swept (past storage.tombstone_retention).",
+                &["event"],
+            ),
             registry: r,
             queues: Mutex::default(),
         };
         for kind in ["full", "locked", "other"] {
             m.store_errors.with_label_values(&[kind]);
+        }
+        for event in ["written", "skipped", "swept"] {
+            m.tombstones.with_label_values(&[event]);
         }
         m
     }
@@ -416,6 +425,15 @@ impl Metrics {
         self.store_commits
             .with_label_values::<&str>(&[])
             .observe(operations as f64);
+    }
+
+    /// Tombstones `written`, `skipped` for lack of room, and `swept` past their retention.
+    pub fn tombstones(&self, written: u64, skipped: u64, swept: u64) {
+        for (event, n) in [("written", written), ("skipped", skipped), ("swept", swept)] {
+            if n > 0 {
+                self.tombstones.with_label_values(&[event]).inc_by(n);
+            }
+        }
     }
 
     /// The Prometheus text exposition of every series.

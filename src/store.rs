@@ -25,6 +25,7 @@ mod error;
 mod health;
 mod mappings;
 mod open;
+mod peek;
 mod report;
 mod reserve;
 mod rows;
@@ -51,6 +52,7 @@ use crate::domain::queue::{QueueName, QueueSettings};
 pub use error::{DbFault, StoreError};
 pub use mappings::MappingChange;
 pub use open::OpenError;
+pub use peek::{Explained, Fate, MessageState, Peeked, Receiver, Tombstone};
 pub use report::{Observer, StoreEvent};
 pub use types::{EntryResults, QueueCounts, QueueInfo, WriterFault};
 
@@ -71,6 +73,10 @@ pub struct Store {
     max_queues: u64,
     /// The disk reserve, given up when the disk is full so that space can be freed.
     reserve: std::sync::Arc<reserve::Reserve>,
+    /// Receivers' names and their numbers in receipt tokens (`peek.rs`).
+    receivers: peek::Receivers,
+    /// `storage.tombstone_retention`, and the send limit in pages, for the sweep.
+    sweep_policy: sql::retention::SweepPolicy,
 }
 
 /// How a store is run, beyond its configuration.
@@ -343,11 +349,13 @@ impl Store {
         self.ops.submit(op, rx).await
     }
 
-    fn waiter(&self) -> wait::Waiter<'_> {
+    /// The long-poll machinery for `receiver` (0: a client; see `peek.rs`).
+    fn waiter_for(&self, receiver: u16) -> wait::Waiter<'_> {
         wait::Waiter {
             writer: &self.ops,
             wake: &self.wake,
             clock: &self.clock,
+            receiver,
         }
     }
 
@@ -360,7 +368,7 @@ impl Store {
         max: u32,
         visibility: Option<Duration>,
     ) -> Result<Vec<Message>, StoreError> {
-        self.waiter()
+        self.waiter_for(0)
             .receive_now(queue, max, visibility)
             .await?
             .into_messages()
@@ -380,25 +388,19 @@ impl Store {
         visibility: Option<Duration>,
         wait: Duration,
     ) -> Result<Vec<Message>, StoreError> {
-        self.waiter()
+        self.waiter_for(0)
             .receive_wait(queue, max, visibility, wait)
             .await
     }
 
     /// Deletes messages by receipt handle, applying the stale-handle rules (standard: a handle
-    /// whose visibility ran out still deletes; FIFO: it is refused).
+    /// whose visibility ran out still deletes; FIFO: it is refused), leaving tombstones.
     pub async fn delete(
         &self,
         queue: &QueueName,
         handles: &[String],
     ) -> Result<EntryResults<()>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        let op = writer::Op::Delete {
-            queue: queue.clone(),
-            handles: handles.to_vec(),
-            reply,
-        };
-        self.ops.submit(op, rx).await
+        self.delete_as(queue, handles, Fate::Deleted).await
     }
 
     /// Changes the visibility timeout of received messages, counted from now, within the 12-hour
@@ -417,18 +419,21 @@ impl Store {
         self.ops.submit(op, rx).await
     }
 
-    /// Deletes messages past their queue's retention and expired deduplication entries. Runs
-    /// periodically; receives also skip expired messages, so retention holds between sweeps.
+    /// Deletes messages past their queue's retention (leaving tombstones), expired deduplication
+    /// entries and tombstones. Runs periodically; receives also skip expired messages, so
+    /// retention holds between sweeps. Returns how many messages expired.
     pub async fn sweep(&self) -> Result<u64, StoreError> {
         if let Some(reason) = self.health.check() {
             return Err(StoreError::writer_stopped(&reason));
         }
-        let lost = self.reported(sql::retention::sweep(&self.writer, self.now()).await)?;
-        for (queue, n) in &lost {
+        let swept = self
+            .reported(sql::retention::sweep(&self.writer, self.now(), self.sweep_policy).await)?;
+        for (queue, n) in &swept.lost {
             self.tally
                 .add(queue, -i64::try_from(*n).unwrap_or(i64::MAX));
         }
-        Ok(lost.values().sum())
+        self.report_tombstones(&swept);
+        Ok(swept.lost.values().sum())
     }
 
     /// Resolves with the cause once the store is broken: the writer task failed (a bug: it

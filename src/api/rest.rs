@@ -1,6 +1,7 @@
 //! The REST shim for curl and scripts (docs/interface.md §3.2): `POST /queues/{name}/messages` with
 //! the raw body (query `group`, `dedup`, `delay`, repeated `attr=NAME=TYPE:VALUE`), `GET /queues`
-//! and `GET /queues/{name}`. Errors are `{"error", "message"}` JSON with a 4xx/5xx status; an
+//! and `GET /queues/{name}` (peek and explain, `GET /queues/{name}/messages[/{id}]`, are in
+//! `peek.rs`). Errors are `{"error", "message"}` JSON with a 4xx/5xx status; an
 //! unknown queue is 404.
 
 use std::collections::BTreeMap;
@@ -72,7 +73,7 @@ fn summary(state: &AppState, q: &QueueInfo, c: &QueueCounts) -> QueueSummary {
 }
 
 /// The queue named in the path; a name that cannot exist is an unknown queue (404).
-fn path_queue(raw: Result<Path<String>, PathRejection>) -> Result<QueueName, RestError> {
+pub(crate) fn path_queue(raw: Result<Path<String>, PathRejection>) -> Result<QueueName, RestError> {
     let Path(raw) =
         raw.map_err(|e| RestError::bad_request(format!("the path could not be decoded: {e}")))?;
     QueueName::parse(&raw).map_err(|_| Rejection::no_queue().into())

@@ -36,6 +36,8 @@ pub(super) mod default {
     /// `storage.synchronous`
     pub const SYNCHRONOUS: &str = "full";
     pub const MAX_QUEUES: u64 = 1000;
+    /// `storage.tombstone_retention`
+    pub const TOMBSTONE_RETENTION: Duration = Duration::from_secs(3600);
     /// `log.level`
     pub const LOG_LEVEL: &str = "info";
     /// `log.format`
@@ -185,6 +187,9 @@ pub(super) struct RawStorage {
     pub max_size: Option<Size>,
     /// The most queues CreateQueue may make, checked by `validate`.
     pub max_queues: u64,
+    /// How long tombstones are kept, checked by `validate`.
+    #[serde(with = "humantime_serde")]
+    pub tombstone_retention: Duration,
 }
 
 impl Default for RawStorage {
@@ -194,6 +199,7 @@ impl Default for RawStorage {
             synchronous: default::SYNCHRONOUS.into(),
             max_size: None,
             max_queues: default::MAX_QUEUES,
+            tombstone_retention: default::TOMBSTONE_RETENTION,
         }
     }
 }

@@ -53,6 +53,7 @@ fn to_raw(config: &Config) -> RawConfig {
             .to_owned(),
             max_size: config.storage.max_size.map(Size),
             max_queues: config.storage.max_queues,
+            tombstone_retention: config.storage.tombstone_retention,
         },
         log: RawLog {
             level: config.log.level.clone(),

@@ -23,6 +23,9 @@ use crate::domain::queue::{
 /// Smallest `storage.max_size`: room for the schema and a useful number of messages.
 const MIN_STORAGE_SIZE: u64 = 1024 * 1024;
 
+/// Longest `storage.tombstone_retention`: SQS's longest message retention.
+const MAX_TOMBSTONE_RETENTION: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
+
 /// Validates `raw` into a [`Config`], pushing every problem found. The returned `Config` is only
 /// meaningful when no problem was pushed (entries with problems may be missing from it).
 /// Relative storage paths are joined to `storage_base`.
@@ -174,11 +177,21 @@ fn storage(raw: RawStorage, base: &Path, p: &mut Problems<'_>) -> StorageConfig 
     if raw.max_queues == 0 {
         p.at(&["storage", "max_queues"], "must be at least 1");
     }
+    if raw.tombstone_retention > MAX_TOMBSTONE_RETENTION {
+        p.at(
+            &["storage", "tombstone_retention"],
+            format!(
+                "{} is above the maximum of 14days (SQS's longest retention)",
+                humantime::format_duration(raw.tombstone_retention)
+            ),
+        );
+    }
     StorageConfig {
         path: base.join(PathBuf::from(raw.path)),
         synchronous,
         max_size,
         max_queues: raw.max_queues,
+        tombstone_retention: raw.tombstone_retention,
     }
 }
 

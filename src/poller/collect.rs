@@ -212,7 +212,7 @@ impl Collector {
                     return Ok(None);
                 }
                 _ = &mut settled, if blocked => continue,
-                r = poller.store.receive_wait(&m.config.queue, want, visibility, wait) => r?,
+                r = poller.store.receive_wait_for_mapping(&m.name, &m.config.queue, want, visibility, wait) => r?,
             };
             polled = true;
             poller

@@ -213,7 +213,7 @@ impl Poller {
         self.metrics
             .mapping_event(&m.name, MappingEvent::FilteredOut, msgs.len() as u64);
         let handles: Vec<String> = msgs.iter().map(|x| x.receipt_handle.clone()).collect();
-        match self.store.delete(&m.config.queue, &handles).await {
+        match self.store.delete_filtered(&m.config.queue, &handles).await {
             Ok(results) => {
                 for r in results {
                     if let Err(e) = r {

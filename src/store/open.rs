@@ -362,6 +362,7 @@ impl Store {
             .map_err(open_err)?;
         let tally = Tally::load(&writer).await.map_err(open_err)?;
         let wake = Wakers::default();
+        let send_limit = max_pages.map(|pages| writer::room::send_limit(pages, page_size));
         let ops = writer::Handle::start(writer::Start {
             pool: writer.clone(),
             clock: clock.clone(),
@@ -372,8 +373,9 @@ impl Store {
             tally: tally.clone(),
             tasks: opts.tasks.unwrap_or_default(),
             stop: opts.stop.unwrap_or_default(),
-            send_limit: max_pages.map(|pages| writer::room::send_limit(pages, page_size)),
+            send_limit,
             reserve: reserve.clone(),
+            tombstones: !cfg.tombstone_retention.is_zero(),
         });
         if !reserve.ensure() {
             tracing::warn!(path = %path.display(), "the disk has no room for esmd's disk reserve: sends are refused (as a full database) until it has; receives, deletes and purges go on");
@@ -390,6 +392,11 @@ impl Store {
             max_queues: cfg.max_queues,
             tally,
             reserve,
+            receivers: Default::default(),
+            sweep_policy: super::sql::retention::SweepPolicy {
+                tombstone_retention_ms: super::rows::to_ms(cfg.tombstone_retention),
+                send_limit,
+            },
         })
     }
 

@@ -32,6 +32,14 @@ pub enum StoreEvent<'a> {
     Refused { fault: DbFault, operations: usize },
     /// The writer committed one transaction holding `operations` requests (group commit).
     Committed { operations: usize },
+    /// Tombstones: `written` for messages deleted, filtered out, expired or dead-lettered;
+    /// `skipped` messages got none because the database was near full; `swept` were past
+    /// `storage.tombstone_retention`.
+    Tombstones {
+        written: u64,
+        skipped: u64,
+        swept: u64,
+    },
 }
 
 type Sink = dyn Fn(StoreEvent<'_>) + Send + Sync;
@@ -83,6 +91,8 @@ pub(super) struct Effects {
     /// Messages made receivable, per queue name.
     wake: HashMap<String, u64>,
     counters: Vec<(Counter, QueueName, u64)>,
+    /// Tombstones written and skipped (`sql/tombstones.rs`).
+    tombstones: (u64, u64),
 }
 
 impl Effects {
@@ -99,11 +109,24 @@ impl Effects {
         }
     }
 
+    /// The group's tombstones: `written`, and `skipped` for lack of room.
+    pub(super) fn tombstones(&mut self, written: u64, skipped: u64) {
+        self.tombstones.0 += written;
+        self.tombstones.1 += skipped;
+    }
+
     /// Wakes the waiters, keeps the messages per queue and reports the counts: called once the
     /// group has committed.
     pub(super) fn apply(self, wakers: &Wakers, observer: &Observer, tally: &Tally) {
         for (q, n) in self.wake {
             wakers.messages(&q, n);
+        }
+        if self.tombstones != (0, 0) {
+            observer.emit(StoreEvent::Tombstones {
+                written: self.tombstones.0,
+                skipped: self.tombstones.1,
+                swept: 0,
+            });
         }
         for (c, q, n) in self.counters {
             let queue = q.as_str();

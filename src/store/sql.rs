@@ -10,14 +10,18 @@
 //! - `fifo`: group heads and sequence numbers
 //! - `queues`: queue rows
 //! - `mappings`: event source mappings created through Lambda's API
+//! - `tombstones`: what became of messages no longer stored
+//! - `peek`: reading messages and tombstones without changing them (peek and explain)
 
 pub(crate) mod claim;
 pub(crate) mod fifo;
 pub(crate) mod mappings;
+pub(crate) mod peek;
 pub(crate) mod queues;
 pub(crate) mod retention;
 pub(crate) mod send;
 pub(crate) mod settle;
+pub(crate) mod tombstones;
 
 use sqlx::{Sqlite, Transaction};
 

@@ -19,6 +19,8 @@ pub(super) struct Waiter<'s> {
     pub writer: &'s Handle,
     pub wake: &'s Wakers,
     pub clock: &'s Clock,
+    /// Who receives (`Store::receiver`): 0 for a client.
+    pub receiver: u16,
 }
 
 impl Waiter<'_> {
@@ -35,6 +37,7 @@ impl Waiter<'_> {
             queue: queue.clone(),
             max,
             visibility,
+            receiver: self.receiver,
             reply,
         };
         self.writer.submit(op, rx).await

@@ -32,6 +32,7 @@ use super::error::StoreError;
 use super::health::Health;
 use super::report::{Effects, Observer, StoreEvent};
 use super::reserve::Reserve;
+use super::sql::tombstones::{Fate, Tombs};
 use super::sql::{self, queues};
 use super::tally::Tally;
 use super::types::{QueueInfo, WriterFault};
@@ -90,6 +91,8 @@ fn fill(rx: &mut mpsc::Receiver<Op>, ops: &mut Vec<Op>) {
 struct Failed {
     error: Arc<sqlx::Error>,
     culprits: Vec<usize>,
+    /// A tombstone insert found the database full: the group runs again without tombstones.
+    tombstones: bool,
 }
 
 impl Failed {
@@ -100,7 +103,11 @@ impl Failed {
             // the operations are refused rather than answered wrongly.
             other => Arc::new(sqlx::Error::Protocol(other.to_string())),
         };
-        Failed { error, culprits }
+        Failed {
+            error,
+            culprits,
+            tombstones: false,
+        }
     }
 }
 
@@ -130,6 +137,8 @@ struct Writer {
     send_limit: Option<u64>,
     /// See [`Start::reserve`].
     reserve: Arc<Reserve>,
+    /// See [`Start::tombstones`].
+    tombstones: bool,
 }
 
 impl Writer {
@@ -238,8 +247,14 @@ impl Writer {
     /// send that does not fit never takes a poller's deletes down with it. Nothing is answered
     /// before its commit.
     async fn execute(&mut self, conn: &mut SqliteConnection, mut ops: Vec<Op>) -> Executed {
+        let mut room_for_tombstones = true;
         loop {
-            match self.attempt(conn, &ops).await {
+            let tombs = if !room_for_tombstones {
+                Tombs::no_room()
+            } else {
+                Tombs::new(self.tombstones, self.send_limit)
+            };
+            match self.attempt(conn, &ops, tombs).await {
                 Ok((outcomes, fx)) => {
                     self.observer.emit(StoreEvent::Committed {
                         operations: ops.len(),
@@ -257,9 +272,21 @@ impl Writer {
                         return Executed::Retry(ops);
                     }
                 }
+                // A delete never fails for want of room for its tombstones: run the group
+                // again without them (`sql/tombstones.rs`).
+                Err(Failed {
+                    tombstones: true, ..
+                }) if room_for_tombstones => {
+                    tracing::warn!("the database is full: deletes go on without tombstones");
+                    room_for_tombstones = false;
+                    if !usable(conn).await {
+                        return Executed::Retry(ops);
+                    }
+                }
                 Err(Failed {
                     error,
                     mut culprits,
+                    ..
                 }) if !culprits.is_empty() && culprits.len() < ops.len() => {
                     self.refused(&error, culprits.len());
                     culprits.sort_unstable();
@@ -290,10 +317,31 @@ impl Writer {
         &mut self,
         conn: &mut SqliteConnection,
         ops: &[Op],
+        mut tombs: Tombs,
+    ) -> Result<(Vec<Outcome>, Effects), Failed> {
+        match self.attempt_with(conn, ops, &mut tombs).await {
+            Ok((outcomes, mut fx)) => {
+                fx.tombstones(tombs.written, tombs.skipped);
+                Ok((outcomes, fx))
+            }
+            Err(mut failed) => {
+                failed.tombstones = tombs.failed;
+                Err(failed)
+            }
+        }
+    }
+
+    /// [`Writer::attempt`] with the group's tombstone policy.
+    async fn attempt_with(
+        &mut self,
+        conn: &mut SqliteConnection,
+        ops: &[Op],
+        tombs: &mut Tombs,
     ) -> Result<(Vec<Outcome>, Effects), Failed> {
         let whole = |e: sqlx::Error| Failed {
             error: Arc::new(e),
             culprits: Vec::new(),
+            tombstones: false,
         };
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(whole)?;
         let now = self.clock.now().as_millis();
@@ -343,25 +391,34 @@ impl Writer {
                 return Err(Failed {
                     error,
                     culprits: vec![k],
+                    tombstones: false,
                 });
             }
             outcomes[k] = Some(Outcome::Entries(r));
         }
-        for (at, shared) in &plan.deletes {
-            let results = sql::settle::delete(&mut tx, &mut fx, &found[*at], &shared.items, now)
+        for ((at, fate), shared) in &plan.deletes {
+            let fate = Fate::from_code(i64::from(*fate)).unwrap_or(Fate::Deleted);
+            let q = &found[*at];
+            let results = sql::settle::delete(&mut tx, &mut fx, tombs, q, &shared.items, fate, now)
                 .await
                 .map_err(|e| Failed::of(e, shared.ops.clone()))?;
             for (&k, r) in shared.ops.iter().zip(results) {
                 outcomes[k] = Some(Outcome::Entries(Ok(r)));
             }
         }
-        for ((at, visibility, _), shared) in &plan.receives {
+        for ((at, visibility, receiver, _), shared) in &plan.receives {
             let q = &found[*at];
             let expire = self.expire_due(q, now);
-            let got =
-                sql::claim::receive(&mut tx, &mut fx, q, &shared.items, *visibility, now, expire)
-                    .await
-                    .map_err(|e| Failed::of(e, shared.ops.clone()))?;
+            let claim = sql::claim::Claim {
+                maxes: &shared.items,
+                visibility: *visibility,
+                receiver: *receiver,
+                now,
+                expire_first: expire,
+            };
+            let got = sql::claim::receive(&mut tx, &mut fx, tombs, q, claim)
+                .await
+                .map_err(|e| Failed::of(e, shared.ops.clone()))?;
             for (&k, r) in shared.ops.iter().zip(got) {
                 outcomes[k] = Some(Outcome::Receive(Ok(r)));
             }

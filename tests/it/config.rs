@@ -960,3 +960,21 @@ fn relative_storage_paths_follow_state_directory() {
     let c = load(&opts(dir.path(), None, &vars)).unwrap().config;
     assert_eq!(c.storage.path, Path::new("/var/lib/esmd/esmd.db"));
 }
+
+#[test]
+fn tombstone_retention_defaults_to_an_hour_takes_zero_and_refuses_more_than_14_days() {
+    let c = load_text("[queues.q]\n", &[]).expect("loads").config;
+    assert_eq!(c.storage.tombstone_retention, Duration::from_secs(3600));
+    let c = load_text("[storage]\ntombstone_retention = \"0s\"\n", &[])
+        .expect("loads")
+        .config;
+    assert_eq!(c.storage.tombstone_retention, Duration::ZERO);
+    let p = problems("[storage]\ntombstone_retention = \"15days\"\n", &[]);
+    assert_problem(
+        &p,
+        "storage.tombstone_retention",
+        "above the maximum of 14days",
+    );
+    let p = problems("[storage]\ntombstone_retention = \"soon\"\n", &[]);
+    assert_problem(&p, "storage.tombstone_retention", "");
+}

@@ -824,6 +824,7 @@ async fn real_database(path: &Path) {
         synchronous: Synchronous::Full,
         max_size: None,
         max_queues: 1000,
+        tombstone_retention: std::time::Duration::from_secs(3600),
     };
     let store = Store::open(&cfg, Clock::System).await.expect("open");
     store
@@ -1000,6 +1001,7 @@ async fn a_database_from_a_newer_esmd_is_refused_and_left_untouched() {
         synchronous: Synchronous::Full,
         max_size: None,
         max_queues: 1000,
+        tombstone_retention: std::time::Duration::from_secs(3600),
     };
     let before = sha256(&db);
     let err = Store::open(&cfg, Clock::System)
@@ -1474,6 +1476,13 @@ async fn a_full_database_drains_through_a_mapping_and_receive_plus_delete_batch_
             .expect("sends work again once the database drained");
     }
     assert_eq!(stored(&url, "sdk").await, 20);
+    // The deletes on the full database left no tombstones (they would have taken the room the
+    // drain and the sends need), and were counted so.
+    let m = metrics_text(&url).await;
+    assert!(
+        metric(&m, "esmd_tombstones_total", &[("event", "skipped")]) > 0.0,
+        "{m}"
+    );
     esmd.stop().await;
     assert_eq!(integrity_check(&dir.path().join("esmd.db")).await, "ok");
 }

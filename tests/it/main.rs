@@ -18,6 +18,7 @@ mod hardening;
 mod invoke;
 mod lambda_api;
 mod ops;
+mod peek;
 mod poller;
 mod queue_limits;
 mod server_config;

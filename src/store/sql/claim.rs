@@ -9,6 +9,7 @@ use super::super::error::StoreError;
 use super::super::report::{Counter, Effects};
 use super::super::rows::{to_ms, Claimed, MESSAGE_COLUMNS, UNRECEIVED};
 use super::super::types::QueueInfo;
+use super::tombstones::{Fate, Tombs};
 use super::{fifo, queues, retention, Tx};
 use crate::domain::message::Message;
 use crate::domain::queue::QueueName;
@@ -74,6 +75,7 @@ async fn claim(
 /// (zero if the dead-letter queue no longer exists, in which case nothing moves).
 async fn dead_letter(
     tx: &mut Tx<'_>,
+    tombs: &mut Tombs,
     src: &QueueInfo,
     rows: &[Claimed],
     now: i64,
@@ -85,6 +87,18 @@ async fn dead_letter(
         return Ok(None);
     };
     let fifo = dlq.name.is_fifo();
+    // The source queue's tombstones, over the rows about to move.
+    let ids = json_array(&rows.iter().map(|r| r.id).collect::<Vec<_>>());
+    let wrote = tombs
+        .record(tx, Fate::DeadLettered, now, Some(dlq.name.as_str()), |b| {
+            b.push("id IN (SELECT value FROM json_each(")
+                .push_bind(ids.clone())
+                .push("))");
+        })
+        .await?;
+    if !wrote {
+        tombs.missed(rows.len() as u64);
+    }
     let seqs = if fifo {
         fifo::next_sequences(tx, dlq.id, rows.len(), now).await?
     } else {
@@ -157,29 +171,58 @@ impl Received {
     }
 }
 
-/// Receives for several requests at once (the same queue and visibility timeout): one claim
-/// for all of them, dealt out in order. A FIFO queue takes one request at a time, since a
+/// One claim for the receives of a group that share it.
+pub(crate) struct Claim<'a> {
+    /// Each request's maximum, in order.
+    pub maxes: &'a [u32],
+    /// The visibility timeout (the queue's when `None`).
+    pub visibility: Option<Duration>,
+    /// Who receives: the low bits of the receipt token (`Store::receiver`).
+    pub receiver: u16,
+    pub now: i64,
+    /// Whether to delete the queue's expired messages first.
+    pub expire_first: bool,
+}
+
+/// The receipt token of a claim by `receiver`: 46 random bits, then the receiver in the low 16,
+/// in [2^62, 2^63): never `UNRECEIVED`, and always 8 bytes on disk like it, so a receive never
+/// grows a row. Peek and explain read the receiver back from it ([`receiver_of`]).
+fn token_for(receiver: u16) -> i64 {
+    let random = (rand::random::<u64>() >> 2) | (1 << 62);
+    ((random & !0xFFFF) | u64::from(receiver)) as i64
+}
+
+/// The receiver a receipt token names (see [`token_for`]).
+pub(crate) fn receiver_of(token: i64) -> u16 {
+    (token & 0xFFFF) as u16
+}
+
+/// Receives for several requests at once (the same queue, visibility timeout and receiver): one
+/// claim for all of them, dealt out in order. A FIFO queue takes one request at a time, since a
 /// group's run must go to one receiver.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn receive(
     tx: &mut Tx<'_>,
     fx: &mut Effects,
+    tombs: &mut Tombs,
     q: &QueueInfo,
-    maxes: &[u32],
-    visibility: Option<Duration>,
-    now: i64,
-    expire_first: bool,
+    claim_: Claim<'_>,
 ) -> Result<Vec<Received>, StoreError> {
+    let Claim {
+        maxes,
+        visibility,
+        receiver,
+        now,
+        expire_first,
+    } = claim_;
     let queue = &q.name;
     debug_assert!(!queue.is_fifo() || maxes.len() == 1);
     if expire_first {
-        let expired = retention::expire(tx, q, now).await?;
+        let expired = retention::expire(tx, tombs, q, now).await?;
         fx.count(Counter::Expired, queue, expired);
     }
     let max: u32 = maxes.iter().sum();
     let until = now + to_ms(visibility.unwrap_or(q.settings.visibility_timeout));
-    // 62 random bits in [2^62, 2^63): never `UNRECEIVED`, and always 8 bytes on disk like it.
-    let token = ((rand::random::<u64>() >> 2) | (1 << 62)) as i64;
+    let token = token_for(receiver);
     let mut out: Vec<Claimed> = Vec::new();
     let mut moved = 0u64;
     let mut woken_dlq = None;
@@ -204,7 +247,7 @@ pub(crate) async fn receive(
         if over.is_empty() {
             break;
         }
-        match dead_letter(tx, q, &over, now).await? {
+        match dead_letter(tx, tombs, q, &over, now).await? {
             Some(dlq) => {
                 moved += over.len() as u64;
                 woken_dlq = Some(dlq);

@@ -9,12 +9,26 @@ use sqlx::SqlitePool;
 use super::super::error::StoreError;
 use super::super::rows::to_ms;
 use super::super::types::{QueueCounts, QueueInfo};
+use super::tombstones::{Fate, Tombs};
 use super::{fifo, Tx};
 use crate::domain::Timestamp;
 
 /// Deletes the queue's messages that are past retention, in every state.
-pub(super) async fn expire(tx: &mut Tx<'_>, q: &QueueInfo, now: i64) -> Result<u64, StoreError> {
+pub(super) async fn expire(
+    tx: &mut Tx<'_>,
+    tombs: &mut Tombs,
+    q: &QueueInfo,
+    now: i64,
+) -> Result<u64, StoreError> {
     let cutoff = now - to_ms(q.settings.retention);
+    let wrote = tombs
+        .record(tx, Fate::Expired, now, None, |b| {
+            b.push("queue_id = ")
+                .push_bind(q.id)
+                .push(" AND retain_from <= ")
+                .push_bind(cutoff);
+        })
+        .await?;
     let gone: Vec<(Option<String>,)> = sqlx::query_as(
         "DELETE FROM messages WHERE queue_id = ? AND retain_from <= ? RETURNING group_id",
     )
@@ -22,6 +36,9 @@ pub(super) async fn expire(tx: &mut Tx<'_>, q: &QueueInfo, now: i64) -> Result<u
     .bind(cutoff)
     .fetch_all(&mut **tx)
     .await?;
+    if !wrote {
+        tombs.missed(gone.len() as u64);
+    }
     if q.name.is_fifo() && !gone.is_empty() {
         fifo::rehead(tx, q.id, gone.iter().filter_map(|(g,)| g.as_deref())).await?;
     }
@@ -111,24 +128,81 @@ pub(crate) async fn counts(
     })
 }
 
+/// What a sweep did.
+#[derive(Debug, Default)]
+pub(crate) struct Swept {
+    /// Messages each queue (by name) lost.
+    pub lost: BTreeMap<String, u64>,
+    /// Tombstones written for them, and messages that got none for lack of room.
+    pub tombstones_written: u64,
+    pub tombstones_skipped: u64,
+    /// Tombstones past `storage.tombstone_retention`, deleted.
+    pub tombstones_swept: u64,
+}
+
+/// The sweep's settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SweepPolicy {
+    /// `storage.tombstone_retention` in milliseconds (0: none are kept).
+    pub tombstone_retention_ms: i64,
+    /// The send limit in pages (`writer/room.rs`), for the tombstones' room check.
+    pub send_limit: Option<u64>,
+}
+
 /// Deletes every queue's expired messages in one statement (`CROSS JOIN` keeps SQLite on the
 /// plan of reading the queues first, then each queue's retention index only where it has
-/// expired rows, so the cost is the number of queues plus the rows deleted), gives the FIFO groups that lost their head a new one, all in one transaction, and
-/// deletes the expired deduplication entries. Returns how many messages each queue (by name)
-/// lost.
+/// expired rows, so the cost is the number of queues plus the rows deleted), leaving a
+/// tombstone for each, gives the FIFO groups that lost their head a new one, all in one
+/// transaction; then deletes the expired deduplication entries and tombstones. Should the
+/// tombstones not fit (`SQLITE_FULL`), the expiry runs again without them.
 pub(crate) async fn sweep(
     writer: &SqlitePool,
     now: i64,
-) -> Result<BTreeMap<String, u64>, StoreError> {
+    policy: SweepPolicy,
+) -> Result<Swept, StoreError> {
+    let keep = policy.tombstone_retention_ms > 0;
+    let mut tombs = Tombs::new(keep, policy.send_limit);
+    let mut swept = match expire_all(writer, now, &mut tombs).await {
+        Err(_) if tombs.failed => {
+            tracing::warn!("the database is full: expired messages are deleted without tombstones");
+            tombs = Tombs::no_room();
+            expire_all(writer, now, &mut tombs).await?
+        }
+        done => done?,
+    };
+    swept.tombstones_written = tombs.written;
+    swept.tombstones_skipped = tombs.skipped;
+    sqlx::query("DELETE FROM dedup WHERE expires_at <= ?")
+        .bind(now)
+        .execute(writer)
+        .await?;
+    swept.tombstones_swept = sqlx::query("DELETE FROM tombstones WHERE at <= ?")
+        .bind(now - policy.tombstone_retention_ms)
+        .execute(writer)
+        .await?
+        .rows_affected();
+    Ok(swept)
+}
+
+/// The expiry of every queue in one transaction (see [`sweep`]).
+async fn expire_all(writer: &SqlitePool, now: i64, tombs: &mut Tombs) -> Result<Swept, StoreError> {
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-    let gone: Vec<(i64, Option<String>)> = sqlx::query_as(
-        "DELETE FROM messages WHERE id IN (SELECT m.id FROM queues q CROSS JOIN messages m \
-         ON m.queue_id = q.id AND m.retain_from <= ? - q.retention_ms) \
-         RETURNING queue_id, group_id",
-    )
+    const EXPIRED: &str = "id IN (SELECT m.id FROM queues q CROSS JOIN messages m \
+         ON m.queue_id = q.id AND m.retain_from <= ";
+    let wrote = tombs
+        .record(&mut tx, Fate::Expired, now, None, |b| {
+            b.push(EXPIRED).push_bind(now).push(" - q.retention_ms)");
+        })
+        .await?;
+    let gone: Vec<(i64, Option<String>)> = sqlx::query_as(&format!(
+        "DELETE FROM messages WHERE {EXPIRED}? - q.retention_ms) RETURNING queue_id, group_id"
+    ))
     .bind(now)
     .fetch_all(&mut *tx)
     .await?;
+    if !wrote {
+        tombs.missed(gone.len() as u64);
+    }
     let mut lost: BTreeMap<i64, u64> = BTreeMap::new();
     let mut groups: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
     for (queue, group) in &gone {
@@ -140,18 +214,14 @@ pub(crate) async fn sweep(
     for (queue, groups) in groups {
         fifo::rehead(&mut tx, queue, groups).await?;
     }
-    let mut by_name = BTreeMap::new();
+    let mut swept = Swept::default();
     for (queue, n) in lost {
         let (name,): (String,) = sqlx::query_as("SELECT name FROM queues WHERE id = ?")
             .bind(queue)
             .fetch_one(&mut *tx)
             .await?;
-        by_name.insert(name, n);
+        swept.lost.insert(name, n);
     }
     tx.commit().await?;
-    sqlx::query("DELETE FROM dedup WHERE expires_at <= ?")
-        .bind(now)
-        .execute(writer)
-        .await?;
-    Ok(by_name)
+    Ok(swept)
 }

@@ -10,6 +10,7 @@ use super::super::error::StoreError;
 use super::super::report::{Counter, Effects};
 use super::super::rows::{to_ms, UNRECEIVED};
 use super::super::types::{EntryResults, QueueInfo};
+use super::tombstones::{Fate, Tombs};
 use super::{fifo, Tx, CHUNK};
 use crate::domain::message::ReceiptHandle;
 use crate::domain::queue::MAX_VISIBILITY_TIMEOUT;
@@ -60,12 +61,16 @@ fn parse_for(q: &QueueInfo, handle: &str) -> Result<ReceiptHandle, Rejection> {
     Ok(h)
 }
 
-/// Deletes by receipt handle for several requests to one queue.
+/// Deletes by receipt handle for several requests to one queue, leaving a tombstone of `fate`
+/// (deleted, or filtered out by a mapping) for each message deleted.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn delete(
     tx: &mut Tx<'_>,
     fx: &mut Effects,
+    tombs: &mut Tombs,
     q: &QueueInfo,
     lists: &[&[String]],
+    fate: Fate,
     now: i64,
 ) -> Result<Vec<EntryResults<()>>, StoreError> {
     let parsed: Vec<Vec<Result<ReceiptHandle, Rejection>>> = lists
@@ -73,7 +78,7 @@ pub(crate) async fn delete(
         .map(|handles| handles.iter().map(|h| parse_for(q, h)).collect())
         .collect();
     if !q.name.is_fifo() {
-        let deleted = delete_standard(tx, q, parsed.iter().flatten()).await?;
+        let deleted = delete_standard(tx, tombs, q, parsed.iter().flatten(), fate, now).await?;
         fx.count(Counter::Deleted, &q.name, deleted);
         return Ok(parsed
             .into_iter()
@@ -86,7 +91,7 @@ pub(crate) async fn delete(
         let mut results = Vec::with_capacity(handles.len());
         for (handle, h) in handles.iter().zip(parsed) {
             results.push(match h {
-                Ok(h) => delete_fifo(tx, q, handle, &h, now, &mut deleted).await?,
+                Ok(h) => delete_fifo(tx, tombs, q, (handle, &h), fate, now, &mut deleted).await?,
                 Err(r) => Err(r),
             });
         }
@@ -101,9 +106,10 @@ pub(crate) async fn delete(
 /// A FIFO delete: refused once the handle's visibility ran out (the group may have moved on).
 async fn delete_fifo(
     tx: &mut Tx<'_>,
+    tombs: &mut Tombs,
     q: &QueueInfo,
-    handle: &str,
-    h: &ReceiptHandle,
+    (handle, h): (&str, &ReceiptHandle),
+    fate: Fate,
     now: i64,
     deleted: &mut u64,
 ) -> Result<Result<(), Rejection>, StoreError> {
@@ -118,10 +124,19 @@ async fn delete_fifo(
             "The receipt handle has expired.",
         )));
     }
+    let id = h.row_id;
+    let wrote = tombs
+        .record(tx, fate, now, None, |b| {
+            b.push("id = ").push_bind(id);
+        })
+        .await?;
     sqlx::query("DELETE FROM messages WHERE id = ?")
-        .bind(h.row_id)
+        .bind(id)
         .execute(&mut **tx)
         .await?;
+    if !wrote {
+        tombs.missed(1);
+    }
     *deleted += 1;
     if row.is_head {
         fifo::rehead(tx, q.id, row.group_id.as_deref()).await?;
@@ -134,8 +149,11 @@ async fn delete_fifo(
 /// it and the call is a no-op); a handle of a message already gone succeeds too.
 async fn delete_standard<'h>(
     tx: &mut Tx<'_>,
+    tombs: &mut Tombs,
     q: &QueueInfo,
     parsed: impl Iterator<Item = &'h Result<ReceiptHandle, Rejection>>,
+    fate: Fate,
+    now: i64,
 ) -> Result<u64, StoreError> {
     let pairs: Vec<(i64, i64)> = parsed
         .filter_map(|h| h.as_ref().ok())
@@ -147,20 +165,29 @@ async fn delete_standard<'h>(
         // `id IN (...)` makes the plan one primary-key lookup per handle at any depth, and the
         // pair test checks each row's current receipt; `+queue_id` keeps SQLite from scanning
         // the queue through an index on `queue_id` instead.
-        let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM messages WHERE id IN (");
-        let mut ids = delete.separated(", ");
-        for (id, _) in chunk {
-            ids.push_bind(*id);
+        let rows = |b: &mut QueryBuilder<'_, Sqlite>| {
+            b.push("id IN (");
+            let mut ids = b.separated(", ");
+            for (id, _) in chunk {
+                ids.push_bind(*id);
+            }
+            b.push(") AND +queue_id = ")
+                .push_bind(q.id)
+                .push(" AND (id, receipt) IN (");
+            b.push_values(chunk, |mut b, (id, token)| {
+                b.push_bind(*id).push_bind(*token);
+            });
+            b.push(")");
+        };
+        // The tombstones first, over the same rows, in the same transaction.
+        let wrote = tombs.record(tx, fate, now, None, rows).await?;
+        let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM messages WHERE ");
+        rows(&mut delete);
+        let n = delete.build().execute(&mut **tx).await?.rows_affected();
+        if !wrote {
+            tombs.missed(n);
         }
-        delete
-            .push(") AND +queue_id = ")
-            .push_bind(q.id)
-            .push(" AND (id, receipt) IN (");
-        delete.push_values(chunk, |mut b, (id, token)| {
-            b.push_bind(*id).push_bind(*token);
-        });
-        delete.push(")");
-        deleted += delete.build().execute(&mut **tx).await?.rows_affected();
+        deleted += n;
     }
     Ok(deleted)
 }

@@ -55,6 +55,8 @@ pub(in crate::store) struct Start {
     pub send_limit: Option<u64>,
     /// The disk reserve (`reserve.rs`).
     pub reserve: Arc<Reserve>,
+    /// Whether deletes leave tombstones (`storage.tombstone_retention` > 0).
+    pub tombstones: bool,
 }
 
 impl Handle {
@@ -74,6 +76,7 @@ impl Handle {
             pending: Vec::new(),
             send_limit: start.send_limit,
             reserve: start.reserve,
+            tombstones: start.tombstones,
         };
         let stop = start.stop.clone();
         start.tasks.spawn(async move {

@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 use super::super::error::StoreError;
 use super::super::sql::claim::Received;
 use super::super::sql::send::Prepared;
+use super::super::sql::tombstones::Fate;
 use super::super::types::EntryResults;
 use crate::domain::message::{NewMessage, SendReceipt};
 use crate::domain::queue::QueueName;
@@ -30,11 +31,15 @@ pub(in crate::store) enum Op {
         queue: QueueName,
         max: u32,
         visibility: Option<Duration>,
+        /// Who receives (`Store::receiver`), carried in the low bits of the receipt token.
+        receiver: u16,
         reply: Reply<Received>,
     },
     Delete {
         queue: QueueName,
         handles: Vec<String>,
+        /// What the tombstones say: deleted, or filtered out by a mapping.
+        fate: Fate,
         reply: Reply<EntryResults<()>>,
     },
     ChangeVisibility {
@@ -142,11 +147,18 @@ pub(super) struct Plan<'o> {
     pub sends: BTreeMap<usize, Shared<SendItem<'o>>>,
     /// (operation, queue, entries): each visibility change runs on its own.
     pub visibility: Vec<(usize, usize, VisibilityEntries<'o>)>,
-    pub deletes: BTreeMap<usize, Shared<&'o [String]>>,
-    /// Keyed by queue, visibility timeout and, for a FIFO queue, the operation itself: standard
-    /// receives share a claim, a FIFO receive has its own (one group's run goes to one receiver).
-    pub receives: BTreeMap<(usize, Option<Duration>, Option<usize>), Shared<u32>>,
+    /// Keyed by queue and what the tombstones say (filtered-out deletes share their own).
+    pub deletes: BTreeMap<(usize, FateKey), Shared<&'o [String]>>,
+    /// Keyed by queue, visibility timeout, receiver (one claim has one receipt token, which
+    /// names the receiver) and, for a FIFO queue, the operation itself: standard receives
+    /// share a claim, a FIFO receive has its own (one group's run goes to one receiver).
+    pub receives: BTreeMap<ReceiveKey, Shared<u32>>,
 }
+
+/// A [`Fate`] as a map key.
+pub(super) type FateKey = u8;
+/// (queue, visibility timeout, receiver, FIFO operation).
+pub(super) type ReceiveKey = (usize, Option<Duration>, u16, Option<usize>);
 
 /// A send's batch and what its sender prepared for it.
 pub(super) type SendItem<'o> = (&'o [NewMessage], &'o [Prepared]);
@@ -183,13 +195,20 @@ impl<'o> Plan<'o> {
                 batch, prepared, ..
             } => self.sends.entry(at).or_default().push(k, (batch, prepared)),
             Op::ChangeVisibility { entries, .. } => self.visibility.push((k, at, entries)),
-            Op::Delete { handles, .. } => self.deletes.entry(at).or_default().push(k, handles),
+            Op::Delete { handles, fate, .. } => self
+                .deletes
+                .entry((at, *fate as u8))
+                .or_default()
+                .push(k, handles),
             Op::Receive {
-                visibility, max, ..
+                visibility,
+                max,
+                receiver,
+                ..
             } => {
                 let own = fifo.then_some(k);
                 self.receives
-                    .entry((at, *visibility, own))
+                    .entry((at, *visibility, *receiver, own))
                     .or_default()
                     .push(k, *max)
             }

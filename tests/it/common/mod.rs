@@ -67,6 +67,7 @@ pub fn storage(dir: &TempDir) -> StorageConfig {
         synchronous: Synchronous::Full,
         max_size: None,
         max_queues: 1000,
+        tombstone_retention: std::time::Duration::from_secs(3600),
     }
 }
 

@@ -380,6 +380,7 @@ async fn wal_and_the_configured_synchronous_level_are_in_force() {
         synchronous: Synchronous::Normal,
         max_size: None,
         max_queues: 1000,
+        tombstone_retention: std::time::Duration::from_secs(3600),
     };
     let store = Store::open(&cfg, Clock::System).await.unwrap();
     assert_eq!(
