@@ -7,6 +7,7 @@
 #   benches/outside/run.sh [SECONDS] [BATCH_SIZE] [MAX_CONCURRENCY] [WINDOW]
 #   e.g. benches/outside/run.sh 20 10 5 0s ; benches/outside/run.sh 20 100 5 1s
 #   ESMD_BIN=/path/to/esmd benches/outside/run.sh ...   (a binary built already)
+#   ESMD_TOMBSTONE_RETENTION=0s ...                    (storage.tombstone_retention; default 1h)
 #
 # Needs wrk and nginx (Debian: apt-get install wrk nginx-light); builds esmd in release first.
 # Everything listens on 127.0.0.1; the script ends only the processes it started, by their id.
@@ -61,12 +62,15 @@ CONF
 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
 pids+=($!)
 
+tombstones=""
+[ -z "${ESMD_TOMBSTONE_RETENTION:-}" ] || tombstones="tombstone_retention = \"$ESMD_TOMBSTONE_RETENTION\""
 cat > "$work/esmd.toml" <<CONF
 [server]
 listen = "127.0.0.1:0"
 [storage]
 path = "$work/esmd.db"
 synchronous = "full"
+$tombstones
 [log]
 level = "warn,esmd::daemon=info"
 [queues.bench]

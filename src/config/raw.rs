@@ -36,8 +36,9 @@ pub(super) mod default {
     /// `storage.synchronous`
     pub const SYNCHRONOUS: &str = "full";
     pub const MAX_QUEUES: u64 = 1000;
-    /// `storage.tombstone_retention`
-    pub const TOMBSTONE_RETENTION: Duration = Duration::from_secs(3600);
+    /// `storage.tombstone_retention`: long enough to ask why a message was not delivered, short
+    /// enough that a busy queue's history stays small (each tombstone is a row until swept).
+    pub const TOMBSTONE_RETENTION: Duration = Duration::from_secs(300);
     /// `log.level`
     pub const LOG_LEVEL: &str = "info";
     /// `log.format`

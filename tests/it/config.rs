@@ -962,9 +962,9 @@ fn relative_storage_paths_follow_state_directory() {
 }
 
 #[test]
-fn tombstone_retention_defaults_to_an_hour_takes_zero_and_refuses_more_than_14_days() {
+fn tombstone_retention_defaults_to_five_minutes_takes_zero_and_refuses_more_than_14_days() {
     let c = load_text("[queues.q]\n", &[]).expect("loads").config;
-    assert_eq!(c.storage.tombstone_retention, Duration::from_secs(3600));
+    assert_eq!(c.storage.tombstone_retention, Duration::from_secs(300));
     let c = load_text("[storage]\ntombstone_retention = \"0s\"\n", &[])
         .expect("loads")
         .config;
