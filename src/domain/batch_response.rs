@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
+use crate::domain::text::json_kind as kind;
 use serde_json::Value;
 
 /// What a function's response says about its batch under ReportBatchItemFailures.
@@ -96,18 +97,6 @@ pub fn parse_batch_response(
         BatchResponse::AllSucceeded
     } else {
         BatchResponse::SomeFailed(failed)
-    }
-}
-
-/// A JSON value's kind, with an article, for messages.
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }
 

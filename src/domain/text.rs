@@ -1,5 +1,6 @@
 //! The characters SQS accepts in message bodies and attribute values, checked in one place for
-//! both (a body and a `String` attribute follow the same rule).
+//! both (a body and a `String` attribute follow the same rule), and the one way a JSON value's
+//! kind is named in an error message.
 
 use super::{RejectCode, Rejection};
 
@@ -19,5 +20,18 @@ pub fn check_chars(s: &str, place: &str) -> Result<(), Rejection> {
                 c as u32,
             ),
         )),
+    }
+}
+
+/// A JSON value's kind, with an article, for error messages ("not a list, a string").
+pub fn json_kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
     }
 }

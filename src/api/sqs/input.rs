@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::api::error::SqsError;
+use crate::domain::text::json_kind as kind;
 use crate::domain::Rejection;
 
 /// A member of the wrong JSON type: the whole request is malformed.
@@ -159,17 +160,5 @@ impl<'a> Input<'a> {
                 .collect(),
             Some(v) => Err(self.wrong(member, "a map of names to objects", v)),
         }
-    }
-}
-
-/// The JSON type of `v`, for messages.
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }

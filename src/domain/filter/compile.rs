@@ -6,6 +6,7 @@
 use serde_json::{Map, Value};
 
 use super::rule::Rule;
+use crate::domain::text::json_kind as kind;
 
 /// The most alternatives the `$or`s of one pattern may expand to.
 pub(super) const MAX_ALTERNATIVES: usize = 1024;
@@ -97,17 +98,6 @@ fn cross(a: &[Vec<Field>], b: &[Vec<Field>]) -> Result<Vec<Vec<Field>>, String> 
 
 fn too_many() -> String {
     format!("its $or combinations exceed {MAX_ALTERNATIVES}")
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]
