@@ -43,6 +43,19 @@ pub(crate) struct Ctx {
     pub(crate) host: String,
     /// Fires on shutdown.
     pub(crate) shutdown: Option<CancellationToken>,
+    /// The request's `X-Amzn-Trace-Id` header: a sent message without its own `AWSTraceHeader`
+    /// system attribute takes it as that attribute, as SQS does (docs/semantics.md §6.2).
+    pub(crate) trace_id: Option<String>,
+}
+
+/// The request's `X-Amzn-Trace-Id`, when it is non-empty text.
+fn trace_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-amzn-trace-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 impl Ctx {
@@ -53,6 +66,7 @@ impl Ctx {
             state: state.clone(),
             host,
             shutdown: None,
+            trace_id: trace_id(headers),
         }
     }
 }
@@ -133,6 +147,7 @@ fn context(state: AppState, shutdown: Option<Extension<Shutdown>>, headers: &Hea
         state,
         host,
         shutdown: shutdown.map(|Extension(Shutdown(c))| c),
+        trace_id: trace_id(headers),
     }
 }
 

@@ -50,6 +50,17 @@ fn new_message(e: &Input<'_>) -> Result<Result<NewMessage, Rejection>, TypeError
     }))
 }
 
+/// Gives `m` the request's `X-Amzn-Trace-Id` as its `AWSTraceHeader` when it has none of its
+/// own; whether it did. Such a trace is stored and received like a sent one, but SQS leaves it
+/// out of `MD5OfMessageSystemAttributes`, which covers only the attributes the entry sent.
+fn trace_from_request(ctx: &Ctx, m: &mut NewMessage) -> bool {
+    if m.trace_header.is_some() || ctx.trace_id.is_none() {
+        return false;
+    }
+    m.trace_header = ctx.trace_id.clone();
+    true
+}
+
 /// A successful send, as SendMessage and each SendMessageBatch entry report it.
 #[derive(Serialize)]
 struct SendOut {
@@ -87,7 +98,8 @@ impl SendOut {
 }
 
 pub(crate) async fn send_message(ctx: &Ctx, input: Input<'_>) -> ActionResult {
-    let message = new_message(&input)??;
+    let mut message = new_message(&input)??;
+    let from_request = trace_from_request(ctx, &mut message);
     let name = ctx.queue_of(&input)?;
     let mut results = ctx
         .state
@@ -96,7 +108,12 @@ pub(crate) async fn send_message(ctx: &Ctx, input: Input<'_>) -> ActionResult {
         .await
         .map_err(|e| SqsError::from_store(e, "SendMessage"))?;
     match results.pop() {
-        Some(Ok(receipt)) => output(&SendOut::new(None, receipt)),
+        Some(Ok(mut receipt)) => {
+            if from_request {
+                receipt.md5_of_system_attributes = None;
+            }
+            output(&SendOut::new(None, receipt))
+        }
         Some(Err(r)) => Err(r.into()),
         None => Err(SqsError::internal(
             "the store answered a send of one message with no result",
@@ -131,18 +148,22 @@ pub(crate) async fn send_message_batch(ctx: &Ctx, input: Input<'_>) -> ActionRes
         .queue(&name)
         .await
         .map_err(|e| SqsError::from_store(e, "SendMessageBatch"))?;
-    let checked: Vec<(&str, Result<NewMessage, Rejection>)> = checked
+    let checked: Vec<(&str, Result<NewMessage, Rejection>, bool)> = checked
         .into_iter()
         .map(|(id, m)| {
-            (
-                id,
-                m.and_then(|m| m.validate(name.kind(), &queue.settings, true).map(|()| m)),
-            )
+            let m = m.and_then(|m| m.validate(name.kind(), &queue.settings, true).map(|()| m));
+            match m {
+                Ok(mut m) => {
+                    let from_request = trace_from_request(ctx, &mut m);
+                    (id, Ok(m), from_request)
+                }
+                Err(r) => (id, Err(r), false),
+            }
         })
         .collect();
     let valid: Vec<NewMessage> = checked
         .iter()
-        .filter_map(|(_, m)| m.as_ref().ok().cloned())
+        .filter_map(|(_, m, _)| m.as_ref().ok().cloned())
         .collect();
     let mut stored = if valid.is_empty() {
         Vec::new()
@@ -158,7 +179,7 @@ pub(crate) async fn send_message_batch(ctx: &Ctx, input: Input<'_>) -> ActionRes
         successful: Vec::new(),
         failed: Vec::new(),
     };
-    for (id, m) in checked {
+    for (id, m, from_request) in checked {
         let result = match m {
             Err(r) => Err(r),
             Ok(_) => stored.next().ok_or_else(|| {
@@ -166,7 +187,12 @@ pub(crate) async fn send_message_batch(ctx: &Ctx, input: Input<'_>) -> ActionRes
             })?,
         };
         match result {
-            Ok(receipt) => out.successful.push(SendOut::new(Some(id), receipt)),
+            Ok(mut receipt) => {
+                if from_request {
+                    receipt.md5_of_system_attributes = None;
+                }
+                out.successful.push(SendOut::new(Some(id), receipt))
+            }
             Err(r) => out.failed.push(Failed::new(id, r)),
         }
     }

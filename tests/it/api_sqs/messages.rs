@@ -511,3 +511,95 @@ async fn delete_and_visibility_batches_and_single_changes() {
         .unwrap_err();
     assert!(err.into_service_error().is_empty_batch_request());
 }
+
+/// A send request's `X-Amzn-Trace-Id` header becomes the `AWSTraceHeader` of each message that
+/// did not send one (SendMessage and SendMessageBatch), is left out of
+/// `MD5OfMessageSystemAttributes`, and never replaces a trace the entry sent itself.
+#[tokio::test]
+async fn the_x_amzn_trace_id_header_becomes_the_trace_of_messages_without_one() {
+    const FROM_HEADER: &str =
+        "Root=1-3152b799-8954dae64eda91bc9a23a7e8;Parent=7fa8c0f79203be72;Sampled=1";
+    const SENT: &str = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    let api = TestApi::start().await;
+    let url = api.create("traced").await;
+    let send = |target: &'static str, body: serde_json::Value| {
+        api.http
+            .post(&api.url)
+            .header("x-amz-target", format!("AmazonSQS.{target}"))
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amzn-trace-id", FROM_HEADER)
+            .body(body.to_string())
+            .send()
+    };
+    let one: serde_json::Value = send(
+        "SendMessage",
+        serde_json::json!({"QueueUrl": url, "MessageBody": "one"}),
+    )
+    .await
+    .expect("send")
+    .json()
+    .await
+    .expect("json");
+    assert!(one.get("MD5OfMessageSystemAttributes").is_none(), "{one}");
+    let trace = serde_json::json!({"AWSTraceHeader": {"DataType": "String", "StringValue": SENT}});
+    let batch: serde_json::Value = send(
+        "SendMessageBatch",
+        serde_json::json!({"QueueUrl": url, "Entries": [
+            {"Id": "a", "MessageBody": "two"},
+            {"Id": "b", "MessageBody": "three", "MessageSystemAttributes": trace},
+        ]}),
+    )
+    .await
+    .expect("send batch")
+    .json()
+    .await
+    .expect("json");
+    let ok = batch["Successful"].as_array().expect("successful");
+    assert_eq!(ok.len(), 2, "{batch}");
+    let md5 = |id: &str| {
+        ok.iter()
+            .find(|e| e["Id"] == id)
+            .map(|e| e.get("MD5OfMessageSystemAttributes").cloned())
+            .expect("entry")
+    };
+    assert_eq!(
+        md5("a"),
+        None,
+        "a trace from the header has no MD5: {batch}"
+    );
+    assert_eq!(
+        md5("b"),
+        Some(serde_json::json!("5ae4d5d7636402d80f4eb6d213245a88")),
+        "the sent trace keeps AWS's MD5"
+    );
+
+    let got = api
+        .sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(
+            aws_sdk_sqs::types::MessageSystemAttributeName::AwsTraceHeader,
+        )
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default();
+    let traces: std::collections::BTreeMap<String, String> = got
+        .iter()
+        .map(|m| {
+            let t = m
+                .attributes()
+                .and_then(|a| a.get(&Sys::AwsTraceHeader))
+                .cloned()
+                .unwrap_or_default();
+            (m.body().unwrap_or_default().to_owned(), t)
+        })
+        .collect();
+    assert_eq!(traces.len(), 3, "{traces:?}");
+    assert_eq!(traces["one"], FROM_HEADER);
+    assert_eq!(traces["two"], FROM_HEADER);
+    assert_eq!(traces["three"], SENT, "a sent trace wins over the header");
+    api.stop().await;
+}
