@@ -197,18 +197,17 @@ fn is_number(s: &str) -> bool {
     !t.is_empty() && t.len() <= 200 && t.parse::<f64>().map(|f| f.is_finite()).unwrap_or(false)
 }
 
-/// Whether a receive's `MessageAttributeNames` selects `name`: `All`, `.*`, an exact name, or a
-/// `prefix.*`.
+/// Whether a receive's `MessageAttributeNames` selects `name`: `All`, `*` or `.*`, an exact
+/// name, or `prefix.*`, every name that starts with `prefix` (AWS answers `Hel.*` with `Hello`
+/// and `Help.Me`, as LocalStack's validated suite records).
 pub fn selected(name: &str, patterns: &[String]) -> bool {
     patterns.iter().any(|p| {
         p == "All"
             || p == ".*"
+            || p == "*"
             || p == name
-            || p.strip_suffix(".*").is_some_and(|prefix| {
-                name.len() > prefix.len()
-                    && name.starts_with(prefix)
-                    && name.as_bytes()[prefix.len()] == b'.'
-            })
+            || p.strip_suffix(".*")
+                .is_some_and(|prefix| name.starts_with(prefix))
     })
 }
 
@@ -324,8 +323,13 @@ mod tests {
         let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(selected("x", &p(&["All"])));
         assert!(selected("x", &p(&[".*"])));
+        assert!(selected("x", &p(&["*"])));
         assert!(selected("foo.bar", &p(&["foo.*"])));
-        assert!(!selected("foobar", &p(&["foo.*"])));
+        // A plain prefix, as AWS answers it (`Hel.*` selects `Hello` and `Help.Me`).
+        assert!(selected("Hello", &p(&["Hel.*"])));
+        assert!(selected("Help.Me", &p(&["Hel.*"])));
+        assert!(!selected("General", &p(&["Hel.*"])));
         assert!(!selected("y", &p(&["x"])));
+        assert!(!selected("Help.Me", &p(&["Help"])));
     }
 }

@@ -603,3 +603,72 @@ async fn the_x_amzn_trace_id_header_becomes_the_trace_of_messages_without_one() 
     assert_eq!(traces["three"], SENT, "a sent trace wins over the header");
     api.stop().await;
 }
+
+/// `MessageAttributeNames` as AWS answers it, with the digests AWS recorded for these attributes
+/// (LocalStack's validated `test_receive_message_message_attribute_names_filters`): `*` selects
+/// all, and `Hel.*` every name starting with `Hel`, dot or not.
+#[tokio::test]
+async fn attribute_name_prefixes_and_wildcards_select_as_aws_does() {
+    let api = TestApi::start().await;
+    let url = api.create("selected").await;
+    api.sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body("msg")
+        .message_attributes("Help.Me", string_attr("Me"))
+        .message_attributes("Hello", string_attr("There"))
+        .message_attributes("General", string_attr("Kenobi"))
+        .send()
+        .await
+        .expect("send");
+    let cases: [(&[&str], &[&str], Option<&str>); 5] = [
+        (
+            &["*"],
+            &["General", "Hello", "Help.Me"],
+            Some("4c360f3fdafd970e05fae2f149d997f5"),
+        ),
+        (
+            &[".*"],
+            &["General", "Hello", "Help.Me"],
+            Some("4c360f3fdafd970e05fae2f149d997f5"),
+        ),
+        (
+            &["Hel.*"],
+            &["Hello", "Help.Me"],
+            Some("83fee93c1bcd8b9a5a923ffacdc636c7"),
+        ),
+        (
+            &["Foo", "Hello"],
+            &["Hello"],
+            Some("a311262e065454b75da111d535b8dacd"),
+        ),
+        (&["Foo", "Help"], &[], None),
+    ];
+    for (names, want, md5) in cases {
+        let mut req = api
+            .sqs
+            .receive_message()
+            .queue_url(&url)
+            .visibility_timeout(0);
+        for n in names {
+            req = req.message_attribute_names(*n);
+        }
+        let got = req
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default();
+        let m = got
+            .first()
+            .unwrap_or_else(|| panic!("{names:?}: no message"));
+        let mut keys: Vec<&str> = m
+            .message_attributes()
+            .map(|a| a.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        keys.sort_unstable();
+        assert_eq!(keys, want, "{names:?}");
+        assert_eq!(m.md5_of_message_attributes(), md5, "{names:?}");
+    }
+    api.stop().await;
+}
