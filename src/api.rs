@@ -101,7 +101,7 @@ pub fn router(state: AppState) -> Router {
             get(admin::metrics).fallback(rest::method_not_allowed),
         )
         .merge(lambda::routes())
-        .fallback(rest::not_found)
+        .fallback(error::not_found)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,

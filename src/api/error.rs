@@ -405,3 +405,16 @@ impl IntoResponse for RestError {
         resp
     }
 }
+
+/// Any path nothing else answers.
+pub(crate) async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    RestError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!(
+            "no route for {method} {}; esmd serves / and queue URLs /<account>/<queue> (SQS JSON and query protocols), /queues, /2015-03-31/event-source-mappings, /healthz, /readyz and /metrics",
+            uri.path()
+        ),
+    )
+    .into_response()
+}

@@ -274,16 +274,3 @@ pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     )
     .into_response()
 }
-
-/// Any path nothing else answers.
-pub(crate) async fn not_found(method: Method, uri: Uri) -> Response {
-    RestError::new(
-        StatusCode::NOT_FOUND,
-        "NotFound",
-        format!(
-            "no route for {method} {}; esmd serves / and queue URLs /<account>/<queue> (SQS JSON and query protocols), /queues, /healthz, /readyz and /metrics",
-            uri.path()
-        ),
-    )
-    .into_response()
-}

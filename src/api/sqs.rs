@@ -134,7 +134,7 @@ pub(crate) async fn queue_endpoint(
     body: Body,
 ) -> Response {
     if queue_path_parts(uri.path()).is_none() {
-        return super::rest::not_found(method, uri).await;
+        return super::error::not_found(method, uri).await;
     }
     let ctx = context(state, shutdown, &headers);
     let url = format!("http://{}/{account}/{queue}", ctx.host);
