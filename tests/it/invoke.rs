@@ -323,7 +323,7 @@ async fn command_grandchild_that_calls_setsid_is_killed_and_does_not_hold_the_in
     // The grandchild leaves the process group and the session, keeps stdout open and would run
     // for a minute; the function itself exits 0 as soon as the grandchild has written its pid.
     let text = format!(
-        "#!/bin/sh\nsetsid sh -c 'echo $$ > \"{pid}.tmp\"; mv \"{pid}.tmp\" \"{pid}\"; exec sleep 60' &\n\
+        "#!/bin/sh\nsetsid sh -c 'echo $$ > \"{pid}.tmp\"; mv \"{pid}.tmp\" \"{pid}\"; exec sleep 60' & # // sleep-ok: the escaped grandchild must outlive its function\n\
          while [ ! -s \"{pid}\" ]; do :; done\nprintf ok\n",
         pid = pidfile.display()
     );
@@ -975,7 +975,7 @@ async fn the_binary_settles_a_function_whose_grandchild_escaped_on_its_exit_stat
         "escape.sh",
         &format!(
             "#!/bin/sh\ncat > /dev/null\necho called >> \"{d}/calls\"\n\
-             setsid sh -c 'echo $$ > \"{d}/pid.tmp\"; mv \"{d}/pid.tmp\" \"{d}/pid\"; exec sleep 60' &\n\
+             setsid sh -c 'echo $$ > \"{d}/pid.tmp\"; mv \"{d}/pid.tmp\" \"{d}/pid\"; exec sleep 60' & # // sleep-ok: the escaped grandchild must outlive its function\n\
              while [ ! -s \"{d}/pid\" ]; do :; done\nprintf null\n"
         ),
     );

@@ -17,7 +17,7 @@ use crate::common::process::EsmdProcess;
 /// How long a daemon may take to notice, to answer and to exit.
 const BOUND: Duration = Duration::from_secs(30);
 
-/// One mapping holds an invocation in flight (a command that sleeps), so the drain after a
+/// One mapping holds an invocation in flight (a command that runs for a minute), so the drain after a
 /// failure lasts `shutdown_grace` and `/readyz` can be read meanwhile; `orders` has no mapping.
 fn config(started: &Path) -> String {
     format!(
@@ -36,7 +36,7 @@ visibility_timeout = "60s"
 
 [functions.hang]
 type = "command"
-command = ["sh", "-c", "touch {started}; exec sleep 60"]
+command = ["sh", "-c", "touch {started}; exec sleep 60"]  # // sleep-ok: the function under test holds its invocation
 timeout = "50s"
 
 [mappings.work-to-hang]

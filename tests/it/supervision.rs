@@ -99,7 +99,7 @@ visibility_timeout = "60s"
 
 [functions.hang]
 type = "command"
-command = ["sh", "-c", "touch {started}; exec sleep 60"]
+command = ["sh", "-c", "touch {started}; exec sleep 60"]  # // sleep-ok: the function under test holds its invocation
 timeout = "50s"
 
 [mappings.work-to-hang]
