@@ -15,6 +15,7 @@ mod input;
 mod members;
 mod messages;
 mod msg_attrs;
+mod permissions;
 mod query;
 mod queue_attrs;
 mod queues;
@@ -306,15 +307,15 @@ async fn dispatch(ctx: &Ctx, action: &str, input: Input<'_>) -> ActionResult {
         "DeleteMessageBatch" => batch::delete_message_batch(ctx, input).await,
         "ChangeMessageVisibility" => batch::change_message_visibility(ctx, input).await,
         "ChangeMessageVisibilityBatch" => batch::change_message_visibility_batch(ctx, input).await,
-        "AddPermission"
-        | "RemovePermission"
-        | "StartMessageMoveTask"
-        | "CancelMessageMoveTask"
-        | "ListMessageMoveTasks" => Err(Rejection::new(
-            RejectCode::UnsupportedOperation,
-            format!("The action {action} is not supported by esmd."),
-        )
-        .into()),
+        "AddPermission" => permissions::add_permission(ctx, input).await,
+        "RemovePermission" => permissions::remove_permission(ctx, input).await,
+        "StartMessageMoveTask" | "CancelMessageMoveTask" | "ListMessageMoveTasks" => {
+            Err(Rejection::new(
+                RejectCode::UnsupportedOperation,
+                format!("The action {action} is not supported by esmd."),
+            )
+            .into())
+        }
         other => Err(Rejection::new(
             RejectCode::UnsupportedOperation,
             format!("{} is not a valid SQS action.", shorten(other)),

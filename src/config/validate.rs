@@ -312,6 +312,7 @@ fn queue_settings(
             .unwrap_or(aws.content_based_deduplication),
         deduplication_scope,
         fifo_throughput_limit,
+        ..QueueSettings::default()
     }
 }
 

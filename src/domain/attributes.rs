@@ -146,7 +146,10 @@ pub fn validate(attrs: &Attributes) -> Result<(), Rejection> {
                         "Can't cast the value of message (user) attribute '{name}' to a number."
                     )));
                 }
-                super::text::check_chars(s, &format!("message (user) attribute '{name}'"))?;
+                // AWS answers bad characters in attribute values with InvalidParameterValue
+                // (in bodies with InvalidMessageContents).
+                super::text::check_chars(s, &format!("message (user) attribute '{name}'"))
+                    .map_err(|r| Rejection::invalid(r.message))?;
             }
             (AttributeData::Binary(b), BaseType::Binary) => {
                 if b.is_empty() {
@@ -170,13 +173,15 @@ pub fn validate(attrs: &Attributes) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// AWS documents A-Z, a-z, 0-9, `_`, `-` and `.`, and accepts letters and digits of any script
+/// too (`attr.1øßä` is valid, `§` and `!` are not: LocalStack's validated suite).
 fn validate_name(name: &str) -> Result<(), Rejection> {
     let lower = name.to_ascii_lowercase();
     let bad = name.is_empty()
         || name.len() > 256
         || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
         || name.starts_with('.')
         || name.ends_with('.')
         || name.contains("..")

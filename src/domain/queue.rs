@@ -141,6 +141,23 @@ impl FifoThroughputLimit {
     }
 }
 
+/// Server-side encryption as a queue is configured for it. esmd encrypts nothing at rest; it keeps
+/// the setting so that `SqsManagedSseEnabled`, `KmsMasterKeyId` and `KmsDataKeyReusePeriodSeconds`
+/// read back as AWS reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Encryption {
+    /// SSE-SQS (`SqsManagedSseEnabled` true): AWS's default for new queues.
+    #[default]
+    SqsManaged,
+    /// SSE-KMS with this key id (`KmsMasterKeyId`).
+    Kms(String),
+    /// Neither.
+    Off,
+}
+
+/// AWS's default `KmsDataKeyReusePeriodSeconds`.
+pub const DEFAULT_KMS_DATA_KEY_REUSE: Duration = Duration::from_secs(300);
+
 /// A redrive policy: where messages go after too many receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redrive {
@@ -173,6 +190,13 @@ pub struct QueueSettings {
     pub deduplication_scope: DedupScope,
     /// `FifoThroughputLimit` (FIFO only).
     pub fifo_throughput_limit: FifoThroughputLimit,
+    /// `Policy`, the JSON document as given or as AddPermission built it (kept and reported;
+    /// esmd has no IAM to enforce it with).
+    pub policy: Option<String>,
+    /// `SqsManagedSseEnabled` / `KmsMasterKeyId`.
+    pub encryption: Encryption,
+    /// `KmsDataKeyReusePeriodSeconds`, 60s..24h (reported while a KMS key is set).
+    pub kms_data_key_reuse: Duration,
 }
 
 impl Default for QueueSettings {
@@ -188,6 +212,9 @@ impl Default for QueueSettings {
             content_based_deduplication: false,
             deduplication_scope: DedupScope::Queue,
             fifo_throughput_limit: FifoThroughputLimit::PerQueue,
+            policy: None,
+            encryption: Encryption::SqsManaged,
+            kms_data_key_reuse: DEFAULT_KMS_DATA_KEY_REUSE,
         }
     }
 }

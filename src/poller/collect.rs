@@ -221,8 +221,13 @@ impl Collector {
             let claimed_at = clock.now();
             let received_len = received.len();
             let mut filtered = Vec::new();
-            for msg in received {
+            for mut msg in received {
                 let record = encode_record(&msg, &m.queue_arn, &m.region);
+                if !m.config.queue.is_fifo() {
+                    // A standard (fair) queue's message group is an attribute of the record,
+                    // not an ordering: the mapping does not hold such messages back by group.
+                    msg.group_id = None;
+                }
                 // Filtered out on arrival: it never joins a batch, so it counts toward neither
                 // batch_size nor max_payload, and a poll of nothing else invokes nothing.
                 if !m.config.filters.keeps(&msg.body, &record) {

@@ -255,7 +255,10 @@ impl Store {
         let rows = self.reported(read::list(&self.reader, q.id, limit).await)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            out.push(self.peeked(q.id, q.settings.retention, row).await?);
+            out.push(
+                self.peeked(q.id, q.name.is_fifo(), q.settings.retention, row)
+                    .await?,
+            );
         }
         Ok(out)
     }
@@ -271,7 +274,9 @@ impl Store {
     ) -> Result<Explained, StoreError> {
         let q = self.queue(queue).await?;
         if let Some(row) = self.reported(read::one(&self.reader, q.id, message_id).await)? {
-            let peeked = self.peeked(q.id, q.settings.retention, row).await?;
+            let peeked = self
+                .peeked(q.id, q.name.is_fifo(), q.settings.retention, row)
+                .await?;
             return Ok(Explained::Stored(peeked));
         }
         let keep = self.sweep_policy.tombstone_retention_ms;
@@ -312,6 +317,7 @@ impl Store {
     async fn peeked(
         &self,
         queue_id: i64,
+        fifo: bool,
         retention: Duration,
         row: PeekRow,
     ) -> Result<Peeked, StoreError> {
@@ -337,7 +343,8 @@ impl Store {
             }
         } else {
             match (&row.group_id, row.is_head) {
-                (Some(group), false) => {
+                // A standard (fair) queue's group orders nothing.
+                (Some(group), false) if fifo => {
                     let found = read::blocker(&self.reader, queue_id, group, row.id, now).await;
                     match self.reported(found)? {
                         Some((behind, head)) => MessageState::Blocked {

@@ -10,13 +10,16 @@ use sqlx::{FromRow, Row as _};
 use super::types::QueueInfo;
 use crate::domain::attributes::Attributes;
 use crate::domain::message::{Message, ReceiptHandle, SENDER_ID};
-use crate::domain::queue::{DedupScope, FifoThroughputLimit, QueueName, QueueSettings, Redrive};
+use crate::domain::queue::{
+    DedupScope, Encryption, FifoThroughputLimit, QueueName, QueueSettings, Redrive,
+};
 use crate::domain::Timestamp;
 
 /// Columns of `queues` (all of them).
 pub const QUEUE_COLUMNS: &str = "id, name, fifo, visibility_timeout_ms, delay_ms, retention_ms, max_message_size, \
      receive_wait_ms, dead_letter_queue, max_receive_count, redrive_allow_policy, content_based_dedup, dedup_scope, \
-     fifo_throughput_limit, tags, created_at, last_modified_at";
+     fifo_throughput_limit, tags, created_at, last_modified_at, policy, sse, kms_master_key_id, \
+     kms_data_key_reuse_s, dedup_applied";
 
 #[derive(FromRow)]
 pub struct QueueRow {
@@ -38,6 +41,11 @@ pub struct QueueRow {
     tags: String,
     created_at: i64,
     last_modified_at: i64,
+    policy: Option<String>,
+    sse: String,
+    kms_master_key_id: Option<String>,
+    kms_data_key_reuse_s: i64,
+    dedup_applied: Option<String>,
 }
 
 fn ms(v: i64) -> Duration {
@@ -65,6 +73,12 @@ impl QueueRow {
             }),
             _ => None,
         };
+        let deduplication_scope = DedupScope::parse(&self.dedup_scope).unwrap_or_default();
+        let encryption = match (self.sse.as_str(), self.kms_master_key_id) {
+            ("kms", Some(key)) => Encryption::Kms(key),
+            ("off", _) => Encryption::Off,
+            _ => Encryption::SqsManaged,
+        };
         Ok(QueueInfo {
             id: self.id,
             name,
@@ -77,10 +91,20 @@ impl QueueRow {
                 redrive,
                 redrive_allow_policy: self.redrive_allow_policy,
                 content_based_deduplication: self.content_based_dedup,
-                deduplication_scope: DedupScope::parse(&self.dedup_scope).unwrap_or_default(),
+                deduplication_scope,
                 fifo_throughput_limit: FifoThroughputLimit::parse(&self.fifo_throughput_limit)
                     .unwrap_or_default(),
+                policy: self.policy,
+                encryption,
+                kms_data_key_reuse: Duration::from_secs(
+                    u64::try_from(self.kms_data_key_reuse_s).unwrap_or(300),
+                ),
             },
+            dedup_applied: self
+                .dedup_applied
+                .as_deref()
+                .and_then(DedupScope::parse)
+                .unwrap_or(deduplication_scope),
             tags: serde_json::from_str::<BTreeMap<String, String>>(&self.tags).unwrap_or_default(),
             created_at: Timestamp::from_millis(self.created_at),
             last_modified_at: Timestamp::from_millis(self.last_modified_at),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::queue::{QueueName, QueueSettings};
+use crate::domain::queue::{DedupScope, QueueName, QueueSettings};
 use crate::domain::{Rejection, Timestamp};
 
 /// A writer failure injected by tests, to check that a dead writer stops the daemon.
@@ -24,6 +24,9 @@ pub struct QueueInfo {
     pub name: QueueName,
     /// Every attribute.
     pub settings: QueueSettings,
+    /// The deduplication scope sends are checked in: the one the queue was created with (AWS
+    /// keeps it when `DeduplicationScope` is changed later; a configuration file's change applies).
+    pub dedup_applied: DedupScope,
     /// Queue tags.
     pub tags: BTreeMap<String, String>,
     /// `CreatedTimestamp`.

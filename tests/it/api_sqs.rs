@@ -10,6 +10,7 @@ mod fuzz;
 mod long_poll;
 mod md5;
 mod messages;
+mod policy;
 mod query;
 mod query_errors;
 mod wire;

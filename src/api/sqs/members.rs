@@ -13,7 +13,9 @@ use serde_json::{Map, Number, Value};
 /// Every member name esmd reads in a request (a superset: every name-like string of the SQS
 /// handlers, so that none can be missed).
 const KNOWN: &[&str] = &[
+    "AWSAccountIds",
     "AWSTraceHeader",
+    "Actions",
     "AddPermission",
     "All",
     "ApproximateFirstReceiveTimestamp",
@@ -51,6 +53,7 @@ const KNOWN: &[&str] = &[
     "Id",
     "KmsDataKeyReusePeriodSeconds",
     "KmsMasterKeyId",
+    "Label",
     "LastModifiedTimestamp",
     "ListDeadLetterSourceQueues",
     "ListMessageMoveTasks",

@@ -14,7 +14,7 @@ use super::{output, ActionResult, Ctx};
 use crate::api::error::SqsError;
 use crate::domain::attributes::{md5_of_attributes, selected};
 use crate::domain::message::{Message, NewMessage, SendReceipt};
-use crate::domain::queue::MAX_MESSAGE_SIZE;
+use crate::domain::queue::{QueueKind, MAX_MESSAGE_SIZE};
 use crate::domain::{RejectCode, Rejection};
 
 /// A send entry decoded from the wire. Value errors are the entry's; type errors the request's.
@@ -148,6 +148,26 @@ pub(crate) async fn send_message_batch(ctx: &Ctx, input: Input<'_>) -> ActionRes
         .queue(&name)
         .await
         .map_err(|e| SqsError::from_store(e, "SendMessageBatch"))?;
+    if name.kind() == QueueKind::Fifo {
+        // A FIFO entry without its group id, or without a deduplication id where the queue
+        // needs one, fails the whole request (AWS's 400), not just the entry.
+        let needs_dedup = !queue.settings.content_based_deduplication;
+        for m in checked.iter().filter_map(|(_, m)| m.as_ref().ok()) {
+            if m.group_id.is_none() {
+                return Err(Rejection::invalid(
+                    "The request must contain the parameter MessageGroupId.",
+                )
+                .into());
+            }
+            if needs_dedup && m.dedup_id.is_none() {
+                return Err(Rejection::invalid(
+                    "The queue should either have ContentBasedDeduplication enabled or \
+                     MessageDeduplicationId provided explicitly",
+                )
+                .into());
+            }
+        }
+    }
     let checked: Vec<(&str, Result<NewMessage, Rejection>, bool)> = checked
         .into_iter()
         .map(|(id, m)| {

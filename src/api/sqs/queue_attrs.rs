@@ -4,16 +4,16 @@
 //! Every value is a string; integers are whole seconds or bytes, booleans lower-case, timestamps
 //! epoch seconds, and `RedrivePolicy` a JSON string formatted as AWS formats it
 //! (`{"deadLetterTargetArn":"arn:…","maxReceiveCount":5}`). `Policy`, `KmsMasterKeyId`,
-//! `KmsDataKeyReusePeriodSeconds` and `SqsManagedSseEnabled` are accepted (tools such as
-//! Terraform set them) and checked for shape, but not stored: esmd has no IAM and no encryption
-//! at rest to apply them to, and always reports `SqsManagedSseEnabled` as `"true"`.
+//! `KmsDataKeyReusePeriodSeconds` and `SqsManagedSseEnabled` are stored and reported as AWS
+//! reports them (a KMS key turns SSE-SQS off; the reuse period shows only with a key), but not
+//! enforced: esmd has no IAM and encrypts nothing at rest.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::Ctx;
 use crate::domain::queue::{
-    DedupScope, FifoThroughputLimit, QueueKind, QueueSettings, Redrive, MAX_DELAY,
+    DedupScope, Encryption, FifoThroughputLimit, QueueKind, QueueSettings, Redrive, MAX_DELAY,
     MAX_MESSAGE_SIZE, MAX_RECEIVE_WAIT, MAX_RETENTION, MAX_VISIBILITY_TIMEOUT, MIN_MESSAGE_SIZE,
     MIN_RETENTION,
 };
@@ -45,14 +45,12 @@ const FIFO_ALL: [&str; 4] = [
 ];
 
 /// Reported when set.
-const OPTIONAL: [&str; 2] = ["RedrivePolicy", "RedriveAllowPolicy"];
-
-/// Accepted, checked, not stored.
-const IGNORED: [&str; 4] = [
+const OPTIONAL: [&str; 5] = [
+    "RedrivePolicy",
+    "RedriveAllowPolicy",
     "Policy",
     "KmsMasterKeyId",
     "KmsDataKeyReusePeriodSeconds",
-    "SqsManagedSseEnabled",
 ];
 
 /// Read-only: reported, never set.
@@ -67,15 +65,7 @@ const READ_ONLY: [&str; 6] = [
 
 /// Whether `name` is a queue attribute SQS knows.
 pub(crate) fn known(name: &str) -> bool {
-    STANDARD_ALL.contains(&name)
-        || FIFO_ALL.contains(&name)
-        || OPTIONAL.contains(&name)
-        || IGNORED.contains(&name)
-}
-
-/// Whether the attribute is accepted but not stored.
-pub(crate) fn ignored(name: &str) -> bool {
-    IGNORED.contains(&name) && name != "SqsManagedSseEnabled"
+    STANDARD_ALL.contains(&name) || FIFO_ALL.contains(&name) || OPTIONAL.contains(&name)
 }
 
 /// Whether the attribute needs message counts.
@@ -94,6 +84,12 @@ pub(crate) fn all_names(kind: QueueKind, settings: &QueueSettings) -> Vec<&'stat
     }
     if settings.redrive_allow_policy.is_some() {
         names.push("RedriveAllowPolicy");
+    }
+    if settings.policy.is_some() {
+        names.push("Policy");
+    }
+    if matches!(settings.encryption, Encryption::Kms(_)) {
+        names.extend(["KmsMasterKeyId", "KmsDataKeyReusePeriodSeconds"]);
     }
     names.sort_unstable();
     names
@@ -143,6 +139,17 @@ pub(crate) fn apply(
     base: &QueueSettings,
     attrs: &BTreeMap<String, String>,
 ) -> Result<QueueSettings, Rejection> {
+    let kms_key = attrs.get("KmsMasterKeyId").is_some_and(|k| !k.is_empty());
+    let sqs_sse = attrs
+        .get("SqsManagedSseEnabled")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if kms_key && sqs_sse {
+        return Err(Rejection::new(
+            RejectCode::InvalidAttributeName,
+            "You can use one type of server-side encryption (SSE) at one time. You can either \
+             enable KMS SSE or SQS SSE.",
+        ));
+    }
     let mut s = base.clone();
     for (name, v) in attrs {
         let name = name.as_str();
@@ -200,22 +207,32 @@ pub(crate) fn apply(
                     .ok_or_else(|| bad_value(name, "Must be perQueue or perMessageGroupId."))?
             }
             "SqsManagedSseEnabled" => {
-                boolean(name, v)?;
+                s.encryption = match (boolean(name, v)?, s.encryption) {
+                    (true, _) => Encryption::SqsManaged,
+                    (false, Encryption::Kms(key)) => Encryption::Kms(key),
+                    (false, _) => Encryption::Off,
+                }
             }
+            "KmsMasterKeyId" if v.is_empty() => {
+                if matches!(s.encryption, Encryption::Kms(_)) {
+                    s.encryption = Encryption::Off;
+                }
+            }
+            "KmsMasterKeyId" => s.encryption = Encryption::Kms(v.clone()),
             "KmsDataKeyReusePeriodSeconds" => {
-                seconds(
+                s.kms_data_key_reuse = seconds(
                     name,
                     v,
                     Duration::from_secs(60),
                     Duration::from_secs(86_400),
                 )?;
             }
-            "Policy"
-                if !v.is_empty()
-                    && !serde_json::from_str::<serde_json::Value>(v)
-                        .is_ok_and(|p| p.is_object()) =>
-            {
-                return Err(bad_value(name, "Must be a JSON policy document."));
+            "Policy" if v.is_empty() => s.policy = None,
+            "Policy" => {
+                if !serde_json::from_str::<serde_json::Value>(v).is_ok_and(|p| p.is_object()) {
+                    return Err(bad_value(name, "Must be a JSON policy document."));
+                }
+                s.policy = Some(v.clone());
             }
             _ => {}
         }
@@ -337,7 +354,16 @@ pub(crate) fn render(
         "ContentBasedDeduplication" if fifo => s.content_based_deduplication.to_string(),
         "DeduplicationScope" if fifo => s.deduplication_scope.as_str().to_owned(),
         "FifoThroughputLimit" if fifo => s.fifo_throughput_limit.as_str().to_owned(),
-        "SqsManagedSseEnabled" => "true".to_owned(),
+        "SqsManagedSseEnabled" => (s.encryption == Encryption::SqsManaged).to_string(),
+        "KmsMasterKeyId" => match &s.encryption {
+            Encryption::Kms(key) => key.clone(),
+            _ => return None,
+        },
+        "KmsDataKeyReusePeriodSeconds" => match &s.encryption {
+            Encryption::Kms(_) => s.kms_data_key_reuse.as_secs().to_string(),
+            _ => return None,
+        },
+        "Policy" => s.policy.clone()?,
         "QueueArn" => ctx.queue_arn(&queue.name),
         "CreatedTimestamp" => queue.created_at.as_secs().to_string(),
         "LastModifiedTimestamp" => queue.last_modified_at.as_secs().to_string(),
@@ -361,7 +387,8 @@ pub(crate) fn first_difference<'a>(
         settings: wanted.clone(),
         ..existing.clone()
     };
-    given.keys().map(String::as_str).find(|name| {
-        !ignored(name) && render(ctx, name, existing, None) != render(ctx, name, &wanted_info, None)
-    })
+    given
+        .keys()
+        .map(String::as_str)
+        .find(|name| render(ctx, name, existing, None) != render(ctx, name, &wanted_info, None))
 }

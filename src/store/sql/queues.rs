@@ -9,7 +9,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use super::super::error::StoreError;
 use super::super::rows::{to_ms, QueueRow, QUEUE_COLUMNS};
 use super::super::types::QueueInfo;
-use crate::domain::queue::{QueueName, QueueSettings, PURGE_INTERVAL};
+use crate::domain::queue::{Encryption, QueueName, QueueSettings, PURGE_INTERVAL};
 use crate::domain::{RejectCode, Rejection};
 
 pub(crate) async fn lookup(
@@ -80,6 +80,17 @@ fn bind_settings<'q>(query: Query<'q>, s: &'q QueueSettings) -> Query<'q> {
         .bind(s.content_based_deduplication)
         .bind(s.deduplication_scope.as_str())
         .bind(s.fifo_throughput_limit.as_str())
+        .bind(s.policy.as_deref())
+        .bind(match &s.encryption {
+            Encryption::SqsManaged => "sqs",
+            Encryption::Kms(_) => "kms",
+            Encryption::Off => "off",
+        })
+        .bind(match &s.encryption {
+            Encryption::Kms(key) => Some(key.as_str()),
+            _ => None,
+        })
+        .bind(i64::try_from(s.kms_data_key_reuse.as_secs()).unwrap_or(300))
 }
 
 async fn insert(
@@ -92,8 +103,9 @@ async fn insert(
     let query = sqlx::query(
         "INSERT INTO queues (name, fifo, visibility_timeout_ms, delay_ms, retention_ms, max_message_size, \
          receive_wait_ms, dead_letter_queue, max_receive_count, redrive_allow_policy, content_based_dedup, \
-         dedup_scope, fifo_throughput_limit, tags, created_at, last_modified_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         dedup_scope, fifo_throughput_limit, policy, sse, kms_master_key_id, kms_data_key_reuse_s, \
+         tags, created_at, last_modified_at, dedup_applied) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(name.as_str())
     .bind(name.is_fifo());
@@ -101,9 +113,19 @@ async fn insert(
         .bind(tags_json(tags))
         .bind(now)
         .bind(now)
+        .bind(s.deduplication_scope.as_str())
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Which deduplication scope an update leaves applied.
+#[derive(Clone, Copy)]
+enum DedupApplied {
+    /// The one the queue was created with (SetQueueAttributes, as AWS does).
+    Keep,
+    /// The new setting's (the configuration file, which defines the queue).
+    Follow,
 }
 
 async fn update(
@@ -111,14 +133,19 @@ async fn update(
     name: &QueueName,
     s: &QueueSettings,
     now: i64,
+    applied: DedupApplied,
 ) -> Result<(), StoreError> {
     let query = sqlx::query(
         "UPDATE queues SET visibility_timeout_ms = ?, delay_ms = ?, retention_ms = ?, max_message_size = ?, \
          receive_wait_ms = ?, dead_letter_queue = ?, max_receive_count = ?, redrive_allow_policy = ?, \
-         content_based_dedup = ?, dedup_scope = ?, fifo_throughput_limit = ?, last_modified_at = ? WHERE name = ?",
+         content_based_dedup = ?, dedup_scope = ?, fifo_throughput_limit = ?, policy = ?, sse = ?, \
+         kms_master_key_id = ?, kms_data_key_reuse_s = ?, last_modified_at = ?, \
+         dedup_applied = CASE WHEN ? THEN ? ELSE COALESCE(dedup_applied, dedup_scope) END WHERE name = ?",
     );
     bind_settings(query, s)
         .bind(now)
+        .bind(matches!(applied, DedupApplied::Follow))
+        .bind(s.deduplication_scope.as_str())
         .bind(name.as_str())
         .execute(&mut **tx)
         .await?;
@@ -180,7 +207,7 @@ pub(crate) async fn ensure(
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     match lookup(&mut tx, name).await? {
         Some(existing) if existing.settings == *settings => return Ok((existing, false)),
-        Some(_) => update(&mut tx, name, settings, now).await?,
+        Some(_) => update(&mut tx, name, settings, now, DedupApplied::Follow).await?,
         None => insert(&mut tx, name, settings, &BTreeMap::new(), now).await?,
     }
     let info = require(&mut tx, name).await?;
@@ -198,7 +225,7 @@ pub(crate) async fn set_settings(
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     require(&mut tx, name).await?;
     check_dead_letter(&mut tx, name, settings).await?;
-    update(&mut tx, name, settings, now).await?;
+    update(&mut tx, name, settings, now, DedupApplied::Keep).await?;
     let info = require(&mut tx, name).await?;
     tx.commit().await?;
     Ok(info)

@@ -212,7 +212,14 @@ async fn expire_all(writer: &SqlitePool, now: i64, tombs: &mut Tombs) -> Result<
         }
     }
     for (queue, groups) in groups {
-        fifo::rehead(&mut tx, queue, groups).await?;
+        // Standard (fair) queues keep group ids too, but have no group heads.
+        let (is_fifo,): (bool,) = sqlx::query_as("SELECT fifo FROM queues WHERE id = ?")
+            .bind(queue)
+            .fetch_one(&mut *tx)
+            .await?;
+        if is_fifo {
+            fifo::rehead(&mut tx, queue, groups).await?;
+        }
     }
     let mut swept = Swept::default();
     for (queue, n) in lost {

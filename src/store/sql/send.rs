@@ -130,7 +130,7 @@ async fn insert_standard(
     for chunk in rows.chunks(CHUNK) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO messages (queue_id, message_id, body, attributes, md5_of_body, md5_of_attributes, \
-             trace_header, sent_at, retain_from, visible_at, first_receive_at, received_at, receipt) ",
+             trace_header, group_id, sent_at, retain_from, visible_at, first_receive_at, received_at, receipt) ",
         );
         insert.push_values(chunk, |mut b, (m, r, visible_at, attributes)| {
             b.push_bind(q.id)
@@ -140,6 +140,9 @@ async fn insert_standard(
                 .push_bind(r.md5_of_body.as_str())
                 .push_bind(r.md5_of_attributes.as_deref())
                 .push_bind(m.trace_header.as_deref())
+                // A standard queue keeps a MessageGroupId as an attribute (fair queues): it
+                // orders nothing, and no row of a standard queue is a group head.
+                .push_bind(m.group_id.as_deref())
                 .push_bind(now)
                 .push_bind(now)
                 .push_bind(*visible_at)
@@ -174,7 +177,7 @@ async fn send_fifo(
             .dedup_id
             .clone()
             .unwrap_or_else(|| hex::encode(Sha256::digest(m.body.as_bytes())));
-        let scope = match q.settings.deduplication_scope {
+        let scope = match q.dedup_applied {
             DedupScope::Queue => "",
             DedupScope::MessageGroup => group,
         };

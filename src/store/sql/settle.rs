@@ -31,6 +31,7 @@ struct LeaseRow {
     received_at: Option<i64>,
     group_id: Option<String>,
     is_head: bool,
+    in_flight: bool,
 }
 
 impl LeaseRow {
@@ -38,11 +39,24 @@ impl LeaseRow {
     fn holds(&self, h: &ReceiptHandle) -> bool {
         h.token != UNRECEIVED && self.receipt == Some(h.token)
     }
+
+    /// Whether a visibility change with `h` applies: the latest receive's handle, or on a
+    /// standard queue the handle of any receive while the message is in flight (AWS changes
+    /// the current lease with an earlier handle: LocalStack's validated
+    /// `test_terminate_visibility_timeout_after_receive`).
+    fn may_change(&self, h: &ReceiptHandle, fifo: bool, now: i64) -> bool {
+        self.holds(h)
+            || (!fifo
+                && h.token != UNRECEIVED
+                && self.in_flight
+                && self.visible_at > now
+                && self.receipt.is_some_and(|r| r != UNRECEIVED))
+    }
 }
 
 async fn lease(tx: &mut Tx<'_>, h: &ReceiptHandle) -> Result<Option<LeaseRow>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT receipt, visible_at, received_at, group_id, is_head FROM messages WHERE id = ? AND queue_id = ?",
+        "SELECT receipt, visible_at, received_at, group_id, is_head, in_flight FROM messages WHERE id = ? AND queue_id = ?",
     )
     .bind(h.row_id)
     .bind(h.queue_id)
@@ -210,7 +224,8 @@ pub(crate) async fn change_visibility(
             }
         };
         let row = lease(tx, &h).await?;
-        let Some(row) = row.filter(|r| r.holds(&h)) else {
+        let fifo = q.name.is_fifo();
+        let Some(row) = row.filter(|r| r.may_change(&h, fifo, now)) else {
             results.push(Err(not_available(handle)));
             continue;
         };

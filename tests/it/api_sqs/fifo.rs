@@ -2,7 +2,8 @@
 //! content-based), and the FIFO-only send rules.
 
 use aws_sdk_sqs::types::{
-    MessageSystemAttributeName as Sys, SendMessageBatchRequestEntry as SendEntry,
+    MessageSystemAttributeName as Sys, QueueAttributeName as A,
+    SendMessageBatchRequestEntry as SendEntry,
 };
 
 use super::code_and_message;
@@ -130,10 +131,21 @@ async fn fifo_order_groups_and_deduplication() {
         code_and_message(&err).1,
         "Value 2 for parameter DelaySeconds is invalid. Reason: The request include parameter that is not valid for this queue type."
     );
-    let out = api
+    // In a batch, an entry without a group id, or without a deduplication id on a queue
+    // without content-based deduplication, fails the whole request, as AWS answers (LocalStack's
+    // validated test_send_batch_missing_*_for_fifo_queue), even beside a valid entry.
+    let valid = SendEntry::builder()
+        .id("ok")
+        .message_body("x")
+        .message_group_id("g")
+        .message_deduplication_id("d1")
+        .build()
+        .unwrap();
+    let err = api
         .sqs
         .send_message_batch()
         .queue_url(&url)
+        .entries(valid.clone())
         .entries(
             SendEntry::builder()
                 .id("nogroup")
@@ -144,12 +156,47 @@ async fn fifo_order_groups_and_deduplication() {
         )
         .send()
         .await
-        .unwrap();
-    assert_eq!(out.failed()[0].code(), "InvalidParameterValue");
+        .unwrap_err();
     assert_eq!(
-        out.failed()[0].message(),
-        Some("The request must contain the parameter MessageGroupId.")
+        code_and_message(&err),
+        (
+            "InvalidParameterValue".to_owned(),
+            "The request must contain the parameter MessageGroupId.".to_owned()
+        )
     );
+    let err = api
+        .sqs
+        .send_message_batch()
+        .queue_url(&url)
+        .entries(valid)
+        .entries(
+            SendEntry::builder()
+                .id("nodedup")
+                .message_body("x")
+                .message_group_id("g")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_and_message(&err),
+        (
+            "InvalidParameterValue".to_owned(),
+            "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly".to_owned()
+        )
+    );
+    // Neither was stored.
+    let got = api
+        .sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    assert!(got.messages().is_empty(), "{got:?}");
 }
 
 #[tokio::test]
@@ -184,4 +231,58 @@ async fn content_based_deduplication() {
         .await
         .unwrap();
     assert_eq!(got.messages().len(), 1);
+}
+
+/// AWS keeps deduplicating in the scope a queue was created with after `DeduplicationScope`
+/// changes (LocalStack's validated test_fifo_change_to_high_throughput_after_creation): the
+/// attribute reads back as set, but a deduplication id seen in one group still suppresses it
+/// in another, old ids and new.
+#[tokio::test]
+async fn deduplication_keeps_the_creation_scope_after_a_switch() {
+    let api = TestApi::start().await;
+    let url = api.create_fifo("switch.fifo", false).await;
+    let send = |group: &'static str, dedup: &'static str, body: &'static str| {
+        let sqs = api.sqs.clone();
+        let url = url.clone();
+        async move {
+            sqs.send_message()
+                .queue_url(url)
+                .message_body(body)
+                .message_group_id(group)
+                .message_deduplication_id(dedup)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = send("g1", "same", "one").await;
+    let mut attrs = std::collections::HashMap::new();
+    attrs.insert(A::DeduplicationScope, "messageGroup".to_owned());
+    attrs.insert(A::FifoThroughputLimit, "perMessageGroupId".to_owned());
+    api.sqs
+        .set_queue_attributes()
+        .queue_url(&url)
+        .set_attributes(Some(attrs))
+        .send()
+        .await
+        .unwrap();
+    let got = super::attributes(&api, &url, &[A::DeduplicationScope]).await;
+    assert_eq!(got["DeduplicationScope"], "messageGroup");
+    // Another group, the same id: still a duplicate of the first.
+    let again = send("g2", "same", "two").await;
+    assert_eq!(again.message_id(), first.message_id());
+    // A new id, then the same new id in another group: a duplicate too.
+    let fresh = send("g3", "new", "three").await;
+    let dup = send("g4", "new", "four").await;
+    assert_eq!(dup.message_id(), fresh.message_id());
+    let got = api
+        .sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = got.messages().iter().filter_map(|m| m.body()).collect();
+    assert_eq!(bodies, ["one", "three"]);
 }

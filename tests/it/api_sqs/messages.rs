@@ -672,3 +672,106 @@ async fn attribute_name_prefixes_and_wildcards_select_as_aws_does() {
     }
     api.stop().await;
 }
+
+/// A standard queue takes a `MessageGroupId` (fair queues) and returns it as a system
+/// attribute, as AWS recorded (LocalStack's validated test_fair_queue_with_message_group_id);
+/// the group orders nothing: a second message of the group is received while the first is in
+/// flight.
+#[tokio::test]
+async fn a_standard_queue_keeps_a_message_group_id_without_ordering_by_it() {
+    let api = TestApi::start().await;
+    let url = api.create("fair").await;
+    for body in ["first", "second"] {
+        let sent = api
+            .sqs
+            .send_message()
+            .queue_url(&url)
+            .message_body(body)
+            .message_group_id("tenant-1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sent.sequence_number(), None);
+    }
+    let one = api
+        .sqs
+        .receive_message()
+        .queue_url(&url)
+        .message_system_attribute_names(Sys::All)
+        .send()
+        .await
+        .unwrap();
+    let m = &one.messages()[0];
+    assert_eq!(
+        m.attributes()
+            .and_then(|a| a.get(&Sys::MessageGroupId))
+            .map(String::as_str),
+        Some("tenant-1")
+    );
+    let two = api
+        .sqs
+        .receive_message()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(two.messages().len(), 1, "the group does not block: {two:?}");
+    assert_ne!(two.messages()[0].body(), m.body());
+}
+
+/// Attribute names may hold letters and digits of any script, not other symbols; a bad
+/// character in a value is InvalidParameterValue (AWS's recorded codes).
+#[tokio::test]
+async fn attribute_names_and_values_follow_aws_character_rules() {
+    let api = TestApi::start().await;
+    let url = api.create("names").await;
+    api.sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body("ok")
+        .message_attributes("attr.1øßä", string_attr("Valida"))
+        .send()
+        .await
+        .unwrap();
+    for name in [
+        "Invalid-!-attr",
+        "Invalid-§-attr",
+        "Invalid-(-attr",
+        ".lead",
+        "aWs.x",
+        "L",
+    ]
+    .into_iter()
+    .map(|n| {
+        if n == "L" {
+            "L".repeat(257)
+        } else {
+            n.to_owned()
+        }
+    }) {
+        let err = api
+            .sqs
+            .send_message()
+            .queue_url(&url)
+            .message_body("x")
+            .message_attributes(&name, string_attr("v"))
+            .send()
+            .await
+            .unwrap_err();
+        let (code, message) = code_and_message(&err);
+        assert_eq!(code, "InvalidParameterValue", "{name}");
+        assert!(message.contains("attribute name"), "{name}: {message}");
+    }
+    let err = api
+        .sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body("x")
+        .message_attributes("attr1", string_attr("Invalid-\u{8},\u{b}"))
+        .send()
+        .await
+        .unwrap_err();
+    let (code, message) = code_and_message(&err);
+    assert_eq!(code, "InvalidParameterValue");
+    assert!(message.contains("'#x8'"), "{message}");
+}

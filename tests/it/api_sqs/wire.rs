@@ -222,8 +222,8 @@ async fn error_shapes_and_statuses() {
         &h,
         (
             400,
-            "com.amazonaws.sqs#UnsupportedOperation",
-            "AWS.SimpleQueueService.UnsupportedOperation;Sender",
+            "com.amazonaws.sqs#MissingRequiredParameterException",
+            "MissingParameter;Sender",
         ),
     );
 
