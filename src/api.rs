@@ -14,6 +14,7 @@
 //! error in the shape of the protocol that was spoken.
 
 mod admin;
+mod attempts;
 mod auth;
 mod body;
 mod conn;
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
 
+pub use attempts::ReceiveAttempts;
 pub use lambda::{file_uuid, MappingCatalog};
 pub use state::{AppState, Readiness};
 

@@ -218,6 +218,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
         metrics: metrics.clone(),
         readiness: readiness.clone(),
         mappings: catalog.clone(),
+        receive_attempts: api::ReceiveAttempts::default(),
     };
     let router = api::router(state);
     let cancel = serving.clone();

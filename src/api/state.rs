@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, RwLock};
 
+use super::attempts::ReceiveAttempts;
 use super::lambda::MappingCatalog;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub readiness: Readiness,
     /// The functions and file mappings the mapping API knows, and its signal to the daemon.
     pub mappings: MappingCatalog,
+    /// FIFO receives by `ReceiveRequestAttemptId`, for retries.
+    pub receive_attempts: ReceiveAttempts,
 }
 
 impl std::fmt::Debug for AppState {

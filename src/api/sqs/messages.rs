@@ -14,7 +14,7 @@ use super::{output, ActionResult, Ctx};
 use crate::api::error::SqsError;
 use crate::domain::attributes::{md5_of_attributes, selected};
 use crate::domain::message::{Message, NewMessage, SendReceipt};
-use crate::domain::queue::{QueueKind, MAX_MESSAGE_SIZE};
+use crate::domain::queue::{QueueKind, QueueName, MAX_MESSAGE_SIZE};
 use crate::domain::{RejectCode, Rejection};
 
 /// A send entry decoded from the wire. Value errors are the entry's; type errors the request's.
@@ -293,7 +293,8 @@ pub(crate) async fn receive_message(ctx: &Ctx, input: Input<'_>) -> ActionResult
         .into_iter()
         .map(str::to_owned)
         .collect();
-    if let Some(attempt) = input.str("ReceiveRequestAttemptId")? {
+    let attempt = input.str("ReceiveRequestAttemptId")?;
+    if let Some(attempt) = attempt {
         if attempt.is_empty() || attempt.len() > 128 {
             return Err(Rejection::bad_value(
                 "ReceiveRequestAttemptId",
@@ -304,6 +305,23 @@ pub(crate) async fn receive_message(ctx: &Ctx, input: Input<'_>) -> ActionResult
         }
     }
     let name = ctx.queue_of(&input)?;
+    // Only FIFO queues honour attempt ids (AWS ignores them on standard queues).
+    let attempt = attempt.filter(|_| name.is_fifo());
+    let queue_key = name.to_string();
+    let all_system = system.contains(&"All");
+    let to_wire = |received: Vec<Message>| -> Vec<WireMessage> {
+        received
+            .into_iter()
+            .map(|m| wire_message(ctx, m, &|n| all_system || system.contains(&n), &patterns))
+            .collect()
+    };
+    if let Some(attempt) = attempt {
+        if let Some(messages) = replay(ctx, &name, &queue_key, attempt, visibility).await? {
+            return output(&ReceiveOut {
+                messages: to_wire(messages),
+            });
+        }
+    }
     let wait = match wait {
         Some(w) => Duration::from_secs(w),
         None => {
@@ -332,12 +350,57 @@ pub(crate) async fn receive_message(ctx: &Ctx, input: Input<'_>) -> ActionResult
         }
     };
     let received = received.map_err(|e| SqsError::from_store(e, "ReceiveMessage"))?;
-    let all_system = system.contains(&"All");
-    let messages = received
-        .into_iter()
-        .map(|m| wire_message(ctx, m, &|n| all_system || system.contains(&n), &patterns))
+    if let Some(attempt) = attempt.filter(|_| !received.is_empty()) {
+        ctx.state
+            .receive_attempts
+            .remember(&queue_key, attempt, &received);
+    }
+    output(&ReceiveOut {
+        messages: to_wire(received),
+    })
+}
+
+/// The messages of an earlier receive with the same attempt id, their visibility timeout reset,
+/// if every one of them is still held by that receive (docs/semantics.md §6.3).
+async fn replay(
+    ctx: &Ctx,
+    name: &QueueName,
+    queue_key: &str,
+    attempt: &str,
+    visibility: Option<Duration>,
+) -> Result<Option<Vec<Message>>, SqsError> {
+    let attempts = &ctx.state.receive_attempts;
+    let Some(messages) = attempts.recall(queue_key, attempt) else {
+        return Ok(None);
+    };
+    let timeout = match visibility {
+        Some(v) => v,
+        None => {
+            ctx.state
+                .store
+                .queue(name)
+                .await
+                .map_err(|e| SqsError::from_store(e, "ReceiveMessage"))?
+                .settings
+                .visibility_timeout
+        }
+    };
+    let entries: Vec<(String, Duration)> = messages
+        .iter()
+        .map(|m| (m.receipt_handle.clone(), timeout))
         .collect();
-    output(&ReceiveOut { messages })
+    let reset = ctx
+        .state
+        .store
+        .change_visibility(name, &entries)
+        .await
+        .map_err(|e| SqsError::from_store(e, "ReceiveMessage"))?;
+    if reset.iter().all(Result::is_ok) {
+        Ok(Some(messages))
+    } else {
+        attempts.forget(queue_key, attempt);
+        Ok(None)
+    }
 }
 
 fn wire_message(

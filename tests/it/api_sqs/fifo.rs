@@ -286,3 +286,95 @@ async fn deduplication_keeps_the_creation_scope_after_a_switch() {
     let bodies: Vec<&str> = got.messages().iter().filter_map(|m| m.body()).collect();
     assert_eq!(bodies, ["one", "three"]);
 }
+
+/// A FIFO receive retried with the same `ReceiveRequestAttemptId` gets the same messages and
+/// handles while they are held; once one is deleted, the same id is a new receive. A standard
+/// queue ignores the id.
+#[tokio::test]
+async fn a_retried_receive_attempt_gets_the_same_messages() {
+    let api = TestApi::start().await;
+    let url = api.create_fifo("retry.fifo", true).await;
+    for (group, body) in [("a", "a1"), ("a", "a2"), ("b", "b1")] {
+        api.sqs
+            .send_message()
+            .queue_url(&url)
+            .message_body(body)
+            .message_group_id(group)
+            .send()
+            .await
+            .unwrap();
+    }
+    let receive = |attempt: &'static str| {
+        let sqs = api.sqs.clone();
+        let url = url.clone();
+        async move {
+            sqs.receive_message()
+                .queue_url(url)
+                .max_number_of_messages(2)
+                .receive_request_attempt_id(attempt)
+                .send()
+                .await
+                .unwrap()
+                .messages()
+                .iter()
+                .map(|m| {
+                    (
+                        m.body().unwrap().to_owned(),
+                        m.receipt_handle().unwrap().to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let first = receive("attempt-1").await;
+    assert_eq!(first.len(), 2);
+    let again = receive("attempt-1").await;
+    assert_eq!(
+        again, first,
+        "the retry answers the same messages and handles"
+    );
+    // Another attempt id is a new receive: what is left (b1 or nothing of group a).
+    let other = receive("attempt-2").await;
+    assert!(other
+        .iter()
+        .all(|(b, _)| !first.iter().any(|(f, _)| f == b)));
+    // Once one of the first messages is deleted, the first id is a new receive too.
+    api.sqs
+        .delete_message()
+        .queue_url(&url)
+        .receipt_handle(&first[0].1)
+        .send()
+        .await
+        .unwrap();
+    let after = receive("attempt-1").await;
+    assert_ne!(after, first);
+
+    let std_url = api.create("plain").await;
+    for body in ["s1", "s2"] {
+        api.sqs
+            .send_message()
+            .queue_url(&std_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let got = api
+            .sqs
+            .receive_message()
+            .queue_url(&std_url)
+            .receive_request_attempt_id("same")
+            .send()
+            .await
+            .unwrap();
+        seen.extend(got.messages().iter().map(|m| m.body().unwrap().to_owned()));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["s1", "s2"],
+        "a standard queue ignores the attempt id"
+    );
+}

@@ -87,6 +87,7 @@ impl TestApi {
             metrics,
             readiness: readiness.clone(),
             mappings: api::MappingCatalog::new(),
+            receive_attempts: api::ReceiveAttempts::default(),
         };
         let cancel = CancellationToken::new();
         let task = tokio::spawn({
