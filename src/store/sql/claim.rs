@@ -33,8 +33,13 @@ async fn claim(
                received_at = ?2, receipt = ?3";
     if !q.name.is_fifo() {
         let sql = format!(
-            "UPDATE messages {set} WHERE id IN (SELECT id FROM messages WHERE queue_id = ?4 AND visible_at <= ?2 \
-             AND +retain_from > ?6 ORDER BY visible_at LIMIT ?5) RETURNING {MESSAGE_COLUMNS}"
+            "UPDATE messages {set} WHERE id IN (\
+             SELECT id FROM (SELECT id FROM messages WHERE queue_id = ?4 AND in_flight = 1 AND visible_at <= ?2 \
+             AND +retain_from > ?6 ORDER BY visible_at LIMIT ?5) \
+             UNION ALL \
+             SELECT id FROM (SELECT id FROM messages WHERE queue_id = ?4 AND in_flight = 0 AND visible_at <= ?2 \
+             AND +retain_from > ?6 ORDER BY visible_at LIMIT ?5) \
+             LIMIT ?5) RETURNING {MESSAGE_COLUMNS}"
         );
         let mut rows = sqlx::query(&sql)
             .bind(until)
@@ -293,7 +298,10 @@ async fn next_visible(
     let sql = if q.name.is_fifo() {
         "SELECT MIN(visible_at) FROM messages WHERE queue_id = ? AND is_head = 1 AND visible_at > ?"
     } else {
-        "SELECT MIN(visible_at) FROM messages WHERE queue_id = ? AND visible_at > ?"
+        "SELECT MIN(at) FROM (\
+         SELECT MIN(visible_at) AS at FROM messages WHERE queue_id = ?1 AND in_flight = 0 AND visible_at > ?2 \
+         UNION ALL \
+         SELECT MIN(visible_at) FROM messages WHERE queue_id = ?1 AND in_flight = 1 AND visible_at > ?2)"
     };
     let (at,): (Option<i64>,) = sqlx::query_as(sql)
         .bind(q.id)

@@ -88,6 +88,59 @@ async fn send_receive_delete_with_attributes() {
     assert_eq!(bad.code, RejectCode::ReceiptHandleIsInvalid);
 }
 
+/// A message whose lease ran out goes out before messages sent after it was received, as AWS
+/// hands it out (LocalStack's validated test_inflight_message_requeue), and before older
+/// messages never received; with several requeued, the first to come back goes first.
+#[tokio::test]
+async fn a_requeued_message_goes_out_before_later_ones() {
+    let t = TestStore::new().await;
+    let name = t
+        .queue(
+            "requeue",
+            QueueSettings {
+                visibility_timeout: secs(3),
+                ..Default::default()
+            },
+        )
+        .await;
+    let send = |body: &'static str| {
+        let store = t.store.clone();
+        let name = name.clone();
+        async move {
+            store
+                .send(&name, vec![NewMessage::body(body)])
+                .await
+                .unwrap()
+        }
+    };
+    send("test1").await;
+    assert_eq!(
+        t.store.receive(&name, 1, None).await.unwrap()[0].body,
+        "test1"
+    );
+    t.advance(Duration::from_millis(1500));
+    send("test2").await;
+    t.advance(secs(3));
+    let got = t.store.receive(&name, 1, None).await.unwrap();
+    assert_eq!(got[0].body, "test1");
+    let got = t.store.receive(&name, 10, None).await.unwrap();
+    let bodies: Vec<&str> = got.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["test2"]);
+    // Both leases run out, test2's later: test1 comes back first, then test2, then a new one.
+    t.advance(secs(1));
+    send("test3").await;
+    t.advance(secs(5));
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        order.push(
+            t.store.receive(&name, 1, None).await.unwrap()[0]
+                .body
+                .clone(),
+        );
+    }
+    assert_eq!(order, ["test1", "test2", "test3"]);
+}
+
 #[tokio::test]
 async fn visibility_timeout_and_redelivery() {
     let t = TestStore::new().await;
