@@ -2,7 +2,6 @@
 //! codes and messages), and a move killed with SIGKILL half-way, which must resume after the
 //! restart and end with every message exactly once across the source and the destination.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{QueueAttributeName as A, SendMessageBatchRequestEntry};
