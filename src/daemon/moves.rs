@@ -1,4 +1,4 @@
-//! Running message move tasks (a dead-letter queue's redrive, docs/semantics.md §6.8): one
+//! Running message move tasks (a dead-letter queue's redrive, docs/semantics.md §6.6): one
 //! watcher on the `services` tracker that starts a runner for every task the store holds as
 //! RUNNING or CANCELLING, at start (so a task interrupted by a crash or a shutdown resumes) and
 //! whenever a task is started or cancelled through the API.

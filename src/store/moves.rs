@@ -1,5 +1,5 @@
 //! The store's message move tasks (StartMessageMoveTask, ListMessageMoveTasks,
-//! CancelMessageMoveTask; docs/semantics.md §6.8): starting, listing and cancelling tasks, and
+//! CancelMessageMoveTask; docs/semantics.md §6.6): starting, listing and cancelling tasks, and
 //! [`Store::move_step`], one durable chunk of a move, which the daemon's runner calls at the
 //! task's rate. Every change runs on the write connection between the writer's groups, like the
 //! queue changes. A start or a cancel raises [`Store::move_signal`], which the runner watches.

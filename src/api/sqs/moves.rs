@@ -1,4 +1,4 @@
-//! The message move task actions (a dead-letter queue's redrive, docs/semantics.md §6.8):
+//! The message move task actions (a dead-letter queue's redrive, docs/semantics.md §6.6):
 //! StartMessageMoveTask, ListMessageMoveTasks and CancelMessageMoveTask, with AWS's checks,
 //! codes and messages (as recorded from AWS in LocalStack's validated tests). The task runs in
 //! the daemon (`daemon/moves.rs`); these only store, read and cancel it.
