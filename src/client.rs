@@ -1,14 +1,17 @@
-//! The HTTP client behind `esmd send`, `esmd queues`, `esmd peek` and `esmd explain`
-//! (docs/interface.md §1; the last two in `peek.rs`): it talks to a
-//! running daemon through the REST shim (`POST /queues/{name}/messages`, `GET /queues`) and
+//! The HTTP client behind `esmd send`, `esmd queues`, `esmd peek`, `esmd explain` and
+//! `esmd redrive` (docs/interface.md §1; peek and explain in `peek.rs`, redrive in
+//! `redrive.rs`): it talks to a running daemon through the REST shim
+//! (`POST /queues/{name}/messages`, `GET /queues`), or for redrive the SQS JSON protocol, and
 //! turns the answers into what the commands print. When no daemon answers it says so, naming the
 //! endpoint, rather than showing a bare connection error.
 
 mod peek;
+mod redrive;
 
 use std::time::Duration;
 
 pub use peek::{explain, peek};
+pub use redrive::{redrive, RedriveArgs};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
@@ -68,6 +71,21 @@ pub enum ClientError {
         code: String,
         /// The daemon's explanation.
         message: String,
+    },
+    /// A message move task (`esmd redrive`) ended without completing.
+    #[error(
+        "the redrive ended {status} after moving {moved} of {to_move} messages{}",
+        reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+    )]
+    MoveTask {
+        /// CANCELLED or FAILED.
+        status: String,
+        /// Messages moved.
+        moved: u64,
+        /// Messages there were to move when it started.
+        to_move: u64,
+        /// The task's FailureReason, if it failed.
+        reason: Option<String>,
     },
     /// The answer was not what esmd sends: probably not esmd at that address.
     #[error("unexpected answer from {endpoint} (is it esmd?)")]

@@ -8,7 +8,8 @@
 //! root token (RunningDaemon::root)
 //! ├── pollers   child token; every mapping a child of it; workers on the `pollers` tracker
 //! ├── abandon   child token; fired when the shutdown grace period ends
-//! ├── serving   child token; the HTTP server and the sweeper, on the `services` tracker
+//! ├── serving   child token; the HTTP server, the sweeper and the message move tasks
+//! │             (`moves.rs`), on the `services` tracker
 //! └── core      child token; the store's writer and the systemd watchdog, on the `core` tracker
 //! ```
 //!
@@ -19,7 +20,8 @@
 //! 2. the pollers stop claiming; in-flight invocations get `server.shutdown_grace` to finish and
 //!    be settled; one still running at the deadline is abandoned (a command is killed with its
 //!    children) and its messages come back after their visibility timeout;
-//! 3. the HTTP server and the sweeper stop (long polls return empty at once);
+//! 3. the HTTP server, the sweeper and the message move tasks stop (long polls return empty at
+//!    once; a move task stops between two commits and resumes at the next start);
 //! 4. the store's writer answers what is queued and stops, and the database is closed;
 //! 5. the watchdog stops (it is fed until the very end, so a long drain is not killed).
 //!
@@ -30,6 +32,7 @@
 //! [`DaemonError::StoreFailed`] so that the process exits non-zero and systemd restarts it.
 
 mod mappings;
+mod moves;
 mod reload;
 mod signal;
 mod systemd;
@@ -247,6 +250,8 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
             let _ = sweeper.checkpoint().await;
         }
     });
+
+    moves::spawn(store.clone(), &services, serving.child_token());
 
     let supervisor = mappings::Supervisor::new(
         config.clone(),

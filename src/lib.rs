@@ -16,7 +16,7 @@
 //! metrics   -> domain                     telemetry -> config
 //! config    -> domain                     clock -> domain
 //! domain    -> nothing in the crate
-//! client    -> nothing in the crate   (`esmd send`, `queues`, `peek`, `explain`: an HTTP client)
+//! client    -> nothing in the crate   (`esmd send`, `queues`, `peek`, `explain`, `redrive`: an HTTP client)
 //! ```
 //!
 //! # Invariants

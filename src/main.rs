@@ -105,6 +105,25 @@ enum Command {
         /// The message id.
         message_id: String,
     },
+    /// Moves the messages of a dead-letter queue back to their source queues (or to --to) on a
+    /// running daemon, showing the progress; exit 0 once every message is moved.
+    Redrive {
+        /// The dead-letter queue to empty.
+        #[arg(long)]
+        from: String,
+        /// Where to move them (default: each message's original source queue).
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many messages per second (1 to 500; default: as fast as possible).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=500))]
+        rate: Option<u32>,
+        /// The daemon's URL (default: from the configuration's server.listen).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Configuration file (for the endpoint and auth token).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Lists the queues of a running daemon.
     Queues {
         /// The daemon's URL (default: from the configuration's server.listen).
@@ -227,6 +246,25 @@ fn main() -> ExitCode {
             client(async {
                 esmd::client::explain(&endpoint, &queue, &message_id, auth_token.as_deref()).await
             })
+        }
+        Command::Redrive {
+            from,
+            to,
+            rate,
+            endpoint,
+            config,
+        } => {
+            let (endpoint, auth_token) = match client_target(endpoint, config) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
+            let args = esmd::client::RedriveArgs {
+                from,
+                to,
+                rate,
+                auth_token,
+            };
+            client(async { esmd::client::redrive(&endpoint, args).await })
         }
         Command::Queues { endpoint, config } => {
             let (endpoint, auth_token) = match client_target(endpoint, config) {

@@ -6,10 +6,11 @@
 //!
 //! Calls go one way: this handle → `wait` (long polls, with `wake`) → `writer` (the group-commit
 //! task and its `plan`) → `sql` (statements grouped by operation: send, claim, settle,
-//! retention, fifo, queues, mappings). `queues` holds the queue operations of this handle,
-//! `mappings` the API's event source mappings, `peek` peek and explain. `open` opens the file,
-//! `rows` maps columns, `cache` keeps the request path's queue rows, `error` classifies database
-//! faults, `report` carries events.
+//! retention, fifo, queues, mappings, moves). `queues` holds the queue operations of this
+//! handle, `mappings` the API's event source mappings, `moves` message move tasks (a
+//! dead-letter queue's redrive), `peek` peek and explain. `open` opens the file, `rows` maps
+//! columns, `cache` keeps the request path's queue rows, `error` classifies database faults,
+//! `report` carries events.
 //!
 //! Shape: one write connection (SQLite has one writer anyway; a single connection means writes
 //! queue in tokio instead of spinning on `SQLITE_BUSY`) and a small read pool, both opened with
@@ -26,6 +27,7 @@ mod cache;
 mod error;
 mod health;
 mod mappings;
+mod moves;
 mod open;
 mod peek;
 mod queues;
@@ -53,6 +55,7 @@ use crate::domain::queue::QueueName;
 
 pub use error::{DbFault, StoreError};
 pub use mappings::MappingChange;
+pub use moves::{MoveRequest, MoveStatus, MoveStep, MoveTask};
 pub use open::OpenError;
 pub use peek::{Explained, Fate, MessageState, Peeked, Receiver, Tombstone};
 pub use report::{Observer, StoreEvent};
@@ -79,6 +82,8 @@ pub struct Store {
     receivers: peek::Receivers,
     /// `storage.tombstone_retention`, and the send limit in pages, for the sweep.
     sweep_policy: sql::retention::SweepPolicy,
+    /// Raised on every start and cancel of a message move task (`moves.rs`).
+    moves: moves::MoveSignal,
 }
 
 /// How a store is run, beyond its configuration.

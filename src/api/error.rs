@@ -117,6 +117,11 @@ pub(crate) fn wire(code: RejectCode) -> (&'static str, &'static str, StatusCode)
             bad,
         ),
         OverLimit => ("com.amazonaws.sqs#OverLimit", "OverLimit", bad),
+        ResourceNotFound => (
+            "com.amazonaws.sqs#ResourceNotFoundException",
+            "ResourceNotFoundException",
+            StatusCode::NOT_FOUND,
+        ),
         AccessDenied => (
             "com.amazonaws.sqs#AccessDeniedException",
             "AccessDenied",

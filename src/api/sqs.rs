@@ -6,14 +6,16 @@
 //!
 //! The actions live in the submodules, split by role: `queues` (queue lifecycle, attributes,
 //! tags), `messages` (send and receive), `batch` (delete, visibility and the batch rules every
-//! batch action shares). `input` is the typed reader over the JSON body that names the member in
-//! every type error; `queue_attrs` converts between the SQS attribute map and `QueueSettings`;
-//! `msg_attrs` converts message attributes; `url` builds and resolves queue URLs and ARNs.
+//! batch action shares), `moves` (message move tasks: a dead-letter queue's redrive). `input`
+//! is the typed reader over the JSON body that names the member in every type error;
+//! `queue_attrs` converts between the SQS attribute map and `QueueSettings`; `msg_attrs`
+//! converts message attributes; `url` builds and resolves queue URLs and ARNs.
 
 mod batch;
 mod input;
 mod members;
 mod messages;
+mod moves;
 mod msg_attrs;
 mod permissions;
 mod query;
@@ -309,13 +311,9 @@ async fn dispatch(ctx: &Ctx, action: &str, input: Input<'_>) -> ActionResult {
         "ChangeMessageVisibilityBatch" => batch::change_message_visibility_batch(ctx, input).await,
         "AddPermission" => permissions::add_permission(ctx, input).await,
         "RemovePermission" => permissions::remove_permission(ctx, input).await,
-        "StartMessageMoveTask" | "CancelMessageMoveTask" | "ListMessageMoveTasks" => {
-            Err(Rejection::new(
-                RejectCode::UnsupportedOperation,
-                format!("The action {action} is not supported by esmd."),
-            )
-            .into())
-        }
+        "StartMessageMoveTask" => moves::start_message_move_task(ctx, input).await,
+        "ListMessageMoveTasks" => moves::list_message_move_tasks(ctx, input).await,
+        "CancelMessageMoveTask" => moves::cancel_message_move_task(ctx, input).await,
         other => Err(Rejection::new(
             RejectCode::UnsupportedOperation,
             format!("{} is not a valid SQS action.", shorten(other)),

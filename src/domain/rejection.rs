@@ -41,6 +41,9 @@ pub enum RejectCode {
     UnsupportedOperation,
     /// `OverLimit`.
     OverLimit,
+    /// `ResourceNotFoundException` (HTTP 404): a move task, or a queue named by an ARN of a
+    /// move task action.
+    ResourceNotFound,
     /// `AccessDeniedException` / legacy `AccessDenied`.
     AccessDenied,
     /// The store cannot take writes right now (disk full, locked); retry later. HTTP 503.

@@ -393,6 +393,7 @@ impl Store {
             tally,
             reserve,
             receivers: Default::default(),
+            moves: Default::default(),
             sweep_policy: super::sql::retention::SweepPolicy {
                 tombstone_retention_ms: super::rows::to_ms(cfg.tombstone_retention),
                 send_limit,

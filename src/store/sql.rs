@@ -10,12 +10,14 @@
 //! - `fifo`: group heads and sequence numbers
 //! - `queues`: queue rows
 //! - `mappings`: event source mappings created through Lambda's API
+//! - `moves`: message move tasks (a dead-letter queue's redrive) and the move itself
 //! - `tombstones`: what became of messages no longer stored
 //! - `peek`: reading messages and tombstones without changing them (peek and explain)
 
 pub(crate) mod claim;
 pub(crate) mod fifo;
 pub(crate) mod mappings;
+pub(crate) mod moves;
 pub(crate) mod peek;
 pub(crate) mod queues;
 pub(crate) mod retention;

@@ -2,14 +2,15 @@
 //! here, messages in `messages`, FIFO in `fifo`, long polling in `long_poll`, MD5 digests
 //! checked as the Java SDK checks them in `md5`, wire details (headers, omitted members, error
 //! shapes, hostile input) with raw HTTP in `wire`, and random bodies against every action in
-//! `fuzz`. The query protocol (form parameters, XML answers) with raw HTTP in `query` and
-//! `query_errors`.
+//! `fuzz`, message move tasks (redrive) in `move_tasks`. The query protocol (form parameters,
+//! XML answers) with raw HTTP in `query` and `query_errors`.
 
 mod fifo;
 mod fuzz;
 mod long_poll;
 mod md5;
 mod messages;
+mod move_tasks;
 mod policy;
 mod query;
 mod query_errors;

@@ -21,6 +21,7 @@ mod ops;
 mod peek;
 mod poller;
 mod queue_limits;
+mod redrive;
 mod server_config;
 mod soak;
 mod store;

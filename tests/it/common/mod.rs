@@ -115,3 +115,22 @@ impl WriteLock {
             .expect("release the lock");
     }
 }
+
+/// Polls `check` until it yields a value, for at most `limit`: for conditions that change in
+/// another task or process without a notification the test can wait on (a move task's progress
+/// read through the API).
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    within(limit, what, async {
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await; // sleep-ok: polling state that sends no notification
+        }
+    })
+    .await
+}
