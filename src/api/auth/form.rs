@@ -5,7 +5,7 @@
 //! any of these is refused without reading its body, so a bogus signature costs esmd no memory
 //! for the body; the signature itself (which covers the body) is checked after.
 
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap};
 
 use super::sigv4::ALGORITHM;
 
@@ -65,4 +65,37 @@ pub(super) fn check(authorization: &str, headers: &HeaderMap) -> Result<(), Stri
         );
     }
     Ok(())
+}
+
+/// The region of a SigV4-signed request's credential scope (`Credential=<key>/<date>/<region>/
+/// ...` in its `Authorization` header), whether or not esmd checks signatures: the region the
+/// client's SDK is configured for, which names the region of the queues it means.
+pub(crate) fn scope_region(headers: &HeaderMap) -> Option<&str> {
+    let authorization = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let rest = authorization.strip_prefix(ALGORITHM)?;
+    let credential = rest
+        .split(',')
+        .find_map(|part| part.trim().strip_prefix("Credential="))?;
+    let mut scope = credential.split('/');
+    scope.nth(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scope_region_is_the_credentials_third_part() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(scope_region(&headers), None);
+        headers.insert(
+            header::AUTHORIZATION,
+            "AWS4-HMAC-SHA256 Credential=AKID/20260101/eu-west-1/sqs/aws4_request, SignedHeaders=host, Signature=00"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(scope_region(&headers), Some("eu-west-1"));
+        headers.insert(header::AUTHORIZATION, "Bearer x".parse().unwrap());
+        assert_eq!(scope_region(&headers), None);
+    }
 }
