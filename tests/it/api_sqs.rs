@@ -3,7 +3,7 @@
 //! checked as the Java SDK checks them in `md5`, wire details (headers, omitted members, error
 //! shapes, hostile input) with raw HTTP in `wire`, and random bodies against every action in
 //! `fuzz`. The query protocol (form parameters, XML answers) with raw HTTP in `query` and
-//! `query_errors`.
+//! `query_errors`. Queues of several regions in `regions`.
 
 mod fifo;
 mod fuzz;
@@ -12,6 +12,7 @@ mod md5;
 mod messages;
 mod query;
 mod query_errors;
+mod regions;
 mod wire;
 
 use std::collections::BTreeMap;
