@@ -98,7 +98,7 @@ pub struct StoreOptions {
     pub writer_fault: Option<WriterFault>,
     /// The configured default region (`server.region`): queues stored under that region's
     /// name, created while another region was the default, become the default region's at
-    /// open (docs/architecture.md, "Regions"). `None` leaves every row as stored.
+    /// open (docs/architecture.md §2.2). `None` leaves every row as stored.
     pub default_region: Option<String>,
 }
 

@@ -30,8 +30,8 @@ pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 /// in. Queues are per region, as in AWS: the same name in two regions is two queues. The region
 /// is empty for the configured default region (`server.region`), so that a queue named by its
 /// plain name (the configuration file, the REST shim, peek) is the default region's and a
-/// change of `server.region` moves the default region's queues along (docs/architecture.md,
-/// "Regions").
+/// change of `server.region` moves the default region's queues along (docs/architecture.md
+/// §2.2).
 ///
 /// [`QueueName::as_str`] is the queue's key, unique across regions: the plain name for the
 /// default region, `<region>/<name>` for another (no name contains `/`). It is what maps, metric

@@ -1,6 +1,6 @@
 //! Bringing an opened database's schema and rows up to date: the embedded migrations, run with
 //! foreign keys off, and the adoption of queues stored under the configured default region's
-//! name into the default region (`region = ''`, docs/architecture.md, "Regions").
+//! name into the default region (`region = ''`, docs/architecture.md §2.2).
 
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::SqlitePool;

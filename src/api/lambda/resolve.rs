@@ -77,7 +77,7 @@ fn qualified<'a>(name: &'a str, qualifier: &[&str]) -> Option<&'a str> {
 }
 
 /// The esmd queue `arn` names: `arn:aws:sqs:REGION:ACCOUNT:NAME` with esmd's account, the queue
-/// of that region (docs/interface.md §3.6, "Regions").
+/// of that region (docs/interface.md §3.7).
 pub(crate) fn queue(arn: &str, server: &ServerConfig) -> Result<QueueName, LambdaError> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let expected = queue_arn("REGION", &server.account_id, "NAME");

@@ -1,4 +1,4 @@
-//! Queue URLs and ARNs, per region (docs/interface.md §3.6, "Regions").
+//! Queue URLs and ARNs, per region (docs/interface.md §3.7).
 //!
 //! The region of a request is its SigV4 credential scope's (SDKs sign every request, whether or
 //! not esmd checks signatures), else the region label of its `Host` (`sqs.<region>.…` or

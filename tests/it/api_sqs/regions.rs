@@ -1,4 +1,4 @@
-//! Regions (docs/interface.md §3.6, "Regions"): SDK clients configured for different regions
+//! Regions (docs/interface.md §3.7): SDK clients configured for different regions
 //! against one esmd see two queues where they use one name, with URLs and ARNs of their region,
 //! ListQueues and GetQueueUrl of their region, messages that never cross, redrive within a
 //! region; raw query-protocol requests whose signature scope or host names a region; and a

@@ -1,4 +1,4 @@
-//! Queues per region in the store (docs/architecture.md, "Regions"): a database written before
+//! Queues per region in the store (docs/architecture.md §2.2): a database written before
 //! regions existed keeps every queue, message, deduplication entry, tombstone and mapping through
 //! migration 0005's rebuild of `queues` (ids kept, foreign keys still enforced after it); and
 //! queues stored under the configured default region's name are adopted into the default region.
