@@ -46,7 +46,7 @@ async fn check_dead_letter(
                 RejectCode::InvalidParameterValue,
                 format!(
                     "Value {{\"deadLetterTargetArn\":\"{}\"}} for parameter RedrivePolicy is invalid. Reason: Dead letter target does not exist.",
-                    r.dead_letter_queue
+                    r.dead_letter_queue.name()
                 ),
             )
             .into());
@@ -263,7 +263,10 @@ pub(crate) async fn purge(
     if last.is_some_and(|l| now - l < to_ms(PURGE_INTERVAL)) {
         return Err(Rejection::new(
             RejectCode::PurgeQueueInProgress,
-            format!("Only one PurgeQueue operation on {name} is allowed every 60 seconds."),
+            format!(
+                "Only one PurgeQueue operation on {} is allowed every 60 seconds.",
+                name.name()
+            ),
         )
         .into());
     }
