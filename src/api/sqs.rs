@@ -133,7 +133,7 @@ pub(crate) async fn endpoint(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let ctx = context(state, shutdown, &headers);
+    let ctx = context(state, shutdown, &headers, &uri);
     serve(&ctx, &method, &uri, &headers, body, None).await
 }
 
@@ -151,13 +151,18 @@ pub(crate) async fn queue_endpoint(
     let Some(url) = queue_path_parts(uri.path()) else {
         return super::error::not_found(method, uri).await;
     };
-    let ctx = context(state, shutdown, &headers);
+    let ctx = context(state, shutdown, &headers, &uri);
     serve(&ctx, &method, &uri, &headers, body, Some(url)).await
 }
 
-fn context(state: AppState, shutdown: Option<Extension<Shutdown>>, headers: &HeaderMap) -> Ctx {
+fn context(
+    state: AppState,
+    shutdown: Option<Extension<Shutdown>>,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Ctx {
     let host = url::request_host(headers).unwrap_or_else(|| state.server.listen.clone());
-    let region = url::request_region(headers, &host, &state.server.region);
+    let region = url::request_region(headers, uri.query(), &host, &state.server.region);
     Ctx {
         state,
         host,

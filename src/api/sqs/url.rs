@@ -1,7 +1,7 @@
 //! Queue URLs and ARNs, per region (docs/interface.md §3.7).
 //!
 //! The region of a request is its SigV4 credential scope's (SDKs sign every request, whether or
-//! not esmd checks signatures), else the region label of its `Host` (`sqs.<region>.…` or
+//! not esmd checks signatures; a presigned URL carries it in `X-Amz-Credential`), else the region label of its `Host` (`sqs.<region>.…` or
 //! `<region>.queue.…`), else `server.region`. A queue name in a request (CreateQueue,
 //! GetQueueUrl, a bare-name `QueueUrl`) names that region's queue.
 //!
@@ -37,11 +37,18 @@ pub(crate) fn request_host(headers: &HeaderMap) -> Option<String> {
     plausible.then(|| host.to_owned())
 }
 
-/// The region of a request: its credential scope's, else its host's label, else `""` (the
-/// default region); `default` (`server.region`) is also written `""`.
-pub(crate) fn request_region(headers: &HeaderMap, host: &str, default: &str) -> String {
-    let region = scope_region(headers)
-        .filter(|r| is_region(r))
+/// The region of a request (`query` is its URI's query string): its credential scope's, else
+/// its host's label, else `""` (the default region); `default` (`server.region`) is also
+/// written `""`.
+pub(crate) fn request_region(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    host: &str,
+    default: &str,
+) -> String {
+    let signed = scope_region(headers, query).filter(|r| is_region(r));
+    let region = signed
+        .as_deref()
         .or_else(|| host_region(host).map(|(_, r, _)| r))
         .unwrap_or("");
     local(region, default).to_owned()

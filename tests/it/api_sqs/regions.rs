@@ -366,4 +366,16 @@ async fn the_query_protocol_on_region_named_hosts() {
     assert_eq!(texts(&got, "QueueUrl"), vec![west.clone()]);
     let got = call(endpoint.clone(), Some("us-east-1"), &list).await;
     assert_eq!(texts(&got, "QueueUrl"), vec![home.clone()]);
+    // A presigned URL's scope too; on a host without a label the URL names the region in its path.
+    let presigned = [
+        ("Action", "ListQueues"),
+        ("X-Amz-Credential", "x/20260101/eu-north-1/sqs/aws4_request"),
+    ];
+    let got = call(format!("http://127.0.0.1:{port}/"), None, &presigned).await;
+    assert_eq!(
+        texts(&got, "QueueUrl"),
+        vec![format!(
+            "http://127.0.0.1:{port}/queue/eu-north-1/{ACCOUNT}/test-queue"
+        )]
+    );
 }
