@@ -91,7 +91,7 @@ fn host_region(host: &str) -> Option<(&str, &str, &str)> {
 }
 
 impl Ctx {
-    /// The region a queue of this request's is in (its name standing for the request's region).
+    /// The queue a plain name names in this request: the request's region's.
     pub(crate) fn named(&self, name: QueueName) -> QueueName {
         name.in_region(&self.region)
     }
