@@ -77,6 +77,14 @@ pub fn router(state: AppState) -> Router {
         .route("/{account}/{queue}", any(sqs::queue_endpoint))
         .route("/{account}/{queue}/", any(sqs::queue_endpoint))
         .route(
+            "/queue/{region}/{account}/{queue}",
+            any(sqs::queue_endpoint),
+        )
+        .route(
+            "/queue/{region}/{account}/{queue}/",
+            any(sqs::queue_endpoint),
+        )
+        .route(
             "/queues",
             get(rest::list_queues).fallback(rest::method_not_allowed),
         )

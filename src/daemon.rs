@@ -187,6 +187,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
         tasks: Some(core.clone()),
         stop: Some(root.child_token()),
         writer_fault: opts.writer_fault,
+        default_region: Some(config.server.region.clone()),
     };
     let store = Store::open_with(&config.storage, clock, store_opts).await?;
     systemd::spawn_watchdog(&core, core_cancel.clone());

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, FunctionConfig, MappingConfig};
-use crate::domain::event::queue_arn;
+use crate::domain::event::arn_of;
 use crate::invoke::Invoker;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -72,12 +72,8 @@ impl Mapping {
             config: m.clone(),
             function_name: m.function.clone(),
             function: config.functions.get(&m.function)?.clone(),
-            queue_arn: queue_arn(
-                &config.server.region,
-                &config.server.account_id,
-                m.queue.as_str(),
-            ),
-            region: config.server.region.clone(),
+            queue_arn: arn_of(&m.queue, &config.server.region, &config.server.account_id),
+            region: m.queue.region_or(&config.server.region).to_owned(),
             queue_visibility_timeout,
         })
     }

@@ -27,6 +27,7 @@ mod cache;
 mod error;
 mod health;
 mod mappings;
+mod migrate;
 mod moves;
 mod open;
 mod peek;
@@ -100,6 +101,10 @@ pub struct StoreOptions {
     /// A failure to inject into the writer (tests of the daemon's supervision only).
     #[doc(hidden)]
     pub writer_fault: Option<WriterFault>,
+    /// The configured default region (`server.region`): queues stored under that region's
+    /// name, created while another region was the default, become the default region's at
+    /// open (docs/architecture.md §2.2). `None` leaves every row as stored.
+    pub default_region: Option<String>,
 }
 
 impl Store {
@@ -193,7 +198,7 @@ impl Store {
             .into_iter()
             .filter_map(|(name, in_flight, delayed, oldest)| {
                 let counts = self.kept(&name, in_flight, delayed, oldest);
-                QueueName::parse(&name).ok().map(|q| (q, counts))
+                QueueName::from_key(&name).ok().map(|q| (q, counts))
             })
             .collect())
     }

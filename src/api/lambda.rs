@@ -28,7 +28,7 @@ use serde_json::json;
 
 use super::AppState;
 use crate::domain::esm::{EsmSettings, EsmState};
-use crate::domain::event::queue_arn;
+use crate::domain::event::arn_of;
 use crate::store::MappingChange;
 use error::LambdaError;
 use render::Entry;
@@ -78,11 +78,7 @@ fn conflict(state: &AppState, s: &EsmSettings, other: &str) -> LambdaError {
     LambdaError::conflict(format!(
         "An event source mapping with SQS arn (\" {} \") and function (\" {} \") already exists. \
          Please update or delete the existing mapping with UUID {other}",
-        queue_arn(
-            &state.server.region,
-            &state.server.account_id,
-            s.queue.as_str()
-        ),
+        arn_of(&s.queue, &state.server.region, &state.server.account_id),
         s.function
     ))
 }

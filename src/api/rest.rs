@@ -89,7 +89,8 @@ pub(crate) async fn list_queues(
         .await
         .map_err(|e| RestError::from_store(e, "list queues"))?;
     let mut out = Vec::with_capacity(queues.len());
-    for q in &queues {
+    // The shim names queues by plain name: the default region's (docs/interface.md §3.6).
+    for q in queues.iter().filter(|q| q.name.region().is_empty()) {
         match state.store.counts(&q.name).await {
             Ok(c) => out.push(summary(&state, q, &c)),
             // Deleted between the two reads: leave it out.

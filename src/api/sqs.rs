@@ -24,7 +24,7 @@ mod queues;
 mod url;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -44,6 +44,8 @@ pub(crate) struct Ctx {
     pub(crate) state: AppState,
     /// `host[:port]` for queue URLs.
     pub(crate) host: String,
+    /// The request's region (`url.rs`); `""` for the default region.
+    pub(crate) region: String,
     /// Fires on shutdown.
     pub(crate) shutdown: Option<CancellationToken>,
     /// The request's `X-Amzn-Trace-Id` header: a sent message without its own `AWSTraceHeader`
@@ -62,12 +64,13 @@ fn trace_id(headers: &HeaderMap) -> Option<String> {
 }
 
 impl Ctx {
-    /// A context for callers outside the SQS endpoint (the REST shim).
+    /// A context for callers outside the SQS endpoint (the REST shim): of the default region.
     pub(crate) fn plain(state: &AppState, headers: &HeaderMap) -> Self {
         let host = url::request_host(headers).unwrap_or_else(|| state.server.listen.clone());
         Ctx {
             state: state.clone(),
             host,
+            region: String::new(),
             shutdown: None,
             trace_id: trace_id(headers),
         }
@@ -102,13 +105,26 @@ pub(crate) fn query_error(e: &SqsError, request_id: &str) -> Response {
     query::error_response(e, request_id)
 }
 
-/// `/<account>/<queue>` (or with a trailing `/`, as SDKs whose endpoint is a queue URL send)
-/// with an account id of 12 digits: a queue's URL path.
-fn queue_path_parts(path: &str) -> Option<(&str, &str)> {
+/// `/<account>/<queue>` or `/queue/<region>/<account>/<queue>` (either with a trailing `/`, as
+/// SDKs whose endpoint is a queue URL send) with an account id of 12 digits: a queue's URL path
+/// (`url.rs`), as the queue URL it stands for: the path, which names the request's region unless
+/// it names its own.
+fn queue_path_parts(path: &str) -> Option<String> {
     let path = path.strip_suffix('/').unwrap_or(path);
-    let (account, queue) = path.strip_prefix('/')?.split_once('/')?;
+    let (region, rest) = match path.strip_prefix("/queue/") {
+        Some(rest) => {
+            let (region, rest) = rest.split_once('/')?;
+            (Some(region), rest)
+        }
+        None => (None, path.strip_prefix('/')?),
+    };
+    let (account, queue) = rest.split_once('/')?;
     let looks_like_account = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
-    (looks_like_account && !queue.is_empty() && !queue.contains('/')).then_some((account, queue))
+    let ok = looks_like_account
+        && !queue.is_empty()
+        && !queue.contains('/')
+        && region.is_none_or(crate::domain::queue::is_region);
+    ok.then(|| path.to_owned())
 }
 
 /// `GET` or `POST /`: one SQS request, in the JSON protocol or the query protocol.
@@ -120,35 +136,40 @@ pub(crate) async fn endpoint(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let ctx = context(state, shutdown, &headers);
+    let ctx = context(state, shutdown, &headers, &uri);
     serve(&ctx, &method, &uri, &headers, body, None).await
 }
 
-/// `GET` or `POST /<account>/<queue>`: a request sent to a queue's URL, as the PHP SDK and
-/// query-protocol clients do; the queue is the request's `QueueUrl` when it names one, else the
-/// path's. Any other path of two segments is not esmd's.
+/// `GET` or `POST /<account>/<queue>` or `/queue/<region>/<account>/<queue>`: a request sent to
+/// a queue's URL, as the PHP SDK and query-protocol clients do; the queue is the request's
+/// `QueueUrl` when it names one, else the path's. Any other path of these shapes is not esmd's.
 pub(crate) async fn queue_endpoint(
     State(state): State<AppState>,
     shutdown: Option<Extension<Shutdown>>,
-    Path((account, queue)): Path<(String, String)>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if queue_path_parts(uri.path()).is_none() {
+    let Some(url) = queue_path_parts(uri.path()) else {
         return super::error::not_found(method, uri).await;
-    }
-    let ctx = context(state, shutdown, &headers);
-    let url = format!("http://{}/{account}/{queue}", ctx.host);
+    };
+    let ctx = context(state, shutdown, &headers, &uri);
     serve(&ctx, &method, &uri, &headers, body, Some(url)).await
 }
 
-fn context(state: AppState, shutdown: Option<Extension<Shutdown>>, headers: &HeaderMap) -> Ctx {
+fn context(
+    state: AppState,
+    shutdown: Option<Extension<Shutdown>>,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Ctx {
     let host = url::request_host(headers).unwrap_or_else(|| state.server.listen.clone());
+    let region = url::request_region(headers, uri.query(), &host, &state.server.region);
     Ctx {
         state,
         host,
+        region,
         shutdown: shutdown.map(|Extension(Shutdown(c))| c),
         trace_id: trace_id(headers),
     }

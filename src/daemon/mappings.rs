@@ -19,7 +19,7 @@ use crate::api::MappingCatalog;
 use crate::config::Config;
 use crate::domain::error::chain;
 use crate::domain::esm::{EsmState, StoredEsm};
-use crate::domain::event::queue_arn;
+use crate::domain::event::arn_of;
 use crate::invoke::Invoker;
 use crate::metrics::Metrics;
 use crate::poller::{Mapping, Poller};
@@ -216,12 +216,8 @@ impl Supervisor {
             config: mapping_config,
             function_name: s.function.clone(),
             function: function.clone(),
-            queue_arn: queue_arn(
-                &config.server.region,
-                &config.server.account_id,
-                s.queue.as_str(),
-            ),
-            region: config.server.region.clone(),
+            queue_arn: arn_of(&s.queue, &config.server.region, &config.server.account_id),
+            region: s.queue.region_or(&config.server.region).to_owned(),
             queue_visibility_timeout: queue.settings.visibility_timeout,
         })
     }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::attributes::{md5_of_attributes, AttributeData, AttributeValue};
 pub use super::batch_response::{parse_batch_response, BatchResponse};
 use super::message::Message;
+use super::queue::QueueName;
 
 /// The envelope around the records: `{"Records":[` … `]}`.
 const EVENT_PREFIX: &str = r#"{"Records":["#;
@@ -24,6 +25,11 @@ pub const EVENT_SOURCE: &str = "aws:sqs";
 /// The ARN of a queue: `arn:aws:sqs:<region>:<account>:<name>`.
 pub fn queue_arn(region: &str, account_id: &str, queue_name: &str) -> String {
     format!("arn:aws:sqs:{region}:{account_id}:{queue_name}")
+}
+
+/// The ARN of `queue`, in its region (`default_region` standing for the default region).
+pub fn arn_of(queue: &QueueName, default_region: &str, account_id: &str) -> String {
+    queue_arn(queue.region_or(default_region), account_id, queue.name())
 }
 
 /// One record of the SQS event (docs/semantics.md §5.1). Field order follows AWS's documented example.
@@ -138,7 +144,7 @@ pub fn encode_record(msg: &Message, queue_arn: &str, region: &str) -> String {
         dead_letter_queue_source_arn: msg
             .dead_letter_source
             .as_ref()
-            .map(|source| self::queue_arn(region, arn_account(queue_arn), source.as_str())),
+            .map(|source| self::queue_arn(region, arn_account(queue_arn), source.name())),
     };
     let record = Record {
         message_id: &msg.message_id,

@@ -26,12 +26,27 @@ pub const DEDUP_WINDOW: Duration = Duration::from_secs(300);
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A validated queue name: 1 to 80 characters of `[A-Za-z0-9_-]`, with an optional `.fifo`
-/// suffix (counted in the 80) that makes the queue a FIFO queue.
+/// suffix (counted in the 80) that makes the queue a FIFO queue; and the region the queue lives
+/// in. Queues are per region, as in AWS: the same name in two regions is two queues. The region
+/// is empty for the configured default region (`server.region`), so that a queue named by its
+/// plain name (the configuration file, the REST shim, peek) is the default region's and a
+/// change of `server.region` moves the default region's queues along (docs/architecture.md
+/// §2.2).
+///
+/// [`QueueName::as_str`] is the queue's key, unique across regions: the plain name for the
+/// default region, `<region>/<name>` for another (no name contains `/`). It is what maps, metric
+/// labels and stored references (mappings, dead-letter sources) use; [`QueueName::name`] is the
+/// name alone, for URLs, ARNs and the `queues.name` column.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct QueueName(String);
+pub struct QueueName {
+    /// `<name>` or `<region>/<name>`.
+    key: String,
+    /// Where the name starts in `key` (0 for the default region).
+    name_at: usize,
+}
 
 impl QueueName {
-    /// Parses a queue name, with AWS's message on failure.
+    /// Parses a queue name (of the default region), with AWS's message on failure.
     pub fn parse(name: &str) -> Result<Self, Rejection> {
         let stem = name.strip_suffix(".fifo").unwrap_or(name);
         let ok = !stem.is_empty()
@@ -40,7 +55,10 @@ impl QueueName {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if ok {
-            Ok(QueueName(name.to_owned()))
+            Ok(QueueName {
+                key: name.to_owned(),
+                name_at: 0,
+            })
         } else {
             Err(Rejection::invalid(
                 "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length",
@@ -48,14 +66,60 @@ impl QueueName {
         }
     }
 
-    /// The name as a string.
+    /// Parses a key as [`QueueName::as_str`] gives it: `<name>` or `<region>/<name>`.
+    pub fn from_key(key: &str) -> Result<Self, Rejection> {
+        match key.split_once('/') {
+            None => Self::parse(key),
+            Some((region, name)) if is_region(region) => Ok(Self::parse(name)?.in_region(region)),
+            Some(_) => Err(Rejection::invalid(format!(
+                "{key:?} is not a queue name or <region>/<name>"
+            ))),
+        }
+    }
+
+    /// The same name in `region` (`""`: the default region). `region` must pass [`is_region`].
+    #[must_use]
+    pub fn in_region(&self, region: &str) -> Self {
+        debug_assert!(region.is_empty() || is_region(region), "region {region:?}");
+        let name = self.name();
+        if region.is_empty() {
+            return QueueName {
+                key: name.to_owned(),
+                name_at: 0,
+            };
+        }
+        QueueName {
+            key: format!("{region}/{name}"),
+            name_at: region.len() + 1,
+        }
+    }
+
+    /// The key: unique across regions (see the type's documentation).
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.key
+    }
+
+    /// The name alone, without its region.
+    pub fn name(&self) -> &str {
+        &self.key[self.name_at..]
+    }
+
+    /// The queue's region; `""` for the default region.
+    pub fn region(&self) -> &str {
+        self.key[..self.name_at].trim_end_matches('/')
+    }
+
+    /// The queue's region, `default` standing for the default region.
+    pub fn region_or<'a>(&'a self, default: &'a str) -> &'a str {
+        match self.region() {
+            "" => default,
+            r => r,
+        }
     }
 
     /// Whether the name ends in `.fifo`.
     pub fn is_fifo(&self) -> bool {
-        self.0.ends_with(".fifo")
+        self.key.ends_with(".fifo")
     }
 
     /// The queue's kind, from its name.
@@ -68,9 +132,18 @@ impl QueueName {
     }
 }
 
+/// Whether `s` is a plausible region name: 1 to 32 lowercase letters, digits and hyphens
+/// (`us-east-1`, `eu-central-2`). Anything else read from a request is ignored.
+pub fn is_region(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 impl fmt::Display for QueueName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.key)
     }
 }
 
@@ -331,6 +404,25 @@ mod tests {
         assert!(QueueName::parse(&format!("{}.fifo", "a".repeat(75))).is_ok());
         assert!(QueueName::parse(&format!("{}.fifo", "a".repeat(76))).is_err());
         assert!(QueueName::parse("").is_err());
+    }
+
+    #[test]
+    fn a_name_in_another_region_is_another_key() {
+        let home = QueueName::parse("orders.fifo").unwrap();
+        let away = home.in_region("eu-west-1");
+        assert_ne!(home, away);
+        assert_eq!(away.as_str(), "eu-west-1/orders.fifo");
+        assert_eq!((away.name(), away.region()), ("orders.fifo", "eu-west-1"));
+        assert_eq!((home.name(), home.region()), ("orders.fifo", ""));
+        assert!(away.is_fifo());
+        assert_eq!(away.region_or("us-east-1"), "eu-west-1");
+        assert_eq!(home.region_or("us-east-1"), "us-east-1");
+        assert_eq!(away.in_region(""), home);
+        assert_eq!(QueueName::from_key(away.as_str()).unwrap(), away);
+        assert_eq!(QueueName::from_key("orders.fifo").unwrap(), home);
+        assert!(QueueName::from_key("EU/orders").is_err());
+        assert!(QueueName::from_key("eu-west-1/a.b").is_err());
+        assert!(QueueName::from_key("a/b/c").is_err());
     }
 
     #[test]

@@ -341,13 +341,17 @@ impl Store {
             .map_err(open_err)?;
         check_writable(&writer, &path).await?;
         let health = Health::new(&path);
-        MIGRATOR
-            .run(&writer)
+        super::migrate::run(&writer, &MIGRATOR)
             .await
             .map_err(|source| OpenError::Migrate {
                 path: path.clone(),
                 source,
             })?;
+        if let Some(region) = &opts.default_region {
+            super::migrate::adopt_default_region(&writer, region)
+                .await
+                .map_err(open_err)?;
+        }
         if let Some(pages) = max_pages {
             warn_if_over(&writer, &path, pages, page_size).await;
         }

@@ -11,19 +11,24 @@ use super::types::QueueInfo;
 use crate::domain::attributes::Attributes;
 use crate::domain::message::{Message, ReceiptHandle, SENDER_ID};
 use crate::domain::queue::{
-    DedupScope, Encryption, FifoThroughputLimit, QueueName, QueueSettings, Redrive,
+    is_region, DedupScope, Encryption, FifoThroughputLimit, QueueName, QueueSettings, Redrive,
 };
 use crate::domain::Timestamp;
 
 /// Columns of `queues` (all of them).
-pub const QUEUE_COLUMNS: &str = "id, name, fifo, visibility_timeout_ms, delay_ms, retention_ms, max_message_size, \
+pub const QUEUE_COLUMNS: &str = "id, region, name, fifo, visibility_timeout_ms, delay_ms, retention_ms, max_message_size, \
      receive_wait_ms, dead_letter_queue, max_receive_count, redrive_allow_policy, content_based_dedup, dedup_scope, \
      fifo_throughput_limit, tags, created_at, last_modified_at, policy, sse, kms_master_key_id, \
      kms_data_key_reuse_s, dedup_applied";
 
+/// A queue's key ([`QueueName::as_str`]) in SQL, over `queues` aliased `q`: the name for the
+/// default region (`region = ''`), else `<region>/<name>`.
+pub const QUEUE_KEY: &str = "CASE q.region WHEN '' THEN q.name ELSE q.region || '/' || q.name END";
+
 #[derive(FromRow)]
 pub struct QueueRow {
     id: i64,
+    region: String,
     name: String,
     #[allow(dead_code)]
     fifo: bool,
@@ -61,14 +66,23 @@ impl QueueRow {
     /// The domain view. Values were validated on the way in; a damaged row degrades to
     /// defaults rather than failing every request on the queue.
     pub fn into_info(self) -> Result<QueueInfo, sqlx::Error> {
-        let name = QueueName::parse(&self.name).map_err(|e| {
-            sqlx::Error::Decode(
-                format!("stored queue name {:?} is not valid: {e}", self.name).into(),
-            )
-        })?;
+        let region = self.region;
+        if !region.is_empty() && !is_region(&region) {
+            return Err(sqlx::Error::Decode(
+                format!("stored queue region {region:?} is not valid").into(),
+            ));
+        }
+        let name = QueueName::parse(&self.name)
+            .map_err(|e| {
+                sqlx::Error::Decode(
+                    format!("stored queue name {:?} is not valid: {e}", self.name).into(),
+                )
+            })?
+            .in_region(&region);
+        // A dead-letter queue is in its source's region.
         let redrive = match (self.dead_letter_queue, self.max_receive_count) {
-            (Some(q), Some(n)) => QueueName::parse(&q).ok().map(|dead_letter_queue| Redrive {
-                dead_letter_queue,
+            (Some(q), Some(n)) => QueueName::parse(&q).ok().map(|dlq| Redrive {
+                dead_letter_queue: dlq.in_region(&region),
                 max_receive_count: n as u32,
             }),
             _ => None,
@@ -175,7 +189,7 @@ impl MessageRow {
             sequence_number: self.sequence_number,
             dead_letter_source: self
                 .dead_letter_source
-                .and_then(|q| QueueName::parse(&q).ok()),
+                .and_then(|q| QueueName::from_key(&q).ok()),
         }
     }
 }

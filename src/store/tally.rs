@@ -15,16 +15,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use sqlx::SqlitePool;
 
-/// Messages per queue name (cheap to clone; shared by the store and its writer).
+use super::rows::QUEUE_KEY;
+
+/// Messages per queue key ([`QueueName::as_str`](crate::domain::queue::QueueName::as_str); cheap to clone; shared by the store and its writer).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Tally(Arc<Mutex<HashMap<String, i64>>>);
 
 impl Tally {
     /// One full count of every queue (at open, before anything writes).
     pub(super) async fn load(pool: &SqlitePool) -> Result<Tally, sqlx::Error> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT q.name, (SELECT COUNT(*) FROM messages m WHERE m.queue_id = q.id) FROM queues q",
-        )
+        let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT {QUEUE_KEY}, (SELECT COUNT(*) FROM messages m WHERE m.queue_id = q.id) FROM queues q"
+        ))
         .fetch_all(pool)
         .await?;
         Ok(Tally(Arc::new(Mutex::new(rows.into_iter().collect()))))

@@ -3,7 +3,8 @@
 //! checked as the Java SDK checks them in `md5`, wire details (headers, omitted members, error
 //! shapes, hostile input) with raw HTTP in `wire`, and random bodies against every action in
 //! `fuzz`, message move tasks (redrive) in `move_tasks`. The query protocol (form parameters,
-//! XML answers) with raw HTTP in `query` and `query_errors`.
+//! XML answers) with raw HTTP in `query` and `query_errors`. Queues of several regions in
+//! `regions`.
 
 mod fifo;
 mod fuzz;
@@ -14,6 +15,7 @@ mod move_tasks;
 mod policy;
 mod query;
 mod query_errors;
+mod regions;
 mod wire;
 
 use std::collections::BTreeMap;

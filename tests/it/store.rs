@@ -1,5 +1,6 @@
 //! The queue engine against a real SQLite file with a manual clock: every rule of docs/semantics.md
-//! §6 that needs stored state, and restarts.
+//! §6 that needs stored state, and restarts; queues per region and the migration to them in
+//! `regions`.
 
 use esmd::domain::message::NewMessage;
 use esmd::store::StoreError;
@@ -26,3 +27,4 @@ pub(super) fn rejection(e: StoreError) -> esmd::domain::Rejection {
 mod fifo;
 mod lifecycle;
 mod messages;
+mod regions;

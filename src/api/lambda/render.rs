@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use super::catalog::Known;
 use crate::config::{MappingConfig, ServerConfig};
 use crate::domain::esm::{EsmSettings, EsmState, StoredEsm};
-use crate::domain::event::queue_arn;
+use crate::domain::event::arn_of;
 use crate::domain::Timestamp;
 
 /// One mapping the API shows.
@@ -98,11 +98,7 @@ impl Entry {
         );
         out.insert(
             "EventSourceArn".into(),
-            json!(queue_arn(
-                &server.region,
-                &server.account_id,
-                s.queue.as_str()
-            )),
+            json!(arn_of(&s.queue, &server.region, &server.account_id)),
         );
         out.insert(
             "FunctionArn".into(),

@@ -13,9 +13,9 @@ use crate::config::{
     MIN_MAX_FILTERS,
 };
 use crate::domain::esm::EsmSettings;
-use crate::domain::event::queue_arn;
+use crate::domain::event::{arn_of, queue_arn};
 use crate::domain::filter::Pattern;
-use crate::domain::queue::QueueName;
+use crate::domain::queue::{is_region, QueueName};
 use crate::domain::RejectCode;
 use crate::store::StoreError;
 
@@ -76,21 +76,25 @@ fn qualified<'a>(name: &'a str, qualifier: &[&str]) -> Option<&'a str> {
     }
 }
 
-/// The esmd queue `arn` names: `arn:aws:sqs:REGION:ACCOUNT:NAME` with esmd's region and account.
+/// The esmd queue `arn` names: `arn:aws:sqs:REGION:ACCOUNT:NAME` with esmd's account, the queue
+/// of that region (docs/interface.md §3.7).
 pub(crate) fn queue(arn: &str, server: &ServerConfig) -> Result<QueueName, LambdaError> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    let expected = queue_arn(&server.region, &server.account_id, "NAME");
+    let expected = queue_arn("REGION", &server.account_id, "NAME");
     match parts.as_slice() {
         ["arn", _, "sqs", region, account, name]
-            if *region == server.region && *account == server.account_id =>
+            if is_region(region) && *account == server.account_id =>
         {
-            QueueName::parse(name).map_err(|e| {
-                LambdaError::invalid(format!("EventSourceArn {arn}: invalid queue name: {e}"))
-            })
+            let region = if *region == server.region { "" } else { region };
+            QueueName::parse(name)
+                .map(|q| q.in_region(region))
+                .map_err(|e| {
+                    LambdaError::invalid(format!("EventSourceArn {arn}: invalid queue name: {e}"))
+                })
         }
         ["arn", _, "sqs", ..] => Err(LambdaError::invalid(format!(
             "EventSourceArn {arn} is not one of esmd's queues: their ARNs are {expected} \
-             (server.region and server.account_id)"
+             (server.account_id)"
         ))),
         _ => Err(LambdaError::invalid(format!(
             "EventSourceArn {arn} is not an SQS queue's ARN: esmd maps its own SQS queues only \
@@ -121,11 +125,7 @@ pub(crate) async fn check(
                 "Error occurred while ReceiveMessage. SQS Error Code: \
                  AWS.SimpleQueueService.NonExistentQueue. SQS Error Message: The specified queue \
                  does not exist: {}",
-                queue_arn(
-                    &state.server.region,
-                    &state.server.account_id,
-                    s.queue.as_str()
-                )
+                arn_of(&s.queue, &state.server.region, &state.server.account_id)
             )))
         }
         Err(e) => return Err(LambdaError::store(&e)),
@@ -237,6 +237,12 @@ mod tests {
         assert_eq!(
             queue(&arn, &server).ok().map(|q| q.to_string()).as_deref(),
             Some("orders.fifo")
+        );
+        let away = arn.replace(&server.region, "eu-west-9");
+        assert_eq!(
+            queue(&away, &server).ok().map(|q| q.to_string()).as_deref(),
+            Some("eu-west-9/orders.fifo"),
+            "an ARN of another region names that region's queue"
         );
         for bad in [
             arn.replace(&server.account_id, "123456789012"),

@@ -307,7 +307,7 @@ pub(crate) async fn receive_message(ctx: &Ctx, input: Input<'_>) -> ActionResult
     let name = ctx.queue_of(&input)?;
     // Only FIFO queues honour attempt ids (AWS ignores them on standard queues).
     let attempt = attempt.filter(|_| name.is_fifo());
-    let queue_key = name.to_string();
+    let queue_key = name.as_str().to_owned();
     let all_system = system.contains(&"All");
     let to_wire = |received: Vec<Message>| -> Vec<WireMessage> {
         received

@@ -49,13 +49,15 @@ pub(crate) async fn create_queue(ctx: &Ctx, input: Input<'_>) -> ActionResult {
         .into()),
         _ => {}
     }
-    let name = QueueName::parse(raw_name).map_err(|r| {
-        if is_fifo_name {
-            Rejection::invalid(FIFO_NAME)
-        } else {
-            r
-        }
-    })?;
+    let name = QueueName::parse(raw_name)
+        .map(|n| ctx.named(n))
+        .map_err(|r| {
+            if is_fifo_name {
+                Rejection::invalid(FIFO_NAME)
+            } else {
+                r
+            }
+        })?;
     check_tags(&tags)?;
     let settings = queue_attrs::apply(ctx, name.kind(), &QueueSettings::default(), &attrs)?;
     let (info, created) = ctx
@@ -83,7 +85,9 @@ pub(crate) async fn get_queue_url(ctx: &Ctx, input: Input<'_>) -> ActionResult {
             return Err(Rejection::no_queue().into());
         }
     }
-    let name = QueueName::parse(raw_name).map_err(|_| Rejection::no_queue())?;
+    let name = QueueName::parse(raw_name)
+        .map(|n| ctx.named(n))
+        .map_err(|_| Rejection::no_queue())?;
     let info = ctx
         .state
         .store
@@ -131,14 +135,14 @@ impl Page {
     fn take(&self, names: Vec<QueueName>) -> (Vec<QueueName>, Option<String>) {
         let mut rest: Vec<QueueName> = names
             .into_iter()
-            .filter(|n| self.after.as_deref().is_none_or(|a| n.as_str() > a))
+            .filter(|n| self.after.as_deref().is_none_or(|a| n.name() > a))
             .collect();
         let limit = self.max.unwrap_or(MAX_LIST);
         let more = rest.len() > limit;
         rest.truncate(limit);
         let token = match (more, self.max, rest.last()) {
             (true, Some(_), Some(last)) => Some(
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.as_str().as_bytes()),
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.name().as_bytes()),
             ),
             _ => None,
         };
@@ -163,10 +167,11 @@ pub(crate) async fn list_queues(ctx: &Ctx, input: Input<'_>) -> ActionResult {
         .queues()
         .await
         .map_err(|e| SqsError::from_store(e, "ListQueues"))?;
+    // The request's region's queues only; the page token is a name of that region.
     let mut names: Vec<QueueName> = all
         .into_iter()
         .map(|q| q.name)
-        .filter(|n| n.as_str().starts_with(prefix))
+        .filter(|n| n.region() == ctx.region && n.name().starts_with(prefix))
         .collect();
     names.sort();
     let (names, next_token) = page.take(names);

@@ -37,7 +37,7 @@ fn decode(what: &str, value: &str) -> sqlx::Error {
 
 impl EsmRow {
     fn into_esm(self) -> Result<StoredEsm, sqlx::Error> {
-        let queue = QueueName::parse(&self.queue).map_err(|_| decode("queue", &self.queue))?;
+        let queue = QueueName::from_key(&self.queue).map_err(|_| decode("queue", &self.queue))?;
         let state = EsmState::parse(&self.state).ok_or_else(|| decode("state", &self.state))?;
         let filters: Vec<String> =
             serde_json::from_str(&self.filters).map_err(|_| decode("filters", &self.filters))?;

@@ -193,7 +193,7 @@ pub(crate) async fn step(
     if max == 0 {
         return Ok(Step::Idle);
     }
-    let source = match QueueName::parse(&task.source) {
+    let source = match QueueName::from_key(&task.source) {
         Ok(name) => queues::lookup(&mut tx, &name).await?,
         Err(_) => None,
     };
@@ -217,7 +217,7 @@ pub(crate) async fn step(
         if targets.contains_key(name) {
             continue;
         }
-        let found = match QueueName::parse(name) {
+        let found = match QueueName::from_key(name) {
             Ok(q) => queues::lookup(&mut tx, &q).await?,
             Err(_) => None,
         };

@@ -17,9 +17,10 @@ pub(crate) async fn lookup(
     name: &QueueName,
 ) -> Result<Option<QueueInfo>, StoreError> {
     let row: Option<QueueRow> = sqlx::query_as(&format!(
-        "SELECT {QUEUE_COLUMNS} FROM queues WHERE name = ?"
+        "SELECT {QUEUE_COLUMNS} FROM queues WHERE region = ? AND name = ?"
     ))
-    .bind(name.as_str())
+    .bind(name.region())
+    .bind(name.name())
     .fetch_optional(&mut **tx)
     .await?;
     Ok(row.map(QueueRow::into_info).transpose()?)
@@ -45,12 +46,14 @@ async fn check_dead_letter(
                 RejectCode::InvalidParameterValue,
                 format!(
                     "Value {{\"deadLetterTargetArn\":\"{}\"}} for parameter RedrivePolicy is invalid. Reason: Dead letter target does not exist.",
-                    r.dead_letter_queue
+                    r.dead_letter_queue.name()
                 ),
             )
             .into());
         }
-        if r.dead_letter_queue.kind() != name.kind() {
+        if r.dead_letter_queue.kind() != name.kind()
+            || r.dead_letter_queue.region() != name.region()
+        {
             return Err(Rejection::invalid(
                 "Value for parameter RedrivePolicy is invalid. Reason: Dead-letter target owner, type and region must be the same as the source queue.",
             )
@@ -73,7 +76,7 @@ fn bind_settings<'q>(query: Query<'q>, s: &'q QueueSettings) -> Query<'q> {
         .bind(
             s.redrive
                 .as_ref()
-                .map(|r| r.dead_letter_queue.as_str().to_owned()),
+                .map(|r| r.dead_letter_queue.name().to_owned()),
         )
         .bind(s.redrive.as_ref().map(|r| i64::from(r.max_receive_count)))
         .bind(s.redrive_allow_policy.as_deref())
@@ -101,13 +104,14 @@ async fn insert(
     now: i64,
 ) -> Result<(), StoreError> {
     let query = sqlx::query(
-        "INSERT INTO queues (name, fifo, visibility_timeout_ms, delay_ms, retention_ms, max_message_size, \
+        "INSERT INTO queues (region, name, fifo, visibility_timeout_ms, delay_ms, retention_ms, max_message_size, \
          receive_wait_ms, dead_letter_queue, max_receive_count, redrive_allow_policy, content_based_dedup, \
          dedup_scope, fifo_throughput_limit, policy, sse, kms_master_key_id, kms_data_key_reuse_s, \
          tags, created_at, last_modified_at, dedup_applied) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(name.as_str())
+    .bind(name.region())
+    .bind(name.name())
     .bind(name.is_fifo());
     bind_settings(query, s)
         .bind(tags_json(tags))
@@ -140,13 +144,15 @@ async fn update(
          receive_wait_ms = ?, dead_letter_queue = ?, max_receive_count = ?, redrive_allow_policy = ?, \
          content_based_dedup = ?, dedup_scope = ?, fifo_throughput_limit = ?, policy = ?, sse = ?, \
          kms_master_key_id = ?, kms_data_key_reuse_s = ?, last_modified_at = ?, \
-         dedup_applied = CASE WHEN ? THEN ? ELSE COALESCE(dedup_applied, dedup_scope) END WHERE name = ?",
+         dedup_applied = CASE WHEN ? THEN ? ELSE COALESCE(dedup_applied, dedup_scope) END \
+         WHERE region = ? AND name = ?",
     );
     bind_settings(query, s)
         .bind(now)
         .bind(matches!(applied, DedupApplied::Follow))
         .bind(s.deduplication_scope.as_str())
-        .bind(name.as_str())
+        .bind(name.region())
+        .bind(name.name())
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -233,9 +239,10 @@ pub(crate) async fn set_settings(
 
 pub(crate) async fn get(reader: &SqlitePool, name: &QueueName) -> Result<QueueInfo, StoreError> {
     let row: Option<QueueRow> = sqlx::query_as(&format!(
-        "SELECT {QUEUE_COLUMNS} FROM queues WHERE name = ?"
+        "SELECT {QUEUE_COLUMNS} FROM queues WHERE region = ? AND name = ?"
     ))
-    .bind(name.as_str())
+    .bind(name.region())
+    .bind(name.name())
     .fetch_optional(reader)
     .await?;
     row.map(QueueRow::into_info)
@@ -244,10 +251,11 @@ pub(crate) async fn get(reader: &SqlitePool, name: &QueueName) -> Result<QueueIn
 }
 
 pub(crate) async fn list(reader: &SqlitePool) -> Result<Vec<QueueInfo>, StoreError> {
-    let rows: Vec<QueueRow> =
-        sqlx::query_as(&format!("SELECT {QUEUE_COLUMNS} FROM queues ORDER BY name"))
-            .fetch_all(reader)
-            .await?;
+    let rows: Vec<QueueRow> = sqlx::query_as(&format!(
+        "SELECT {QUEUE_COLUMNS} FROM queues ORDER BY region, name"
+    ))
+    .fetch_all(reader)
+    .await?;
     Ok(rows
         .into_iter()
         .map(QueueRow::into_info)
@@ -283,7 +291,10 @@ pub(crate) async fn purge(
     if last.is_some_and(|l| now - l < to_ms(PURGE_INTERVAL)) {
         return Err(Rejection::new(
             RejectCode::PurgeQueueInProgress,
-            format!("Only one PurgeQueue operation on {name} is allowed every 60 seconds."),
+            format!(
+                "Only one PurgeQueue operation on {} is allowed every 60 seconds.",
+                name.name()
+            ),
         )
         .into());
     }
@@ -349,14 +360,21 @@ pub(crate) async fn dead_letter_sources(
     name: &QueueName,
 ) -> Result<Vec<QueueName>, StoreError> {
     get(reader, name).await?;
-    let rows: Vec<(String,)> =
-        sqlx::query_as("SELECT name FROM queues WHERE dead_letter_queue = ? ORDER BY name")
-            .bind(name.as_str())
-            .fetch_all(reader)
-            .await?;
+    // A dead-letter queue is in its sources' region (`check_dead_letter`).
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT name FROM queues WHERE region = ? AND dead_letter_queue = ? ORDER BY name",
+    )
+    .bind(name.region())
+    .bind(name.name())
+    .fetch_all(reader)
+    .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(n,)| QueueName::parse(&n).ok())
+        .filter_map(|(n,)| {
+            QueueName::parse(&n)
+                .ok()
+                .map(|q| q.in_region(name.region()))
+        })
         .collect())
 }
 

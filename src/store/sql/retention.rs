@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use sqlx::SqlitePool;
 
 use super::super::error::StoreError;
-use super::super::rows::to_ms;
+use super::super::rows::{to_ms, QUEUE_KEY};
 use super::super::types::{QueueCounts, QueueInfo};
 use super::tombstones::{Fate, Tombs};
 use super::{fifo, Tx};
@@ -54,13 +54,13 @@ pub(crate) async fn hidden(
     reader: &SqlitePool,
     now: i64,
 ) -> Result<Vec<(String, u64, u64, Option<Timestamp>)>, StoreError> {
-    let rows: Vec<(String, i64, i64, Option<i64>)> = sqlx::query_as(
-        "SELECT q.name, \
+    let rows: Vec<(String, i64, i64, Option<i64>)> = sqlx::query_as(&format!(
+        "SELECT {QUEUE_KEY}, \
          (SELECT COUNT(*) FROM messages m WHERE m.queue_id = q.id AND m.visible_at > ?1 AND m.in_flight = 1), \
          (SELECT COUNT(*) FROM messages m WHERE m.queue_id = q.id AND m.visible_at > ?1 AND m.in_flight = 0), \
          (SELECT MIN(retain_from) FROM messages m WHERE m.queue_id = q.id) \
-         FROM queues q ORDER BY q.name",
-    )
+         FROM queues q ORDER BY q.region, q.name"
+    ))
     .bind(now)
     .fetch_all(reader)
     .await?;
@@ -223,10 +223,11 @@ async fn expire_all(writer: &SqlitePool, now: i64, tombs: &mut Tombs) -> Result<
     }
     let mut swept = Swept::default();
     for (queue, n) in lost {
-        let (name,): (String,) = sqlx::query_as("SELECT name FROM queues WHERE id = ?")
-            .bind(queue)
-            .fetch_one(&mut *tx)
-            .await?;
+        let (name,): (String,) =
+            sqlx::query_as(&format!("SELECT {QUEUE_KEY} FROM queues q WHERE q.id = ?"))
+                .bind(queue)
+                .fetch_one(&mut *tx)
+                .await?;
         swept.lost.insert(name, n);
     }
     tx.commit().await?;
