@@ -10,7 +10,8 @@
 //! CreateQueue and ListQueues sent to a queue's URL) is `400 InvalidAction`, as AWS answers. A
 //! request whose `Accept` asks for `application/json` (and not XML) gets AWS's envelope as JSON,
 //! `{"<Action>Response": {"<Action>Result": …, "ResponseMetadata": {"RequestId": …}}}`, with the
-//! JSON protocol's answer as the result, and errors as `{"Error": {"Type", "Code", "Message"}}`.
+//! JSON protocol's answer as the result (ReceiveMessage's list named `messages`, as AWS names it),
+//! and errors as `{"Error": {"Type", "Code", "Message"}}`.
 
 mod decode;
 mod shapes;
@@ -137,7 +138,7 @@ async fn run(
     if json {
         let mut response = serde_json::Map::new();
         if op.output.is_some() {
-            response.insert(format!("{}Result", op.name), answer);
+            response.insert(format!("{}Result", op.name), json_result(op.name, answer));
         }
         response.insert(
             "ResponseMetadata".into(),
@@ -153,6 +154,19 @@ async fn run(
     }
     let xml = xml::success(op, &answer, request_id)?;
     Ok(with_headers(StatusCode::OK, xml, request_id))
+}
+
+/// The JSON protocol's answer as AWS's query-as-JSON result: the same members, except that
+/// ReceiveMessage's list is `messages` (AWS's recorded answer, LocalStack's validated
+/// `test_marker_serialization_json_protocol`: `ReceiveMessageResult.messages[0].Body`).
+fn json_result(action: &str, mut answer: serde_json::Value) -> serde_json::Value {
+    if action == "ReceiveMessage" {
+        if let Some(map) = answer.as_object_mut() {
+            let messages = map.remove("Messages").unwrap_or_else(|| json!([]));
+            map.insert("messages".into(), messages);
+        }
+    }
+    answer
 }
 
 /// Whether the client asks for JSON rather than XML (`Accept: application/json`).

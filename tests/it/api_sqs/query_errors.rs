@@ -364,6 +364,24 @@ async fn a_query_client_asking_for_json_gets_awss_envelope_as_json() {
         serde_json::json!([url])
     );
     assert_eq!(response["ResponseMetadata"]["RequestId"], id.as_str());
+    // ReceiveMessage's list is `messages` there, as AWS answers (LocalStack's validated
+    // test_marker_serialization_json_protocol): a body with a CR and quotes comes back whole.
+    let body_sent = "{\"foo\": \"ba\rr\", \"foo2\": \"ba&quot;r&quot;\"}";
+    api.sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body(body_sent)
+        .send()
+        .await
+        .unwrap();
+    let resp = ask("000000000000/listed?Action=ReceiveMessage&VisibilityTimeout=0")
+        .await
+        .unwrap();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["ReceiveMessageResponse"]["ReceiveMessageResult"]["messages"][0]["Body"],
+        body_sent
+    );
     let resp = ask("000000000000/listed?Action=ListQueues").await.unwrap();
     assert_eq!(resp.status(), 400);
     let body: serde_json::Value = resp.json().await.unwrap();
