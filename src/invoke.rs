@@ -99,6 +99,89 @@ impl Invoker {
     }
 }
 
+/// What a caller of Lambda's Invoke API adds to an invocation (docs/interface.md §3.8).
+#[derive(Debug, Clone, Default)]
+pub struct InvokeOptions {
+    /// The request id to use (a new UUID when `None`).
+    pub request_id: Option<String>,
+    /// `X-Amz-Client-Context`, already base64-decoded (a JSON document).
+    pub client_context: Option<String>,
+    /// `X-Amzn-Trace-Id`.
+    pub trace_id: Option<String>,
+    /// Whether the caller asked for the invocation's log (`X-Amz-Log-Type: Tail`).
+    pub tail: bool,
+}
+
+/// One invocation with its request id and, when asked for, its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invoked {
+    /// The invocation's request id.
+    pub request_id: String,
+    /// How it ended.
+    pub invocation: Invocation,
+    /// `START RequestId: …`, what the function wrote during the invocation, `END …` and
+    /// `REPORT …`, when [`InvokeOptions::tail`] asked for it.
+    pub log: Option<String>,
+}
+
+impl Invoker {
+    /// Invokes `target` with `payload` as the Invoke API does: with a request id, and the
+    /// invocation's log when asked for.
+    pub async fn invoke_with(
+        &self,
+        target: &InvokeTarget<'_>,
+        payload: Vec<u8>,
+        options: InvokeOptions,
+    ) -> Invoked {
+        let request_id = options
+            .request_id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let started = std::time::Instant::now();
+        let invocation = self.invoke(target, payload).await;
+        let log = options.tail.then(|| {
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            format!(
+                "START RequestId: {request_id} Version: $LATEST\nEND RequestId: {request_id}\n\
+                 REPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {billed} ms\t\
+                 Memory Size: {memory} MB\tMax Memory Used: 0 MB\t\n",
+                billed = ms.ceil() as u64,
+                memory = 128,
+            )
+        });
+        Invoked {
+            request_id,
+            invocation,
+            log,
+        }
+    }
+}
+
+impl Invocation {
+    /// The Lambda error document a synchronous caller gets for a failed invocation (with
+    /// `X-Amz-Function-Error: Unhandled`), or `None` when it returned.
+    pub fn error_document(
+        &self,
+        request_id: &str,
+        timeout: std::time::Duration,
+    ) -> Option<Vec<u8>> {
+        let doc = match self {
+            Invocation::Returned(_) => return None,
+            Invocation::FunctionError(why) => serde_json::json!({
+                "errorType": "Function.Error",
+                "errorMessage": why,
+            }),
+            Invocation::TimedOut => serde_json::json!({
+                "errorType": "Sandbox.Timedout",
+                "errorMessage": format!(
+                    "RequestId: {request_id} Error: Task timed out after {:.2} seconds",
+                    timeout.as_secs_f64()
+                ),
+            }),
+        };
+        Some(doc.to_string().into_bytes())
+    }
+}
+
 impl Default for Invoker {
     fn default() -> Self {
         Self::new()
