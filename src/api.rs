@@ -23,6 +23,7 @@ mod guard;
 mod lambda;
 mod peek;
 mod rest;
+mod scope;
 mod sqs;
 mod state;
 

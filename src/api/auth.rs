@@ -10,8 +10,6 @@
 mod form;
 mod sigv4;
 
-pub(crate) use form::scope_region;
-
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;

@@ -21,7 +21,7 @@
 use axum::http::{header, HeaderMap};
 
 use super::Ctx;
-use crate::api::auth::scope_region;
+use crate::api::scope::scope_region;
 use crate::domain::queue::{is_region, QueueName};
 use crate::domain::Rejection;
 
