@@ -142,12 +142,7 @@ pub(crate) async fn send_message_batch(ctx: &Ctx, input: Input<'_>) -> ActionRes
     }
     // Check each entry here with the batch wording AWS uses (the store checks again).
     let name = ctx.queue_of(&input)?;
-    let queue = ctx
-        .state
-        .store
-        .queue(&name)
-        .await
-        .map_err(|e| SqsError::from_store(e, "SendMessageBatch"))?;
+    let queue = ctx.queue_info(&name, "SendMessageBatch").await?;
     if name.kind() == QueueKind::Fifo {
         // A FIFO entry without its group id, or without a deduplication id where the queue
         // needs one, fails the whole request (AWS's 400), not just the entry.
@@ -325,12 +320,7 @@ pub(crate) async fn receive_message(ctx: &Ctx, input: Input<'_>) -> ActionResult
     let wait = match wait {
         Some(w) => Duration::from_secs(w),
         None => {
-            let q = ctx
-                .state
-                .store
-                .queue(&name)
-                .await
-                .map_err(|e| SqsError::from_store(e, "ReceiveMessage"))?;
+            let q = ctx.queue_info(&name, "ReceiveMessage").await?;
             q.settings.receive_wait
         }
     };
@@ -376,11 +366,8 @@ async fn replay(
     let timeout = match visibility {
         Some(v) => v,
         None => {
-            ctx.state
-                .store
-                .queue(name)
-                .await
-                .map_err(|e| SqsError::from_store(e, "ReceiveMessage"))?
+            ctx.queue_info(name, "ReceiveMessage")
+                .await?
                 .settings
                 .visibility_timeout
         }

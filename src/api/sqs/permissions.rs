@@ -124,12 +124,7 @@ pub(crate) async fn add_permission(ctx: &Ctx, input: Input<'_>) -> ActionResult 
         ))
         .into());
     }
-    let info = ctx
-        .state
-        .store
-        .queue(&name)
-        .await
-        .map_err(|e| SqsError::from_store(e, "AddPermission"))?;
+    let info = ctx.queue_info(&name, "AddPermission").await?;
     let mut policy = policy_of(ctx, &name, info.settings.policy.as_deref());
     let list = statements(&mut policy);
     if list.iter().any(|s| has_label(s, label)) {
@@ -156,12 +151,7 @@ pub(crate) async fn add_permission(ctx: &Ctx, input: Input<'_>) -> ActionResult 
 pub(crate) async fn remove_permission(ctx: &Ctx, input: Input<'_>) -> ActionResult {
     let label = input.required_str("Label")?;
     let name = ctx.queue_of(&input)?;
-    let info = ctx
-        .state
-        .store
-        .queue(&name)
-        .await
-        .map_err(|e| SqsError::from_store(e, "RemovePermission"))?;
+    let info = ctx.queue_info(&name, "RemovePermission").await?;
     let mut policy = policy_of(ctx, &name, info.settings.policy.as_deref());
     let list = statements(&mut policy);
     let before = list.len();

@@ -18,6 +18,19 @@ use crate::domain::{RejectCode, Rejection};
 const MAX_LIST: usize = 1000;
 
 impl Ctx {
+    /// Queue `name` as stored, or `action`'s error (`QueueDoesNotExist`...).
+    pub(crate) async fn queue_info(
+        &self,
+        name: &QueueName,
+        action: &str,
+    ) -> Result<crate::store::QueueInfo, SqsError> {
+        self.state
+            .store
+            .queue(name)
+            .await
+            .map_err(|e| SqsError::from_store(e, action))
+    }
+
     /// The queue named by the request's `QueueUrl`.
     pub(crate) fn queue_of(&self, input: &Input<'_>) -> Result<QueueName, SqsError> {
         Ok(self.resolve(input.required_str("QueueUrl")?)?)
@@ -88,12 +101,7 @@ pub(crate) async fn get_queue_url(ctx: &Ctx, input: Input<'_>) -> ActionResult {
     let name = QueueName::parse(raw_name)
         .map(|n| ctx.named(n))
         .map_err(|_| Rejection::no_queue())?;
-    let info = ctx
-        .state
-        .store
-        .queue(&name)
-        .await
-        .map_err(|e| SqsError::from_store(e, "GetQueueUrl"))?;
+    let info = ctx.queue_info(&name, "GetQueueUrl").await?;
     Ok(json!({ "QueueUrl": ctx.queue_url(&info.name) }))
 }
 
@@ -184,12 +192,7 @@ pub(crate) async fn list_queues(ctx: &Ctx, input: Input<'_>) -> ActionResult {
 pub(crate) async fn get_queue_attributes(ctx: &Ctx, input: Input<'_>) -> ActionResult {
     let requested = input.str_list("AttributeNames")?;
     let name = ctx.queue_of(&input)?;
-    let info = ctx
-        .state
-        .store
-        .queue(&name)
-        .await
-        .map_err(|e| SqsError::from_store(e, "GetQueueAttributes"))?;
+    let info = ctx.queue_info(&name, "GetQueueAttributes").await?;
     let names: Vec<&str> = if requested.contains(&"All") {
         queue_attrs::all_names(name.kind(), &info.settings)
     } else {
@@ -228,12 +231,7 @@ pub(crate) async fn set_queue_attributes(ctx: &Ctx, input: Input<'_>) -> ActionR
         return Err(Rejection::missing("Attributes").into());
     };
     let name = ctx.queue_of(&input)?;
-    let info = ctx
-        .state
-        .store
-        .queue(&name)
-        .await
-        .map_err(|e| SqsError::from_store(e, "SetQueueAttributes"))?;
+    let info = ctx.queue_info(&name, "SetQueueAttributes").await?;
     let settings = queue_attrs::apply(ctx, name.kind(), &info.settings, &attrs)?;
     if settings != info.settings {
         ctx.state
@@ -269,11 +267,7 @@ pub(crate) async fn purge_queue(ctx: &Ctx, input: Input<'_>) -> ActionResult {
 pub(crate) async fn list_dead_letter_source_queues(ctx: &Ctx, input: Input<'_>) -> ActionResult {
     let page = Page::parse(&input)?;
     let name = ctx.queue_of(&input)?;
-    ctx.state
-        .store
-        .queue(&name)
-        .await
-        .map_err(|e| SqsError::from_store(e, "ListDeadLetterSourceQueues"))?;
+    ctx.queue_info(&name, "ListDeadLetterSourceQueues").await?;
     let mut sources = ctx
         .state
         .store
@@ -345,12 +339,7 @@ pub(crate) async fn untag_queue(ctx: &Ctx, input: Input<'_>) -> ActionResult {
 
 pub(crate) async fn list_queue_tags(ctx: &Ctx, input: Input<'_>) -> ActionResult {
     let name = ctx.queue_of(&input)?;
-    let info = ctx
-        .state
-        .store
-        .queue(&name)
-        .await
-        .map_err(|e| SqsError::from_store(e, "ListQueueTags"))?;
+    let info = ctx.queue_info(&name, "ListQueueTags").await?;
     if info.tags.is_empty() {
         return empty();
     }
