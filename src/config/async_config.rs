@@ -1,4 +1,4 @@
-//! The asynchronous-invocation settings of `[functions.NAME]` (docs/semantics.md §8): how often an
+//! The asynchronous-invocation settings of `[functions.NAME]` (docs/semantics.md §11): how often an
 //! `Event` invocation is retried after a function error, how long it may wait, where its outcome
 //! goes (`destinations = { on_success, on_failure }`, esmd queues) and the first retry's backoff.
 //! Every function type takes these keys; each has Lambda's default.

@@ -1,4 +1,4 @@
-//! Running asynchronous invocations (the Invoke API's `Event` type, docs/semantics.md §8): one
+//! Running asynchronous invocations (the Invoke API's `Event` type, docs/semantics.md §11): one
 //! watcher on the `services` tracker reads the stored events at start (so events accepted before
 //! a crash or a shutdown still run) and whenever one is stored, postponed or settled, and starts
 //! a worker for each event that is due, at most [`CONCURRENCY`] at once; it sleeps on the store's

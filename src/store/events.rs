@@ -1,4 +1,4 @@
-//! The store's asynchronous invocations (the Invoke API's `Event` type, docs/semantics.md §8):
+//! The store's asynchronous invocations (the Invoke API's `Event` type, docs/semantics.md §11):
 //! [`Store::enqueue_event`] stores one before the caller gets its 202; the daemon's runner reads
 //! [`Store::pending_events`], counts each attempt durably ([`Store::event_attempt`]), postpones a
 //! retry ([`Store::postpone_event`]) and forgets the event once its outcome is settled
