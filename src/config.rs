@@ -13,6 +13,7 @@ use crate::domain::backoff::Backoff;
 use crate::domain::filter::Filters;
 use crate::domain::queue::{QueueName, QueueSettings};
 
+mod async_config;
 mod env;
 mod function;
 mod load;
@@ -22,6 +23,9 @@ mod read;
 mod render;
 mod validate;
 
+pub use async_config::{
+    AsyncConfig, MAX_EVENT_AGE, MAX_RETRY_ATTEMPTS, MIN_EVENT_AGE, RETRY_BACKOFF,
+};
 pub use load::{load, ConfigError, LoadOptions, Loaded};
 pub use mapping::from_api as mapping_from_api;
 pub(crate) use mapping::{
@@ -134,6 +138,9 @@ pub struct FunctionConfig {
     pub timeout: Duration,
     /// What to invoke.
     pub target: FunctionTarget,
+    /// What happens to its `Event` invocations (`max_retry_attempts`, `max_event_age`,
+    /// `destinations`, `retry_backoff`).
+    pub async_config: AsyncConfig,
 }
 
 /// How a function is invoked (docs/interface.md §4).

@@ -8,8 +8,9 @@
 //! root token (RunningDaemon::root)
 //! ├── pollers   child token; every mapping a child of it; workers on the `pollers` tracker
 //! ├── abandon   child token; fired when the shutdown grace period ends
-//! ├── serving   child token; the HTTP server, the sweeper and the message move tasks
-//! │             (`moves.rs`), on the `services` tracker
+//! ├── serving   child token; the HTTP server, the sweeper, the message move tasks
+//! │             (`moves.rs`) and the asynchronous invocations (`events.rs`), on the
+//! │             `services` tracker
 //! └── core      child token; the store's writer and the systemd watchdog, on the `core` tracker
 //! ```
 //!
@@ -31,6 +32,7 @@
 //! cause, an ERROR line says it, and [`run`] shuts down and returns
 //! [`DaemonError::StoreFailed`] so that the process exits non-zero and systemd restarts it.
 
+mod events;
 mod mappings;
 mod moves;
 mod reload;
@@ -49,6 +51,7 @@ use crate::api::{self, AppState, MappingCatalog, Readiness};
 use crate::clock::Clock;
 use crate::config::{Config, LoadOptions};
 use crate::domain::error::chain;
+use crate::invoke::Invoker;
 use crate::metrics::Metrics;
 use crate::store::{Observer, OpenError, Store, StoreError, StoreEvent, StoreOptions};
 
@@ -215,6 +218,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
     let services = TaskTracker::new();
     let serving = root.child_token();
     let catalog = MappingCatalog::new();
+    let invoker = Invoker::new();
     catalog.set_config(&config, store.clock().now());
     let state = AppState {
         store: store.clone(),
@@ -223,6 +227,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
         readiness: readiness.clone(),
         mappings: catalog.clone(),
         receive_attempts: api::ReceiveAttempts::default(),
+        invoker: invoker.clone(),
     };
     let router = api::router(state);
     let cancel = serving.clone();
@@ -253,12 +258,24 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
     });
 
     moves::spawn(store.clone(), &services, serving.child_token());
+    events::spawn(
+        events::Runner {
+            store: store.clone(),
+            invoker: invoker.clone(),
+            catalog: catalog.clone(),
+            metrics: metrics.clone(),
+            server: Arc::new(config.server.clone()),
+        },
+        &services,
+        serving.child_token(),
+    );
 
     let supervisor = mappings::Supervisor::new(
         config.clone(),
         store.clone(),
         metrics.clone(),
         catalog,
+        invoker,
         &root,
     );
     supervisor.apply(None).await?;

@@ -15,6 +15,10 @@ mod log;
 /// The largest response esmd accepts from a function: Lambda's 6 MiB synchronous limit.
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 
+/// The version every esmd function runs as (`X-Amz-Executed-Version`, and the qualifier the
+/// Invoke API accepts).
+pub const EXECUTED_VERSION: &str = "$LATEST";
+
 /// Invokes functions. Cheap to clone: all clones share one pooled HTTP client.
 #[derive(Debug, Clone)]
 pub struct Invoker {

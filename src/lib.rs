@@ -10,7 +10,7 @@
 //! ```text
 //! main.rs   -> daemon, client, config, telemetry, domain
 //! daemon    -> everything below it (the composition root)
-//! api       -> store, metrics, clock, config, domain       (never invoke or poller)
+//! api       -> store, invoke, metrics, clock, config, domain (never poller; invoke for the Invoke API)
 //! poller    -> store, invoke, metrics, clock, config, domain (never api)
 //! store     -> clock, config, domain      invoke -> config, domain
 //! metrics   -> domain                     telemetry -> config

@@ -83,6 +83,9 @@ pub struct Metrics {
     store_errors: IntCounterVec,
     store_commits: HistogramVec,
     tombstones: IntCounterVec,
+    async_events: IntCounterVec,
+    async_dropped: IntCounterVec,
+    async_delivered: IntCounterVec,
     /// The queues whose series exist (registered, not yet removed): a scrape sets gauges only
     /// for these, so it never brings back a queue deleted meanwhile.
     queues: Mutex<HashSet<String>>,
@@ -238,6 +241,21 @@ impl Metrics {
                 "esmd_tombstones_total",
                 "Tombstones of messages deleted, filtered out, expired or dead-lettered (for explain): written, skipped (the database was near full) and swept (past storage.tombstone_retention).",
                 &["event"],
+            ),
+            async_events: counter(
+                "esmd_async_events_total",
+                "Asynchronous (Event) invocations stored (queued) and retried after a function error.",
+                &["function", "event"],
+            ),
+            async_dropped: counter(
+                "esmd_async_events_dropped_total",
+                "Asynchronous invocations given up without a destination to send their record to, by reason.",
+                &["function", "reason"],
+            ),
+            async_delivered: counter(
+                "esmd_async_events_delivered_total",
+                "Destination records sent to an on_success or on_failure queue, by condition.",
+                &["function", "condition"],
             ),
             registry: r,
             queues: Mutex::default(),
@@ -434,6 +452,30 @@ impl Metrics {
                 self.tombstones.with_label_values(&[event]).inc_by(n);
             }
         }
+    }
+
+    /// An asynchronous invocation of `function` was stored (`queued`) or will be `retried`.
+    pub fn async_event(&self, function: &str, event: &'static str) {
+        self.async_events
+            .with_label_values(&[function, event])
+            .inc();
+    }
+
+    /// An asynchronous invocation of `function` was given up without a destination, for
+    /// `reason` (`retries_exhausted`, `event_age_exceeded`, `function_removed`,
+    /// `destination_failed`).
+    pub fn async_dropped(&self, function: &str, reason: &'static str) {
+        self.async_dropped
+            .with_label_values(&[function, reason])
+            .inc();
+    }
+
+    /// A destination record of `function` with `condition` (`Success`, `RetriesExhausted`,
+    /// `EventAgeExceeded`) was sent.
+    pub fn async_delivered(&self, function: &str, condition: &'static str) {
+        self.async_delivered
+            .with_label_values(&[function, condition])
+            .inc();
     }
 
     /// The Prometheus text exposition of every series.

@@ -8,7 +8,7 @@
 //! task and its `plan`) → `sql` (statements grouped by operation: send, claim, settle,
 //! retention, fifo, queues, mappings, moves). `queues` holds the queue operations of this
 //! handle, `mappings` the API's event source mappings, `moves` message move tasks (a
-//! dead-letter queue's redrive), `peek` peek and explain. `open` opens the file, `rows` maps
+//! dead-letter queue's redrive), `events` the Invoke API's asynchronous invocations, `peek` peek and explain. `open` opens the file, `rows` maps
 //! columns, `cache` keeps the request path's queue rows, `error` classifies database faults,
 //! `report` carries events.
 //!
@@ -25,6 +25,7 @@
 
 mod cache;
 mod error;
+mod events;
 mod health;
 mod mappings;
 mod migrate;
@@ -55,6 +56,7 @@ use crate::domain::message::{Message, NewMessage, SendReceipt};
 use crate::domain::queue::QueueName;
 
 pub use error::{DbFault, StoreError};
+pub use events::AsyncEvent;
 pub use mappings::MappingChange;
 pub use moves::{MoveRequest, MoveStatus, MoveStep, MoveTask};
 pub use open::OpenError;
@@ -85,6 +87,8 @@ pub struct Store {
     sweep_policy: sql::retention::SweepPolicy,
     /// Raised on every start and cancel of a message move task (`moves.rs`).
     moves: moves::MoveSignal,
+    /// Raised on every change of an asynchronous invocation (`events.rs`).
+    events: events::EventSignal,
 }
 
 /// How a store is run, beyond its configuration.

@@ -1,4 +1,5 @@
-//! Lambda's event source mapping API (docs/interface.md §3.5), REST-JSON as `aws lambda`,
+//! Lambda's Invoke API (`invoke.rs`, docs/interface.md §3.8) and its event source mapping API
+//! (docs/interface.md §3.5), REST-JSON as `aws lambda`,
 //! boto3's `lambda` client and the SDKs speak it: `POST /2015-03-31/event-source-mappings`
 //! (CreateEventSourceMapping, 202), `GET` on it (ListEventSourceMappings, by `FunctionName` or
 //! `EventSourceArn`, paged with `Marker` and `MaxItems`), and `GET`, `PUT`, `DELETE` on
@@ -15,6 +16,7 @@
 mod catalog;
 mod error;
 mod input;
+mod invoke;
 mod render;
 mod resolve;
 
@@ -40,7 +42,7 @@ pub(crate) const MAPPINGS: &str = "/2015-03-31/event-source-mappings";
 /// The default and largest page of ListEventSourceMappings without `MaxItems`.
 const DEFAULT_PAGE: usize = 100;
 
-/// Every route of this API, under [`MAPPINGS`].
+/// Every route of these APIs: the mappings under [`MAPPINGS`], and the functions' invocations.
 pub(crate) fn routes() -> axum::Router<AppState> {
     use axum::routing::get;
     let collection = get(list)
@@ -49,6 +51,10 @@ pub(crate) fn routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route(MAPPINGS, collection.clone())
         .route(&format!("{MAPPINGS}/"), collection)
+        .route(
+            invoke::INVOCATIONS,
+            axum::routing::post(invoke::invoke).fallback(super::rest::method_not_allowed),
+        )
         .route(
             &format!("{MAPPINGS}/{{uuid}}"),
             get(get_one)

@@ -1,5 +1,6 @@
 //! The handlers' shared state: a bundle of cheap, cloneable handles (the store, the server
-//! settings, the metrics registry, the readiness flag, the mapping API's catalog). No lock wraps
+//! settings, the metrics registry, the readiness flag, the Lambda APIs' catalog of
+//! functions and mappings, the invoker). No lock wraps
 //! it; the database is the shared truth.
 
 use std::sync::{Arc, RwLock};
@@ -7,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use super::attempts::ReceiveAttempts;
 use super::lambda::MappingCatalog;
 use crate::config::ServerConfig;
+use crate::invoke::Invoker;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -25,6 +27,9 @@ pub struct AppState {
     pub mappings: MappingCatalog,
     /// FIFO receives by `ReceiveRequestAttemptId`, for retries.
     pub receive_attempts: ReceiveAttempts,
+    /// Runs the Invoke API's synchronous invocations (the same invoker, and so the same
+    /// environments, as the mappings and the asynchronous runner).
+    pub invoker: Invoker,
 }
 
 impl std::fmt::Debug for AppState {

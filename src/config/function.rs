@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::async_config;
 use super::raw::{RawCommand, RawFunction, RawHttp, RawLogFunction};
 use super::read::Problems;
 use super::{FunctionConfig, FunctionTarget};
@@ -29,8 +30,9 @@ pub(super) fn functions(
                 "invalid function name: use 1 to 64 letters, digits, hyphens or underscores",
             );
         }
+        let async_config = async_config::parse(&name, f.async_parts(), p);
         let (timeout, target) = match f {
-            RawFunction::Http(RawHttp { url, timeout }) => {
+            RawFunction::Http(RawHttp { url, timeout, .. }) => {
                 if !is_http_url(&url) {
                     p.at(
                         &["functions", &name, "url"],
@@ -44,6 +46,7 @@ pub(super) fn functions(
                 env,
                 working_dir,
                 timeout,
+                ..
             }) => {
                 check_command(&name, &command, &env, working_dir.as_deref(), p);
                 let working_dir = working_dir.map(PathBuf::from);
@@ -56,7 +59,7 @@ pub(super) fn functions(
                     },
                 )
             }
-            RawFunction::Log(RawLogFunction { timeout }) => (timeout, FunctionTarget::Log),
+            RawFunction::Log(RawLogFunction { timeout, .. }) => (timeout, FunctionTarget::Log),
         };
         if timeout.is_zero() {
             p.at(&["functions", &name, "timeout"], "must be greater than 0s");
@@ -69,7 +72,14 @@ pub(super) fn functions(
                 ),
             );
         }
-        out.insert(name, FunctionConfig { timeout, target });
+        out.insert(
+            name,
+            FunctionConfig {
+                timeout,
+                target,
+                async_config,
+            },
+        );
     }
     out
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::async_config::{RawAsync, RawDestinations};
 use crate::domain::queue::QueueSettings;
 
 /// Every default of a scalar setting. Queue settings default to AWS's, which the domain owns
@@ -282,6 +283,27 @@ pub(super) enum RawFunction {
     Log(RawLogFunction),
 }
 
+impl RawFunction {
+    /// The asynchronous-invocation keys, the same for every type (`async_config.rs`).
+    pub(super) fn async_parts(&self) -> RawAsync {
+        macro_rules! parts {
+            ($f:expr) => {
+                RawAsync {
+                    max_retry_attempts: $f.max_retry_attempts,
+                    max_event_age: $f.max_event_age,
+                    destinations: $f.destinations.clone(),
+                    retry_backoff: $f.retry_backoff,
+                }
+            };
+        }
+        match self {
+            RawFunction::Http(f) => parts!(f),
+            RawFunction::Command(f) => parts!(f),
+            RawFunction::Log(f) => parts!(f),
+        }
+    }
+}
+
 /// The `type` tags of [`RawFunction`].
 pub(super) const FUNCTION_TYPES: [&str; 3] = ["http", "command", "log"];
 
@@ -292,6 +314,22 @@ pub(super) struct RawHttp {
     pub url: String,
     #[serde(default = "default::function_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retry_attempts: Option<u32>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_event_age: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destinations: Option<RawDestinations>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retry_backoff: Option<Duration>,
 }
 
 /// `type = "command"`
@@ -305,6 +343,22 @@ pub(super) struct RawCommand {
     pub working_dir: Option<String>,
     #[serde(default = "default::function_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retry_attempts: Option<u32>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_event_age: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destinations: Option<RawDestinations>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retry_backoff: Option<Duration>,
 }
 
 /// `type = "log"`
@@ -313,6 +367,22 @@ pub(super) struct RawCommand {
 pub(super) struct RawLogFunction {
     #[serde(default = "default::function_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retry_attempts: Option<u32>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_event_age: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destinations: Option<RawDestinations>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retry_backoff: Option<Duration>,
 }
 
 /// `[mappings.NAME]`: `queue` and `function` are required, everything else has a default.

@@ -1,6 +1,7 @@
 //! The effective configuration as TOML (`esmd check-config`): the typed [`Config`] turned back
 //! into the raw mirror and serialized, so that the output loads back to the same `Config`.
 
+use super::async_config::{self, RawAsync};
 use super::raw::{
     RawBackoff, RawCommand, RawConfig, RawFunction, RawHttp, RawLog, RawLogFunction, RawMapping,
     RawQueue, RawServer, RawStorage, Size,
@@ -101,10 +102,20 @@ fn queue(name: &QueueName, s: &QueueSettings) -> RawQueue {
 
 fn function(f: &FunctionConfig) -> RawFunction {
     let timeout = f.timeout;
+    let RawAsync {
+        max_retry_attempts,
+        max_event_age,
+        destinations,
+        retry_backoff,
+    } = async_config::render(&f.async_config);
     match &f.target {
         FunctionTarget::Http { url } => RawFunction::Http(RawHttp {
             url: url.clone(),
             timeout,
+            max_retry_attempts,
+            max_event_age,
+            destinations,
+            retry_backoff,
         }),
         FunctionTarget::Command {
             argv,
@@ -117,8 +128,18 @@ fn function(f: &FunctionConfig) -> RawFunction {
                 .as_ref()
                 .map(|d| d.to_string_lossy().into_owned()),
             timeout,
+            max_retry_attempts,
+            max_event_age,
+            destinations,
+            retry_backoff,
         }),
-        FunctionTarget::Log => RawFunction::Log(RawLogFunction { timeout }),
+        FunctionTarget::Log => RawFunction::Log(RawLogFunction {
+            timeout,
+            max_retry_attempts,
+            max_event_age,
+            destinations,
+            retry_backoff,
+        }),
     }
 }
 

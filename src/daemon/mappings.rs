@@ -61,6 +61,7 @@ impl Supervisor {
         store: Store,
         metrics: Arc<Metrics>,
         catalog: MappingCatalog,
+        invoker: Invoker,
         root: &CancellationToken,
     ) -> Self {
         Supervisor {
@@ -69,7 +70,7 @@ impl Supervisor {
                 mappings: BTreeMap::new(),
             })),
             store,
-            invoker: Invoker::new(),
+            invoker,
             metrics,
             catalog,
             pollers: TaskTracker::new(),

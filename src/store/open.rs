@@ -398,6 +398,7 @@ impl Store {
             reserve,
             receivers: Default::default(),
             moves: Default::default(),
+            events: Default::default(),
             sweep_policy: super::sql::retention::SweepPolicy {
                 tombstone_retention_ms: super::rows::to_ms(cfg.tombstone_retention),
                 send_limit,

@@ -11,10 +11,12 @@
 //! - `queues`: queue rows
 //! - `mappings`: event source mappings created through Lambda's API
 //! - `moves`: message move tasks (a dead-letter queue's redrive) and the move itself
+//! - `events`: asynchronous invocations (the Invoke API's `Event` type)
 //! - `tombstones`: what became of messages no longer stored
 //! - `peek`: reading messages and tombstones without changing them (peek and explain)
 
 pub(crate) mod claim;
+pub(crate) mod events;
 pub(crate) mod fifo;
 pub(crate) mod mappings;
 pub(crate) mod moves;

@@ -978,3 +978,48 @@ fn tombstone_retention_defaults_to_five_minutes_takes_zero_and_refuses_more_than
     let p = problems("[storage]\ntombstone_retention = \"soon\"\n", &[]);
     assert_problem(&p, "storage.tombstone_retention", "");
 }
+
+#[test]
+fn async_invocation_keys_are_read_with_lambdas_defaults_and_ranges() {
+    let loaded = load_text(
+        "[functions.a]\ntype = \"log\"\n\
+         [functions.b]\ntype = \"command\"\ncommand = [\"true\"]\nmax_retry_attempts = 0\n\
+         max_event_age = \"1h\"\nretry_backoff = \"250ms\"\n\
+         destinations = { on_success = \"ok\", on_failure = \"bad.fifo\" }\n",
+        &[],
+    )
+    .expect("a valid configuration");
+    let a = &loaded.config.functions["a"].async_config;
+    assert_eq!(*a, esmd::config::AsyncConfig::default());
+    assert_eq!(
+        (a.max_retry_attempts, a.max_event_age),
+        (2, Duration::from_secs(6 * 3600))
+    );
+    assert_eq!(a.retry_backoff, Duration::from_secs(1));
+    let b = &loaded.config.functions["b"].async_config;
+    assert_eq!(b.max_retry_attempts, 0);
+    assert_eq!(b.max_event_age, Duration::from_secs(3600));
+    assert_eq!(b.retry_backoff, Duration::from_millis(250));
+    assert_eq!(b.on_success, Some(q("ok")));
+    assert_eq!(b.on_failure, Some(q("bad.fifo")));
+
+    let p = problems(
+        "[functions.f]\ntype = \"http\"\nurl = \"http://x\"\nmax_retry_attempts = 3\n\
+         max_event_age = \"59s\"\nretry_backoff = \"0s\"\n\
+         destinations = { on_success = \"no spaces\" }\n",
+        &[],
+    );
+    assert_problem(&p, "functions.f.max_retry_attempts", "0 to 2");
+    assert_problem(&p, "functions.f.max_event_age", "1m to 6h");
+    assert_problem(&p, "functions.f.retry_backoff", "more than 0s");
+    assert_problem(
+        &p,
+        "functions.f.destinations.on_success",
+        "not a queue name",
+    );
+    let p = problems(
+        "[functions.f]\ntype = \"log\"\ndestinations = { elsewhere = \"q\" }\n",
+        &[],
+    );
+    assert_problem(&p, "functions.f.destinations.elsewhere", "unknown key");
+}

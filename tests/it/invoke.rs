@@ -54,6 +54,7 @@ fn command(argv: &[&str], timeout: Duration) -> FunctionConfig {
             env: BTreeMap::new(),
             working_dir: None,
         },
+        async_config: Default::default(),
     }
 }
 
@@ -63,6 +64,7 @@ fn http(url: &str, timeout: Duration) -> FunctionConfig {
         target: FunctionTarget::Http {
             url: url.to_owned(),
         },
+        async_config: Default::default(),
     }
 }
 
@@ -366,6 +368,7 @@ async fn command_gets_lambda_env_configured_env_and_working_dir() {
             ]),
             working_dir: Some(work.clone()),
         },
+        async_config: Default::default(),
     };
     let body = returned(invoke(&config, b"{}").await).expect("a response");
     let want = format!(
@@ -459,6 +462,7 @@ async fn log_function_always_succeeds() {
     let config = FunctionConfig {
         timeout: Duration::from_secs(3),
         target: FunctionTarget::Log,
+        async_config: Default::default(),
     };
     let arn = queue_arn("eu-west-1", "000000000000", "default");
     let payload = assemble_event(&[encode_record(

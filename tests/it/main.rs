@@ -16,6 +16,8 @@ mod filter_vectors;
 mod filters;
 mod hardening;
 mod invoke;
+mod invoke_api;
+mod invoke_async;
 mod lambda_api;
 mod ops;
 mod peek;

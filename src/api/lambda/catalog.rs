@@ -1,23 +1,23 @@
-//! What the mapping API knows beyond the database, shared with the daemon: the configured
-//! functions (name and timeout) and the configuration file's mappings, replaced on start and on
+//! What the mapping API and the Invoke API know beyond the database, shared with the daemon: the
+//! configured functions and the configuration file's mappings, replaced on start and on
 //! every reload; and the signal the API raises after each change of an API mapping, on which
 //! the daemon starts, restarts or stops pollers. The API never reaches the pollers itself.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Notify;
 
-use crate::config::{Config, MappingConfig};
+use crate::config::{Config, FunctionConfig, MappingConfig};
 use crate::domain::Timestamp;
 
 /// The configuration's part of the mapping API, as of the last start or reload.
 #[derive(Debug, Default)]
 pub(crate) struct Known {
-    /// `[functions.NAME]`: each function's timeout.
-    pub(crate) functions: BTreeMap<String, Duration>,
+    /// `[functions.NAME]`: each function's configuration (its timeout for the mapping API; all
+    /// of it for the Invoke API and the asynchronous runner).
+    pub(crate) functions: BTreeMap<String, FunctionConfig>,
     /// `[mappings.NAME]`, by the UUID the API shows for each ([`file_uuid`]).
     pub(crate) file: BTreeMap<String, (String, MappingConfig)>,
     /// When the configuration was applied (the file mappings' `LastModified`).
@@ -43,7 +43,7 @@ impl MappingCatalog {
             functions: config
                 .functions
                 .iter()
-                .map(|(name, f)| (name.clone(), f.timeout))
+                .map(|(name, f)| (name.clone(), f.clone()))
                 .collect(),
             file: config
                 .mappings
@@ -58,6 +58,11 @@ impl MappingCatalog {
     /// The catalog as it is now.
     pub(crate) fn known(&self) -> Arc<Known> {
         self.known.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The configured function `name`, as of the last start or reload.
+    pub fn function(&self, name: &str) -> Option<FunctionConfig> {
+        self.known().functions.get(name).cloned()
     }
 
     /// Tells the daemon that API mappings changed.

@@ -16,6 +16,8 @@ pub(crate) struct LambdaError {
     status: StatusCode,
     kind: &'static str,
     message: String,
+    /// `Reason` of a `TooManyRequestsException`.
+    reason: Option<&'static str>,
 }
 
 impl LambdaError {
@@ -55,11 +57,50 @@ impl LambdaError {
         )
     }
 
+    /// `RequestEntityTooLargeException` (413), as Lambda names it on the wire.
+    pub(crate) fn too_large(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLargeException",
+            message,
+        )
+    }
+
+    /// `InvalidRequestContentException` (400): a body that is not JSON, or a bad header.
+    pub(crate) fn invalid_content(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            message,
+        )
+    }
+
+    /// `TooManyRequestsException` (429) with its `Reason`.
+    pub(crate) fn throttled(reason: &'static str, message: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequestsException",
+            message,
+        );
+        e.reason = Some(reason);
+        e
+    }
+
+    /// `ServiceException` (500): esmd could not do the work.
+    pub(crate) fn service(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServiceException",
+            message,
+        )
+    }
+
     fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         LambdaError {
             status,
             kind,
             message: message.into(),
+            reason: None,
         }
     }
 
@@ -77,12 +118,17 @@ impl IntoResponse for LambdaError {
         } else {
             "User"
         };
-        // Lambda's model spells the member `message` for these two and `Message` for the rest.
+        // Lambda's model spells the member `Message` for these two and `message` for the rest.
         let member = match self.kind {
-            "InvalidParameterValueException" | "ResourceConflictException" => "message",
-            _ => "Message",
+            "ResourceNotFoundException" | "ServiceException" | "ResourceInUseException" => {
+                "Message"
+            }
+            _ => "message",
         };
-        let body = json!({ "Type": who, member: self.message });
+        let mut body = json!({ "Type": who, member: self.message });
+        if let Some(reason) = self.reason {
+            body["Reason"] = json!(reason);
+        }
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert("x-amzn-ErrorType", HeaderValue::from_static(self.kind));

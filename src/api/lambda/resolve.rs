@@ -112,12 +112,16 @@ pub(crate) async fn check(
     state: &AppState,
     known: &Known,
 ) -> Result<(), LambdaError> {
-    let timeout = *known.functions.get(&s.function).ok_or_else(|| {
-        LambdaError::not_found(format!(
-            "Function not found: {}",
-            function_arn(&state.server, &s.function)
-        ))
-    })?;
+    let timeout = known
+        .functions
+        .get(&s.function)
+        .map(|f| f.timeout)
+        .ok_or_else(|| {
+            LambdaError::not_found(format!(
+                "Function not found: {}",
+                function_arn(&state.server, &s.function)
+            ))
+        })?;
     let queue = match state.store.queue(&s.queue).await {
         Ok(q) => q,
         Err(StoreError::Rejected(r)) if r.code == RejectCode::QueueDoesNotExist => {
@@ -203,9 +207,14 @@ mod tests {
     fn a_function_is_named_by_name_partial_arn_or_arn() {
         let server = server();
         let mut known = Known::default();
-        known
-            .functions
-            .insert("resize".to_owned(), Duration::from_secs(3));
+        known.functions.insert(
+            "resize".to_owned(),
+            crate::config::FunctionConfig {
+                timeout: Duration::from_secs(3),
+                target: crate::config::FunctionTarget::Log,
+                async_config: Default::default(),
+            },
+        );
         let arn = function_arn(&server, "resize");
         for given in [
             "resize".to_owned(),

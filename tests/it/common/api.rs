@@ -88,6 +88,7 @@ impl TestApi {
             readiness: readiness.clone(),
             mappings: api::MappingCatalog::new(),
             receive_attempts: api::ReceiveAttempts::default(),
+            invoker: esmd::invoke::Invoker::new(),
         };
         let cancel = CancellationToken::new();
         let task = tokio::spawn({
