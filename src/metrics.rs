@@ -6,6 +6,10 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod runtime;
+
+pub use runtime::RuntimeMetrics;
+
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -83,6 +87,7 @@ pub struct Metrics {
     store_errors: IntCounterVec,
     store_commits: HistogramVec,
     tombstones: IntCounterVec,
+    runtime: RuntimeMetrics,
     /// The queues whose series exist (registered, not yet removed): a scrape sets gauges only
     /// for these, so it never brings back a queue deleted meanwhile.
     queues: Mutex<HashSet<String>>,
@@ -239,6 +244,7 @@ impl Metrics {
                 "Tombstones of messages deleted, filtered out, expired or dead-lettered (for explain): written, skipped (the database was near full) and swept (past storage.tombstone_retention).",
                 &["event"],
             ),
+            runtime: RuntimeMetrics::register(&r),
             registry: r,
             queues: Mutex::default(),
         };
@@ -249,6 +255,11 @@ impl Metrics {
             m.tombstones.with_label_values(&[event]);
         }
         m
+    }
+
+    /// The series of runtime functions' execution environments.
+    pub fn runtime(&self) -> RuntimeMetrics {
+        self.runtime.clone()
     }
 
     /// Messages accepted by `queue`.

@@ -45,6 +45,20 @@ pub(super) mod default {
     pub const LOG_FORMAT: &str = "text";
     /// `functions.NAME.timeout`: Lambda's default.
     pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(3);
+    /// `functions.NAME.init_timeout`: Lambda's on-demand Init limit.
+    pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `functions.NAME.memory_size`, in MB: Lambda's default.
+    pub const MEMORY_SIZE: u32 = 128;
+    /// `functions.NAME.max_environments`
+    pub const MAX_ENVIRONMENTS: u32 = 10;
+    /// `functions.NAME.idle_timeout`
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+    /// `functions.NAME.max_retry_attempts`: Lambda's default.
+    pub const MAX_RETRY_ATTEMPTS: u32 = 2;
+    /// `functions.NAME.max_event_age`: Lambda's default (and maximum).
+    pub const MAX_EVENT_AGE: Duration = Duration::from_secs(6 * 3600);
+    /// `functions.NAME.retry_backoff`: the first wait before retrying an Event invocation.
+    pub const RETRY_BACKOFF: Duration = Duration::from_secs(1);
     /// `mappings.NAME.batch_size`
     pub const BATCH_SIZE: u32 = 10;
     /// `mappings.NAME.max_payload`: Lambda's synchronous invocation payload limit.
@@ -78,6 +92,27 @@ function = "log"
     // serde's `default = "..."` needs functions.
     pub fn function_timeout() -> Duration {
         FUNCTION_TIMEOUT
+    }
+    pub fn init_timeout() -> Duration {
+        INIT_TIMEOUT
+    }
+    pub fn memory_size() -> u32 {
+        MEMORY_SIZE
+    }
+    pub fn max_environments() -> u32 {
+        MAX_ENVIRONMENTS
+    }
+    pub fn idle_timeout() -> Duration {
+        IDLE_TIMEOUT
+    }
+    pub fn max_retry_attempts() -> u32 {
+        MAX_RETRY_ATTEMPTS
+    }
+    pub fn max_event_age() -> Duration {
+        MAX_EVENT_AGE
+    }
+    pub fn retry_backoff() -> Duration {
+        RETRY_BACKOFF
     }
     pub fn enabled() -> bool {
         true
@@ -280,39 +315,94 @@ pub(super) enum RawFunction {
     Http(RawHttp),
     Command(RawCommand),
     Log(RawLogFunction),
+    Runtime(RawRuntime),
 }
 
 /// The `type` tags of [`RawFunction`].
-pub(super) const FUNCTION_TYPES: [&str; 3] = ["http", "command", "log"];
+pub(super) const FUNCTION_TYPES: [&str; 4] = ["http", "command", "log", "runtime"];
 
-/// `type = "http"`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawHttp {
-    pub url: String,
-    #[serde(default = "default::function_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
+/// The keys of asynchronous invocation, the same in every function type. serde's `flatten` does
+/// not combine with `deny_unknown_fields`, so each type's table repeats them through this macro.
+macro_rules! raw_function {
+    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(super) struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            #[serde(default = "default::max_retry_attempts")]
+            pub max_retry_attempts: u32,
+            #[serde(default = "default::max_event_age", with = "humantime_serde")]
+            pub max_event_age: Duration,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub destinations: Option<RawDestinations>,
+            #[serde(default = "default::retry_backoff", with = "humantime_serde")]
+            pub retry_backoff: Duration,
+        }
+    };
 }
 
-/// `type = "command"`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `destinations = { on_success = "…", on_failure = "…" }`: queue names.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawCommand {
-    pub command: Vec<String>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
+pub(super) struct RawDestinations {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub working_dir: Option<String>,
-    #[serde(default = "default::function_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
+    pub on_success: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
 }
 
-/// `type = "log"`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawLogFunction {
-    #[serde(default = "default::function_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
+raw_function! {
+    /// `type = "http"`
+    RawHttp {
+        pub url: String,
+        #[serde(default = "default::function_timeout", with = "humantime_serde")]
+        pub timeout: Duration,
+    }
+}
+
+raw_function! {
+    /// `type = "command"`
+    RawCommand {
+        pub command: Vec<String>,
+        #[serde(default)]
+        pub env: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub working_dir: Option<String>,
+        #[serde(default = "default::function_timeout", with = "humantime_serde")]
+        pub timeout: Duration,
+    }
+}
+
+raw_function! {
+    /// `type = "log"`
+    RawLogFunction {
+        #[serde(default = "default::function_timeout", with = "humantime_serde")]
+        pub timeout: Duration,
+    }
+}
+
+raw_function! {
+    /// `type = "runtime"`: a Lambda runtime served the Runtime API.
+    RawRuntime {
+        pub command: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub handler: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub working_dir: Option<String>,
+        #[serde(default)]
+        pub environment: BTreeMap<String, String>,
+        #[serde(default = "default::memory_size")]
+        pub memory_size: u32,
+        #[serde(default = "default::function_timeout", with = "humantime_serde")]
+        pub timeout: Duration,
+        #[serde(default = "default::init_timeout", with = "humantime_serde")]
+        pub init_timeout: Duration,
+        #[serde(default = "default::max_environments")]
+        pub max_environments: u32,
+        #[serde(default = "default::idle_timeout", with = "humantime_serde")]
+        pub idle_timeout: Duration,
+    }
 }
 
 /// `[mappings.NAME]`: `queue` and `function` are required, everything else has a default.

@@ -49,6 +49,7 @@ fn target(config: &FunctionConfig) -> InvokeTarget<'_> {
 fn command(argv: &[&str], timeout: Duration) -> FunctionConfig {
     FunctionConfig {
         timeout,
+        async_config: Default::default(),
         target: FunctionTarget::Command {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             env: BTreeMap::new(),
@@ -60,6 +61,7 @@ fn command(argv: &[&str], timeout: Duration) -> FunctionConfig {
 fn http(url: &str, timeout: Duration) -> FunctionConfig {
     FunctionConfig {
         timeout,
+        async_config: Default::default(),
         target: FunctionTarget::Http {
             url: url.to_owned(),
         },
@@ -358,6 +360,7 @@ async fn command_gets_lambda_env_configured_env_and_working_dir() {
     );
     let config = FunctionConfig {
         timeout: Duration::from_millis(1500),
+        async_config: Default::default(),
         target: FunctionTarget::Command {
             argv: vec![path],
             env: BTreeMap::from([
@@ -458,6 +461,7 @@ async fn python_handler_reads_the_event_and_reports_failures() {
 async fn log_function_always_succeeds() {
     let config = FunctionConfig {
         timeout: Duration::from_secs(3),
+        async_config: Default::default(),
         target: FunctionTarget::Log,
     };
     let arn = queue_arn("eu-west-1", "000000000000", "default");
