@@ -76,10 +76,7 @@ impl Shared {
 
     /// Hands `event` to the waiting `/next`; the runtime's report arrives on the receiver.
     /// `Err` gives the event back when no `/next` is waiting any more.
-    pub(super) fn dispatch(
-        &self,
-        event: Event,
-    ) -> Result<oneshot::Receiver<Reported>, Box<Event>> {
+    pub(super) fn dispatch(&self, event: Event) -> Result<oneshot::Receiver<Reported>, Box<Event>> {
         let mut state = self.lock();
         let Some(next) = state.next.take() else {
             return Err(Box::new(event));

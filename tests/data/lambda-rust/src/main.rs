@@ -19,7 +19,9 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
         "exit" => std::process::exit(3),
         "sleep" => {
             let s = payload["s"].as_f64().unwrap_or(5.0);
-            tokio::time::sleep(std::time::Duration::from_secs_f64(s)).await;
+            let hold = std::time::Duration::from_secs_f64(s);
+            tokio::time::sleep(hold).await; // sleep-ok: the "sleep" mode holds the invocation
+
             Ok(json!({"slept": s}))
         }
         "big" => Ok(json!({"data": "x".repeat(7 * 1024 * 1024)})),
