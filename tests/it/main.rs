@@ -23,6 +23,7 @@ mod poller;
 mod queue_limits;
 mod redrive;
 mod runtime;
+mod runtime_config;
 mod runtime_mapping;
 mod runtime_protocol;
 mod server_config;
