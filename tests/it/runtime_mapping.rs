@@ -185,3 +185,109 @@ fn promtool_clean(text: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The pids the environments of `dir`'s function wrote, one per start.
+fn started(dir: &std::path::Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("pids"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_none_or(|(_, rest)| !rest.starts_with('Z'))
+    })
+}
+
+/// A warm environment serves the next batch; a reload that changes the function replaces it
+/// (the old process is killed at once); stopping esmd kills the environment it leaves.
+#[tokio::test]
+async fn reload_replaces_changed_environments_and_stop_kills_them() {
+    let dir = TempDir::new().expect("temp dir");
+    let bootstrap = data("runtime-shell/bootstrap");
+    let config = |greeting: &str| {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+[storage]
+path = "@DIR@/esmd.db"
+[queues.work]
+[functions.shell]
+type = "runtime"
+command = ["sh", "-c", "echo $$ >> @DIR@/pids; exec {bootstrap}"]
+environment = {{ GREETING = "{greeting}" }}
+max_environments = 1
+[mappings.work-to-shell]
+queue = "work"
+function = "shell"
+"#,
+            bootstrap = bootstrap.display(),
+        )
+    };
+    let mut esmd = EsmdProcess::start(dir.path(), &config("hi"), &[]).await;
+    let http = reqwest::Client::new();
+    let base = esmd.url();
+    let send = |body: &'static str| {
+        let url = format!("{base}/queues/work/messages");
+        let http = http.clone();
+        async move {
+            let sent = http.post(url).body(body).send().await.expect("send");
+            assert!(sent.status().is_success());
+        }
+    };
+    let empty = || async {
+        let queue: Value = http
+            .get(format!("{base}/queues/work"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (queue["visible"] == 0 && queue["inFlight"] == 0).then_some(())
+    };
+    send("one").await;
+    eventually(BOUND, "the first message is consumed", empty).await;
+    send("two").await;
+    eventually(BOUND, "the second message is consumed", empty).await;
+    let first = started(dir.path());
+    assert_eq!(
+        first.len(),
+        1,
+        "one warm environment served both: {first:?}"
+    );
+    assert!(alive(first[0]));
+
+    std::fs::write(
+        esmd.config(),
+        config("hello").replace("@DIR@", &dir.path().display().to_string()),
+    )
+    .expect("rewrite the configuration");
+    esmd.signal(nix::sys::signal::Signal::SIGHUP);
+    esmd.wait_for_line(BOUND, "the reload", |l| {
+        l.contains("configuration reloaded")
+    })
+    .await;
+    eventually(BOUND, "the old environment is killed", || async {
+        (!alive(first[0])).then_some(())
+    })
+    .await;
+    send("three").await;
+    eventually(BOUND, "the third message is consumed", empty).await;
+    let second = started(dir.path());
+    assert_eq!(
+        second.len(),
+        2,
+        "a new environment after the reload: {second:?}"
+    );
+    assert!(alive(second[1]));
+    esmd.stop().await;
+    eventually(BOUND, "stopping esmd kills its environments", || async {
+        (!alive(second[1])).then_some(())
+    })
+    .await;
+}
