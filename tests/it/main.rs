@@ -24,6 +24,7 @@ mod queue_limits;
 mod redrive;
 mod runtime;
 mod runtime_config;
+mod runtime_lifecycle;
 mod runtime_mapping;
 mod runtime_protocol;
 mod server_config;
