@@ -156,9 +156,9 @@ async fn misuse_gets_lambdas_codes_and_the_invocation_still_ends() {
         .await
         .expect("post");
     assert_eq!(
-        twice.status(),
-        400,
-        "the invocation was released: its id is no longer valid"
+        status_and_type(twice).await,
+        (403, "InvalidStateTransition".into()),
+        "a second report for the same invocation"
     );
     let first = within(BOUND, "the first invocation", first)
         .await
@@ -168,9 +168,20 @@ async fn misuse_gets_lambdas_codes_and_the_invocation_still_ends() {
         Invocation::Returned(Some(br#"{"x":1}"#.to_vec()))
     );
 
-    // A second /response before the invocation is released is a state transition refused:
-    // answered while the runtime posts both concurrently is racy, so check the response mode
-    // instead: an unknown mode is 400 and the invocation fails with its own error type.
+    let late = http
+        .post(format!("{api}/invocation/{id}/response"))
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        status_and_type(late).await,
+        (403, "InvalidStateTransition".into()),
+        "after the invocation ended, until the next one"
+    );
+
+    // A response mode esmd does not serve (streaming, or anything else): 400, and the
+    // invocation fails with its own error type.
     let call = |payload: &'static [u8]| {
         let invoker = invoker.clone();
         let config = config.clone();

@@ -56,6 +56,9 @@ struct ApiState {
     next: Option<oneshot::Sender<Event>>,
     /// The invocation in flight and where its report goes (taken by the first report).
     current: Option<(String, Option<oneshot::Sender<Reported>>)>,
+    /// The last invocation reported: another report for it is a refused state transition (403)
+    /// rather than an unknown id (400), until the next invocation is handed over.
+    reported: Option<String>,
     /// Whether Init has ended (the first `/next`).
     initialised: bool,
     /// The document of `/init/error`.
@@ -83,6 +86,7 @@ impl Shared {
         };
         let (tx, rx) = oneshot::channel();
         state.current = Some((event.request_id.clone(), Some(tx)));
+        state.reported = None;
         match next.send(event) {
             Ok(()) => Ok(rx),
             Err(event) => {
@@ -95,6 +99,14 @@ impl Shared {
     /// Ends the invocation in flight: a later report for it is an invalid request id.
     pub(super) fn release(&self) {
         self.lock().current = None;
+    }
+
+    /// The environment is going away: a pending `/next` is answered (500) so that its
+    /// connection, and this state, do not outlive it.
+    pub(super) fn close(&self) {
+        let mut state = self.lock();
+        state.next = None;
+        state.current = None;
     }
 }
 
@@ -153,9 +165,13 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
     let rx = {
         let mut state = shared.lock();
         let waiting = state.next.as_ref().is_some_and(|tx| !tx.is_closed());
-        if waiting || state.current.is_some() {
+        // An invocation already reported may not be released yet: its runtime asks for the next
+        // one as soon as its report is accepted.
+        let unreported = matches!(&state.current, Some((_, Some(_))));
+        if waiting || unreported {
             return transition_refused("Ready");
         }
+        state.current = None;
         let (tx, rx) = oneshot::channel();
         state.next = Some(tx);
         state.initialised = true;
@@ -222,16 +238,22 @@ async fn read_body(body: Body) -> Result<Result<Vec<u8>, usize>, Response> {
 #[allow(clippy::result_large_err)] // an axum Response, built on the error path only
 fn claim(shared: &Shared, id: &str) -> Result<oneshot::Sender<Reported>, Response> {
     let mut state = shared.lock();
-    match &mut state.current {
-        Some((current, slot)) if current == id => slot
-            .take()
-            .ok_or_else(|| transition_refused("InvocationResponse")),
-        _ => Err(fail(
-            StatusCode::BAD_REQUEST,
-            "InvalidRequestID",
-            "Invalid request ID",
-        )),
+    if let Some((current, slot)) = &mut state.current {
+        if current == id {
+            if let Some(tx) = slot.take() {
+                state.reported = Some(id.to_owned());
+                return Ok(tx);
+            }
+        }
     }
+    if state.reported.as_deref() == Some(id) {
+        return Err(transition_refused("InvocationResponse"));
+    }
+    Err(fail(
+        StatusCode::BAD_REQUEST,
+        "InvalidRequestID",
+        "Invalid request ID",
+    ))
 }
 
 async fn response(

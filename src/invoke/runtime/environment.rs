@@ -333,6 +333,7 @@ impl Environment {
     pub(super) fn kill(&mut self) {
         self.killer.kill();
         self.server.abort();
+        self.shared.close();
     }
 }
 
