@@ -157,17 +157,14 @@ impl Runtimes {
             let mut env = match lease.env.take() {
                 Some(env) => env,
                 None => {
-                    metrics.init_started(target.function);
+                    let init = Initialising::new(metrics, target.function);
                     match Environment::start(&spec, call.request_id).await {
                         Ok(env) => {
-                            metrics.init_finished(
-                                target.function,
-                                env.init_duration.map(|d| d.as_secs_f64()),
-                            );
+                            init.done(env.init_duration.map(|d| d.as_secs_f64()));
                             env
                         }
                         Err(failure) => {
-                            metrics.init_finished(target.function, None);
+                            init.done(None);
                             lease.release(false);
                             tracing::warn!(function = target.function, mapping = target.mapping, request_id = call.request_id, error = %failure.why, "execution environment failed to initialise");
                             return RuntimeInvoked {
@@ -222,6 +219,39 @@ impl Runtimes {
                 invocation,
                 log: Some(log),
             };
+        }
+    }
+}
+
+/// An Init in progress, for the metrics: the `initialising` gauge goes back down however Init
+/// ends, also when the invocation is abandoned in the middle of it.
+struct Initialising<'a> {
+    metrics: &'a RuntimeMetrics,
+    function: &'a str,
+    done: bool,
+}
+
+impl<'a> Initialising<'a> {
+    fn new(metrics: &'a RuntimeMetrics, function: &'a str) -> Self {
+        metrics.init_started(function);
+        Initialising {
+            metrics,
+            function,
+            done: false,
+        }
+    }
+
+    /// Init ended: with its duration when the environment is ready (it is busy then).
+    fn done(mut self, seconds: Option<f64>) {
+        self.done = true;
+        self.metrics.init_finished(self.function, seconds);
+    }
+}
+
+impl Drop for Initialising<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.metrics.init_finished(self.function, None);
         }
     }
 }

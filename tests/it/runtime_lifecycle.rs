@@ -325,3 +325,32 @@ async fn shell_idle_environments_are_reaped() {
     assert_ne!(second["pid"], first["pid"]);
     invoker.shutdown();
 }
+
+/// An invocation abandoned mid-way (its future dropped, as at the end of the shutdown grace
+/// period) kills its environment and frees its slot: with one environment allowed, the next call
+/// gets a new process.
+#[tokio::test]
+async fn rust_abandoned_invocation_kills_its_environment_and_frees_the_slot() {
+    let Some(config) = function(Kind::Rust, "h", Duration::from_secs(30), 1) else {
+        return;
+    };
+    let invoker = Invoker::new();
+    let before = returned(&call(&invoker, &config, json!({"mode": "ok"})).await);
+    let pid = before["pid"].as_u64().expect("pid");
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(300),
+        invoker.invoke(&target(&config), br#"{"mode":"sleep","s":30}"#.to_vec()),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the invocation was still running");
+    eventually(
+        Duration::from_secs(10),
+        "the abandoned environment is killed",
+        || async { (!pid_alive(pid)).then_some(()) },
+    )
+    .await;
+    let after = returned(&call(&invoker, &config, json!({"mode": "ok"})).await);
+    assert_ne!(after["pid"], before["pid"]);
+    assert_eq!(after["count"].as_u64(), Some(1));
+    invoker.shutdown();
+}

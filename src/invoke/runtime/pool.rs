@@ -38,6 +38,8 @@ struct PoolState {
 pub(super) struct Lease {
     pool: Arc<Pool>,
     pub env: Option<Environment>,
+    /// Set by [`Lease::release`]; a lease dropped without it frees its slot in `Drop`.
+    released: bool,
 }
 
 impl Pool {
@@ -88,6 +90,7 @@ impl Pool {
                     return Some(Lease {
                         pool: self.clone(),
                         env: Some(env),
+                        released: false,
                     });
                 }
                 if state.total < self.max() {
@@ -95,6 +98,7 @@ impl Pool {
                     return Some(Lease {
                         pool: self.clone(),
                         env: None,
+                        released: false,
                     });
                 }
             }
@@ -129,6 +133,7 @@ impl Pool {
 impl Lease {
     /// Gives the environment back: warm when it is still usable, else killed.
     pub(super) fn release(mut self, keep: bool) {
+        self.released = true;
         let pool = self.pool.clone();
         match self.env.take() {
             Some(env) if keep && env.alive() && !pool.cancel.is_cancelled() => {
@@ -148,12 +153,16 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        // Abandoned mid-invocation, or while its environment was starting.
         if let Some(mut env) = self.env.take() {
             env.kill();
             self.pool.metrics.state(&self.pool.function, "busy", -1);
-            self.pool.lock().total -= 1;
-            self.pool.freed.notify_waiters();
         }
+        self.pool.lock().total -= 1;
+        self.pool.freed.notify_waiters();
     }
 }
 
