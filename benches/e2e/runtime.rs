@@ -122,6 +122,7 @@ async fn warm(binary: &Path) -> (Vec<f64>, Vec<f64>) {
     let mut server = tokio::process::Command::new(binary)
         .env("FIXTURE_DIRECT_ADDR", format!("127.0.0.1:{port}"))
         .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
+        .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .expect("start the direct server");
