@@ -172,7 +172,7 @@ impl Runtimes {
                                     why: failure.why,
                                     document: failure.document,
                                 },
-                                log: Some(String::new()),
+                                log: Some(failure.log),
                             };
                         }
                     }

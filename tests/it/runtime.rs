@@ -334,6 +334,11 @@ async fn python_init_error_is_served_and_retried_fresh() {
         let failed = call(&invoker, &config, json!({})).await;
         let doc = error_doc(&failed, config.timeout);
         assert_eq!(doc["errorType"], "Runtime.ImportModuleError", "{doc}");
+        let log = failed.log.as_deref().unwrap_or_default();
+        assert!(
+            log.contains("Runtime.ImportModuleError"),
+            "what awslambdaric printed during Init is the tail: {log:?}"
+        );
         assert!(
             doc["errorMessage"]
                 .as_str()

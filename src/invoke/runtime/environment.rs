@@ -38,10 +38,12 @@ pub(super) struct Environment {
     pub init_duration: Option<Duration>,
 }
 
-/// Why Init failed: an error document as a caller gets it, and a line for the log.
+/// Why Init failed: an error document as a caller gets it, a line for the log, and what the
+/// runtime wrote during Init (the invocation's log tail).
 pub(super) struct InitFailure {
     pub document: Vec<u8>,
     pub why: String,
+    pub log: String,
 }
 
 /// How one invocation ended, in Runtime API terms.
@@ -71,6 +73,7 @@ impl Environment {
             .to_string()
             .into_bytes(),
             why,
+            log: String::new(),
         };
         let shared = Arc::new(Shared::default());
         let (addr, server) = api::bind(shared.clone()).await.map_err(|e| {
@@ -175,24 +178,32 @@ impl Environment {
             pid,
             init_duration: None,
         };
-        match env.wait_ready(started + r.init_timeout).await {
+        let failed = match env.wait_ready(started + r.init_timeout).await {
             Ready::Next => {
                 env.init_duration = Some(started.elapsed());
-                Ok(env)
+                return Ok(env);
             }
             Ready::InitError(document) => {
                 let why = String::from_utf8_lossy(&document).into_owned();
-                Err(InitFailure { document, why })
+                InitFailure {
+                    document,
+                    why,
+                    log: String::new(),
+                }
             }
-            Ready::Exited(status) => Err(failure(exit_message(status), "Runtime.ExitError")),
-            Ready::Deadline => Err(failure(
+            Ready::Exited(status) => failure(exit_message(status), "Runtime.ExitError"),
+            Ready::Deadline => failure(
                 format!(
                     "Init timed out after {:.2} seconds",
                     r.init_timeout.as_secs_f64()
                 ),
                 "Sandbox.Timedout",
-            )),
-        }
+            ),
+        };
+        Err(InitFailure {
+            log: env.output.take_init(),
+            ..failed
+        })
     }
 
     /// The runtime's process id.

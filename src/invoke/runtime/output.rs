@@ -26,6 +26,9 @@ struct OutputState {
     partial: Vec<u8>,
     /// The request id in flight and its log so far.
     current: Option<(String, String)>,
+    /// What the runtime wrote during Init, until the first invocation starts: the head of its
+    /// log (as Lambda's log stream has Init's output before the first START).
+    init: Option<String>,
 }
 
 impl Output {
@@ -36,7 +39,10 @@ impl Output {
         let output = Arc::new(Output {
             function: function.to_owned(),
             pipe: rx,
-            state: Mutex::new(OutputState::default()),
+            state: Mutex::new(OutputState {
+                init: Some(String::new()),
+                ..OutputState::default()
+            }),
         });
         Ok((output, write))
     }
@@ -100,7 +106,14 @@ impl Output {
                 log.push('\n');
                 trim_front(log);
             }
-            None => tracing::info!(function = %self.function, output = %text, "function output"),
+            None => {
+                tracing::info!(function = %self.function, output = %text, "function output");
+                if let Some(log) = &mut state.init {
+                    log.push_str(&text);
+                    log.push('\n');
+                    trim_front(log);
+                }
+            }
         }
     }
 
@@ -108,7 +121,17 @@ impl Output {
     pub(super) fn start(&self, request_id: &str) {
         let start = format!("START RequestId: {request_id} Version: $LATEST");
         tracing::info!(function = %self.function, request_id = %request_id, "{start}");
-        self.lock().current = Some((request_id.to_owned(), format!("{start}\n")));
+        let mut state = self.lock();
+        let mut log = state.init.take().unwrap_or_default();
+        log.push_str(&start);
+        log.push('\n');
+        state.current = Some((request_id.to_owned(), log));
+    }
+
+    /// What the runtime wrote during Init (all of it that is in the pipe now), once.
+    pub(super) fn take_init(&self) -> String {
+        self.drain();
+        self.lock().init.take().unwrap_or_default()
     }
 
     /// Forgets the invocation in flight without ending its log (it never ran here).
