@@ -354,3 +354,43 @@ async fn rust_abandoned_invocation_kills_its_environment_and_frees_the_slot() {
     assert_eq!(after["count"].as_u64(), Some(1));
     invoker.shutdown();
 }
+
+/// A runtime that never asks for an event fails its first invocation at `init_timeout`
+/// (`Sandbox.Timedout`) and is killed.
+#[tokio::test]
+async fn init_timeout_fails_the_invocation_and_kills_the_runtime() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let pid_file = dir.path().join("pid");
+    let mut config = function(Kind::Shell, "h", Duration::from_secs(5), 1).expect("shell");
+    let FunctionTarget::Runtime(r) = &mut config.target else {
+        unreachable!()
+    };
+    r.argv = vec![
+        "sh".into(),
+        "-c".into(),
+        format!("echo $$ > {}; exec sleep 600", pid_file.display()),
+    ];
+    r.init_timeout = Duration::from_millis(300);
+    let invoker = Invoker::new();
+    let started = std::time::Instant::now();
+    let failed = call(&invoker, &config, json!({})).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let doc = error_doc(&failed, config.timeout);
+    assert_eq!(doc["errorType"], "Sandbox.Timedout", "{doc}");
+    assert!(
+        doc["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("Init timed out after 0.30 seconds")),
+        "{doc}"
+    );
+    let pid: u64 = std::fs::read_to_string(&pid_file)
+        .expect("the runtime started")
+        .trim()
+        .parse()
+        .expect("a pid");
+    eventually(Duration::from_secs(10), "the runtime is killed", || async {
+        (!pid_alive(pid)).then_some(())
+    })
+    .await;
+    invoker.shutdown();
+}
