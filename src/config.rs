@@ -13,7 +13,7 @@ use crate::domain::backoff::Backoff;
 use crate::domain::filter::Filters;
 use crate::domain::queue::{QueueName, QueueSettings};
 
-mod async_config;
+mod asynchronous;
 mod env;
 mod function;
 mod load;
@@ -21,11 +21,10 @@ mod mapping;
 mod raw;
 mod read;
 mod render;
+mod runtime;
 mod validate;
 
-pub use async_config::{
-    AsyncConfig, MAX_EVENT_AGE, MAX_RETRY_ATTEMPTS, MIN_EVENT_AGE, RETRY_BACKOFF,
-};
+pub use asynchronous::AsyncConfig;
 pub use load::{load, ConfigError, LoadOptions, Loaded};
 pub use mapping::from_api as mapping_from_api;
 pub(crate) use mapping::{
@@ -138,8 +137,8 @@ pub struct FunctionConfig {
     pub timeout: Duration,
     /// What to invoke.
     pub target: FunctionTarget,
-    /// What happens to its `Event` invocations (`max_retry_attempts`, `max_event_age`,
-    /// `destinations`, `retry_backoff`).
+    /// How Event (asynchronous) invocations of this function are retried and where their
+    /// outcomes go; the same keys in every function type.
     pub async_config: AsyncConfig,
 }
 
@@ -162,6 +161,30 @@ pub enum FunctionTarget {
     },
     /// `type = "log"`: built in; logs each record and succeeds.
     Log,
+    /// `type = "runtime"`: a Lambda runtime (awslambdaric, `lambda_runtime`, a custom
+    /// `bootstrap`) run in execution environments and served the Runtime API.
+    Runtime(RuntimeConfig),
+}
+
+/// `type = "runtime"` (docs/interface.md §4.4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeConfig {
+    /// `command`: the bootstrap's argv, never run through a shell.
+    pub argv: Vec<String>,
+    /// `handler`: exported as `_HANDLER`.
+    pub handler: Option<String>,
+    /// `working_dir`: the process's cwd, exported as `LAMBDA_TASK_ROOT`.
+    pub working_dir: Option<PathBuf>,
+    /// `environment`: more environment variables.
+    pub env: BTreeMap<String, String>,
+    /// `memory_size`, in MB: exported as `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (128..=10240).
+    pub memory_size: u32,
+    /// `init_timeout`: how long a new environment may take to reach its first `/next`.
+    pub init_timeout: Duration,
+    /// `max_environments`: at most this many execution environments at once (1..=1000).
+    pub max_environments: u32,
+    /// `idle_timeout`: a warm environment idle this long is shut down.
+    pub idle_timeout: Duration,
 }
 
 /// `[mappings.NAME]`: one event source mapping.

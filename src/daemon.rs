@@ -23,6 +23,7 @@
 //!    children) and its messages come back after their visibility timeout;
 //! 3. the HTTP server, the sweeper and the message move tasks stop (long polls return empty at
 //!    once; a move task stops between two commits and resumes at the next start);
+//!    Then every runtime function's execution environment is killed with its process group;
 //! 4. the store's writer answers what is queued and stops, and the database is closed;
 //! 5. the watchdog stops (it is fed until the very end, so a long drain is not killed).
 //!
@@ -218,7 +219,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
     let services = TaskTracker::new();
     let serving = root.child_token();
     let catalog = MappingCatalog::new();
-    let invoker = Invoker::new();
+    let invoker = Invoker::with_runtimes(metrics.runtime(), root.child_token());
     catalog.set_config(&config, store.clock().now());
     let state = AppState {
         store: store.clone(),
@@ -348,6 +349,8 @@ impl RunningDaemon {
         {
             tracing::warn!("http requests still running at shutdown were dropped");
         }
+        // Every runtime function's execution environment, with its whole process group.
+        self.supervisor.invoker.shutdown();
         self.store.close().await;
         self.core_cancel.cancel();
         self.core.close();

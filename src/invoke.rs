@@ -3,14 +3,22 @@
 //! the caller applies [`crate::domain::event::parse_batch_response`] (docs/architecture.md §5 rule 7).
 //!
 //! Each backend lives in its own file and is the only one to import its crate: `http` (reqwest),
-//! `command` (tokio::process), `log` (built in). Failures are logged here, once, at warn level with
+//! `command` (tokio::process), `log` (built in), `runtime` (Lambda runtimes served the Runtime
+//! API, in execution environments that live as long as the invoker). Failures are logged here, once, at warn level with
 //! the `function` and `mapping` fields; the event itself is never logged.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
 use crate::config::{FunctionConfig, FunctionTarget};
+use crate::metrics::RuntimeMetrics;
 
 mod command;
 mod http;
 mod log;
+mod runtime;
 
 /// The largest response esmd accepts from a function: Lambda's 6 MiB synchronous limit.
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
@@ -19,10 +27,12 @@ pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 /// Invoke API accepts).
 pub const EXECUTED_VERSION: &str = "$LATEST";
 
-/// Invokes functions. Cheap to clone: all clones share one pooled HTTP client.
+/// Invokes functions. Cheap to clone: all clones share one pooled HTTP client and the runtime
+/// functions' execution environments.
 #[derive(Debug, Clone)]
 pub struct Invoker {
     http: http::HttpInvoker,
+    runtimes: Arc<runtime::Runtimes>,
 }
 
 /// What to invoke, and the names to tag its logs with.
@@ -46,8 +56,22 @@ pub enum Invocation {
     Returned(Option<Vec<u8>>),
     /// The function failed: the whole batch failed. The string says why, for the log.
     FunctionError(String),
-    /// The function did not answer within its timeout (a command was killed with its children).
+    /// The function did not answer within its timeout (a command was killed with its children,
+    /// a runtime's execution environment killed and replaced).
     TimedOut,
+    /// A `runtime` function failed with Lambda's error document: the runtime's own (verbatim from
+    /// `/error` or `/init/error`) or esmd's (`Runtime.ExitError`,
+    /// `Function.ResponseSizeTooLarge`...). The whole batch failed.
+    RuntimeError {
+        /// Why, for the log.
+        why: String,
+        /// The error document a synchronous caller gets.
+        document: Vec<u8>,
+    },
+    /// Every execution environment was busy and none could be started, and the caller asked
+    /// not to wait ([`InvokeOptions::throttle_when_busy`]): nothing ran. The Invoke API answers
+    /// 429 `TooManyRequestsException`.
+    Throttled,
 }
 
 impl Invoker {
@@ -56,9 +80,27 @@ impl Invoker {
     /// # Panics
     /// If the TLS backend cannot be initialised, as `reqwest::Client::new` does.
     pub fn new() -> Self {
+        Self::with_runtimes(RuntimeMetrics::default(), CancellationToken::new())
+    }
+
+    /// Builds the invoker of a daemon: runtime functions' environments are recorded in
+    /// `metrics` and killed when `cancel` fires (or at [`Invoker::shutdown`]).
+    pub fn with_runtimes(metrics: RuntimeMetrics, cancel: CancellationToken) -> Self {
         Invoker {
             http: http::HttpInvoker::new(),
+            runtimes: Arc::new(runtime::Runtimes::new(metrics, cancel)),
         }
+    }
+
+    /// After a reload: the execution environments of runtime functions whose configuration
+    /// changed, or that are gone, are shut down (new ones start at their next invocation).
+    pub fn reconfigure(&self, functions: &BTreeMap<String, FunctionConfig>) {
+        self.runtimes.reconfigure(functions);
+    }
+
+    /// Kills every execution environment (esmd is stopping).
+    pub fn shutdown(&self) {
+        self.runtimes.shutdown();
     }
 
     /// Invokes `target` synchronously with `payload` (an assembled SQS event) and classifies the
@@ -68,6 +110,22 @@ impl Invoker {
     /// Dropping the future abandons the invocation: an HTTP request is cancelled, and a command is
     /// killed together with every process of its process group.
     pub async fn invoke(&self, target: &InvokeTarget<'_>, payload: Vec<u8>) -> Invocation {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let options = InvokeOptions {
+            request_id: Some(request_id),
+            ..InvokeOptions::default()
+        };
+        self.invoke_with(target, payload, options).await.invocation
+    }
+
+    /// Invokes a backend; a runtime function also gives its log.
+    async fn dispatch(
+        &self,
+        target: &InvokeTarget<'_>,
+        payload: Vec<u8>,
+        request_id: &str,
+        options: &InvokeOptions,
+    ) -> (Invocation, Option<String>) {
         let timeout = target.config.timeout;
         let invocation = match &target.config.target {
             FunctionTarget::Http { url } => self.http.invoke(url, timeout, payload).await,
@@ -84,10 +142,30 @@ impl Invoker {
                 command::invoke(target, &command, payload).await
             }
             FunctionTarget::Log => log::invoke(target, &payload),
+            FunctionTarget::Runtime(runtime) => {
+                let call = runtime::Call {
+                    request_id,
+                    trace_id: options.trace_id.as_deref(),
+                    client_context: options.client_context.as_deref(),
+                    throttle_when_busy: options.throttle_when_busy,
+                };
+                let invoked = self.runtimes.invoke(target, runtime, payload, call).await;
+                log_failure(target, &invoked.invocation);
+                return (invoked.invocation, invoked.log);
+            }
         };
-        match &invocation {
-            Invocation::Returned(_) => {}
-            Invocation::FunctionError(why) => {
+        log_failure(target, &invocation);
+        (invocation, None)
+    }
+}
+
+/// Logs why an invocation failed, once.
+fn log_failure(target: &InvokeTarget<'_>, invocation: &Invocation) {
+    let timeout = target.config.timeout;
+    {
+        match invocation {
+            Invocation::Returned(_) | Invocation::Throttled => {}
+            Invocation::FunctionError(why) | Invocation::RuntimeError { why, .. } => {
                 tracing::warn!(function = target.function, mapping = target.mapping, error = %why, "function failed");
             }
             Invocation::TimedOut => {
@@ -99,7 +177,6 @@ impl Invoker {
                 );
             }
         }
-        invocation
     }
 }
 
@@ -114,6 +191,10 @@ pub struct InvokeOptions {
     pub trace_id: Option<String>,
     /// Whether the caller asked for the invocation's log (`X-Amz-Log-Type: Tail`).
     pub tail: bool,
+    /// When every execution environment of a runtime function is busy and no other can start,
+    /// end at once with [`Invocation::Throttled`] (a synchronous Invoke API call) instead of
+    /// waiting for one (a mapping, an Event invocation).
+    pub throttle_when_busy: bool,
 }
 
 /// One invocation with its request id and, when asked for, its log.
@@ -139,10 +220,16 @@ impl Invoker {
     ) -> Invoked {
         let request_id = options
             .request_id
+            .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let started = std::time::Instant::now();
-        let invocation = self.invoke(target, payload).await;
-        let log = options.tail.then(|| {
+        let (invocation, real_log) = self.dispatch(target, payload, &request_id, &options).await;
+        let synthesized = real_log.is_none();
+        let log = options
+            .tail
+            .then(|| real_log.unwrap_or_default())
+            .filter(|_| !synthesized);
+        let log = log.or_else(|| (options.tail && synthesized).then(|| {
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             format!(
                 "START RequestId: {request_id} Version: $LATEST\nEND RequestId: {request_id}\n\
@@ -151,7 +238,7 @@ impl Invoker {
                 billed = ms.ceil() as u64,
                 memory = 128,
             )
-        });
+        }));
         Invoked {
             request_id,
             invocation,
@@ -162,14 +249,16 @@ impl Invoker {
 
 impl Invocation {
     /// The Lambda error document a synchronous caller gets for a failed invocation (with
-    /// `X-Amz-Function-Error: Unhandled`), or `None` when it returned.
+    /// `X-Amz-Function-Error: Unhandled`), or `None` when it returned or was throttled (nothing
+    /// ran: the Invoke API answers 429).
     pub fn error_document(
         &self,
         request_id: &str,
         timeout: std::time::Duration,
     ) -> Option<Vec<u8>> {
         let doc = match self {
-            Invocation::Returned(_) => return None,
+            Invocation::Returned(_) | Invocation::Throttled => return None,
+            Invocation::RuntimeError { document, .. } => return Some(document.clone()),
             Invocation::FunctionError(why) => serde_json::json!({
                 "errorType": "Function.Error",
                 "errorMessage": why,

@@ -12,7 +12,7 @@
 //! daemon    -> everything below it (the composition root)
 //! api       -> store, invoke, metrics, clock, config, domain (never poller; invoke for the Invoke API)
 //! poller    -> store, invoke, metrics, clock, config, domain (never api)
-//! store     -> clock, config, domain      invoke -> config, domain
+//! store     -> clock, config, domain      invoke -> metrics, config, domain
 //! metrics   -> domain                     telemetry -> config
 //! config    -> domain                     clock -> domain
 //! domain    -> nothing in the crate

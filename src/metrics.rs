@@ -6,6 +6,10 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod runtime;
+
+pub use runtime::RuntimeMetrics;
+
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -86,6 +90,7 @@ pub struct Metrics {
     async_events: IntCounterVec,
     async_dropped: IntCounterVec,
     async_delivered: IntCounterVec,
+    runtime: RuntimeMetrics,
     /// The queues whose series exist (registered, not yet removed): a scrape sets gauges only
     /// for these, so it never brings back a queue deleted meanwhile.
     queues: Mutex<HashSet<String>>,
@@ -257,6 +262,7 @@ impl Metrics {
                 "Destination records sent to an on_success or on_failure queue, by condition.",
                 &["function", "condition"],
             ),
+            runtime: RuntimeMetrics::register(&r),
             registry: r,
             queues: Mutex::default(),
         };
@@ -267,6 +273,11 @@ impl Metrics {
             m.tombstones.with_label_values(&[event]);
         }
         m
+    }
+
+    /// The series of runtime functions' execution environments.
+    pub fn runtime(&self) -> RuntimeMetrics {
+        self.runtime.clone()
     }
 
     /// Messages accepted by `queue`.

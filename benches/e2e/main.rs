@@ -10,6 +10,7 @@
 //! cargo bench --bench e2e -- ceiling
 //! cargo bench --bench e2e -- groupcommit
 //! cargo bench --bench e2e -- queues                # /metrics and the sweep with 1,000 queues
+//! cargo bench --bench e2e -- runtime               # runtime functions: Runtime API cost, cold starts, mapping
 //! ESMD_BENCH_SECONDS=5 cargo bench --bench e2e  # a quick run
 //! ```
 //!
@@ -38,6 +39,7 @@ mod ceiling;
 mod harness;
 mod latency;
 mod queues;
+mod runtime;
 mod scale;
 mod throughput;
 
@@ -57,7 +59,7 @@ pub fn fail(what: &str) {
     say!("VERIFICATION FAILED: {what}");
 }
 
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 10] = [
     "throughput",
     "throughput-b10",
     "throughput-b100",
@@ -67,6 +69,7 @@ const SCENARIOS: [&str; 9] = [
     "ceiling",
     "groupcommit",
     "queues",
+    "runtime",
 ];
 
 fn main() {
@@ -192,6 +195,10 @@ async fn run(wanted: &[&str]) {
                     o.bytes,
                     o.sweep_ms
                 ));
+            }
+            "runtime" => {
+                let o = runtime::run().await;
+                summary.extend(runtime::summary(&o));
             }
             _ => unreachable!("checked"),
         }

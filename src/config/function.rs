@@ -1,14 +1,16 @@
 //! The rules of `[functions.NAME]`: each function's type and its settings (an `http` URL, a
-//! `command` argv, the timeout up to Lambda's 900 s), each problem naming its full key.
+//! `command` argv, the timeout up to Lambda's 900 s), each problem naming its full key. A
+//! `runtime`'s own keys are checked in `runtime`, the asynchronous invocation keys every type
+//! shares in `asynchronous`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::async_config;
+use super::asynchronous::{self, RawAsync};
 use super::raw::{RawCommand, RawFunction, RawHttp, RawLogFunction};
 use super::read::Problems;
-use super::{FunctionConfig, FunctionTarget};
+use super::{runtime, FunctionConfig, FunctionTarget};
 
 /// Longest function timeout (Lambda's maximum).
 const MAX_FUNCTION_TIMEOUT: Duration = Duration::from_secs(900);
@@ -30,26 +32,47 @@ pub(super) fn functions(
                 "invalid function name: use 1 to 64 letters, digits, hyphens or underscores",
             );
         }
-        let async_config = async_config::parse(&name, f.async_parts(), p);
-        let (timeout, target) = match f {
-            RawFunction::Http(RawHttp { url, timeout, .. }) => {
+        let (timeout, target, raw_async) = match f {
+            RawFunction::Http(RawHttp {
+                url,
+                timeout,
+                max_retry_attempts,
+                max_event_age,
+                destinations,
+                retry_backoff,
+            }) => {
                 if !is_http_url(&url) {
                     p.at(
                         &["functions", &name, "url"],
                         format!("{url:?} is not an http:// or https:// URL"),
                     );
                 }
-                (timeout, FunctionTarget::Http { url })
+                let raw = RawAsync {
+                    max_retry_attempts,
+                    max_event_age,
+                    destinations,
+                    retry_backoff,
+                };
+                (timeout, FunctionTarget::Http { url }, raw)
             }
             RawFunction::Command(RawCommand {
                 command,
                 env,
                 working_dir,
                 timeout,
-                ..
+                max_retry_attempts,
+                max_event_age,
+                destinations,
+                retry_backoff,
             }) => {
-                check_command(&name, &command, &env, working_dir.as_deref(), p);
+                check_command(&name, &command, &env, "env", working_dir.as_deref(), p);
                 let working_dir = working_dir.map(PathBuf::from);
+                let raw = RawAsync {
+                    max_retry_attempts,
+                    max_event_age,
+                    destinations,
+                    retry_backoff,
+                };
                 (
                     timeout,
                     FunctionTarget::Command {
@@ -57,10 +80,40 @@ pub(super) fn functions(
                         env,
                         working_dir,
                     },
+                    raw,
                 )
             }
-            RawFunction::Log(RawLogFunction { timeout, .. }) => (timeout, FunctionTarget::Log),
+            RawFunction::Log(RawLogFunction {
+                timeout,
+                max_retry_attempts,
+                max_event_age,
+                destinations,
+                retry_backoff,
+            }) => {
+                let raw = RawAsync {
+                    max_retry_attempts,
+                    max_event_age,
+                    destinations,
+                    retry_backoff,
+                };
+                (timeout, FunctionTarget::Log, raw)
+            }
+            RawFunction::Runtime(r) => {
+                let raw = RawAsync {
+                    max_retry_attempts: r.max_retry_attempts,
+                    max_event_age: r.max_event_age,
+                    destinations: r.destinations.clone(),
+                    retry_backoff: r.retry_backoff,
+                };
+                let timeout = r.timeout;
+                (
+                    timeout,
+                    FunctionTarget::Runtime(runtime::check(&name, r, p)),
+                    raw,
+                )
+            }
         };
+        let async_config = asynchronous::check(&name, raw_async, p);
         if timeout.is_zero() {
             p.at(&["functions", &name, "timeout"], "must be greater than 0s");
         } else if timeout > MAX_FUNCTION_TIMEOUT {
@@ -91,10 +144,11 @@ fn is_http_url(url: &str) -> bool {
 }
 
 /// An argv that can be executed directly: a program, no NUL bytes, and a usable environment.
-fn check_command(
+pub(super) fn check_command(
     name: &str,
     argv: &[String],
     env: &BTreeMap<String, String>,
+    env_key: &str,
     working_dir: Option<&str>,
     p: &mut Problems<'_>,
 ) {
@@ -113,7 +167,7 @@ fn check_command(
     for (var, value) in env {
         if var.is_empty() || var.contains(['=', '\0']) || value.contains('\0') {
             p.at(
-                &["functions", name, "env", var],
+                &["functions", name, env_key, var],
                 "is not a valid environment variable",
             );
         }

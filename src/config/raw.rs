@@ -12,7 +12,6 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::async_config::{RawAsync, RawDestinations};
 use crate::domain::queue::QueueSettings;
 
 /// Every default of a scalar setting. Queue settings default to AWS's, which the domain owns
@@ -46,6 +45,20 @@ pub(super) mod default {
     pub const LOG_FORMAT: &str = "text";
     /// `functions.NAME.timeout`: Lambda's default.
     pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(3);
+    /// `functions.NAME.init_timeout`: Lambda's on-demand Init limit.
+    pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `functions.NAME.memory_size`, in MB: Lambda's default.
+    pub const MEMORY_SIZE: u32 = 128;
+    /// `functions.NAME.max_environments`
+    pub const MAX_ENVIRONMENTS: u32 = 10;
+    /// `functions.NAME.idle_timeout`
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+    /// `functions.NAME.max_retry_attempts`: Lambda's default.
+    pub const MAX_RETRY_ATTEMPTS: u32 = 2;
+    /// `functions.NAME.max_event_age`: Lambda's default (and maximum).
+    pub const MAX_EVENT_AGE: Duration = Duration::from_secs(6 * 3600);
+    /// `functions.NAME.retry_backoff`: the first wait before retrying an Event invocation.
+    pub const RETRY_BACKOFF: Duration = Duration::from_secs(1);
     /// `mappings.NAME.batch_size`
     pub const BATCH_SIZE: u32 = 10;
     /// `mappings.NAME.max_payload`: Lambda's synchronous invocation payload limit.
@@ -79,6 +92,27 @@ function = "log"
     // serde's `default = "..."` needs functions.
     pub fn function_timeout() -> Duration {
         FUNCTION_TIMEOUT
+    }
+    pub fn init_timeout() -> Duration {
+        INIT_TIMEOUT
+    }
+    pub fn memory_size() -> u32 {
+        MEMORY_SIZE
+    }
+    pub fn max_environments() -> u32 {
+        MAX_ENVIRONMENTS
+    }
+    pub fn idle_timeout() -> Duration {
+        IDLE_TIMEOUT
+    }
+    pub fn max_retry_attempts() -> u32 {
+        MAX_RETRY_ATTEMPTS
+    }
+    pub fn max_event_age() -> Duration {
+        MAX_EVENT_AGE
+    }
+    pub fn retry_backoff() -> Duration {
+        RETRY_BACKOFF
     }
     pub fn enabled() -> bool {
         true
@@ -273,117 +307,11 @@ impl Default for RawQueue {
     }
 }
 
-/// `[functions.NAME]`, tagged by `type`. Each variant's table is its own struct so that the
-/// loader can read it directly (see `read`) and name the key of every bad field.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub(super) enum RawFunction {
-    Http(RawHttp),
-    Command(RawCommand),
-    Log(RawLogFunction),
-}
+mod function;
 
-impl RawFunction {
-    /// The asynchronous-invocation keys, the same for every type (`async_config.rs`).
-    pub(super) fn async_parts(&self) -> RawAsync {
-        macro_rules! parts {
-            ($f:expr) => {
-                RawAsync {
-                    max_retry_attempts: $f.max_retry_attempts,
-                    max_event_age: $f.max_event_age,
-                    destinations: $f.destinations.clone(),
-                    retry_backoff: $f.retry_backoff,
-                }
-            };
-        }
-        match self {
-            RawFunction::Http(f) => parts!(f),
-            RawFunction::Command(f) => parts!(f),
-            RawFunction::Log(f) => parts!(f),
-        }
-    }
-}
-
-/// The `type` tags of [`RawFunction`].
-pub(super) const FUNCTION_TYPES: [&str; 3] = ["http", "command", "log"];
-
-/// `type = "http"`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawHttp {
-    pub url: String,
-    #[serde(default = "default::function_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_retry_attempts: Option<u32>,
-    #[serde(
-        default,
-        with = "humantime_serde",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_event_age: Option<Duration>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub destinations: Option<RawDestinations>,
-    #[serde(
-        default,
-        with = "humantime_serde",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub retry_backoff: Option<Duration>,
-}
-
-/// `type = "command"`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawCommand {
-    pub command: Vec<String>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub working_dir: Option<String>,
-    #[serde(default = "default::function_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_retry_attempts: Option<u32>,
-    #[serde(
-        default,
-        with = "humantime_serde",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_event_age: Option<Duration>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub destinations: Option<RawDestinations>,
-    #[serde(
-        default,
-        with = "humantime_serde",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub retry_backoff: Option<Duration>,
-}
-
-/// `type = "log"`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawLogFunction {
-    #[serde(default = "default::function_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_retry_attempts: Option<u32>,
-    #[serde(
-        default,
-        with = "humantime_serde",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_event_age: Option<Duration>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub destinations: Option<RawDestinations>,
-    #[serde(
-        default,
-        with = "humantime_serde",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub retry_backoff: Option<Duration>,
-}
+pub(super) use function::{
+    RawCommand, RawDestinations, RawFunction, RawHttp, RawLogFunction, RawRuntime, FUNCTION_TYPES,
+};
 
 /// `[mappings.NAME]`: `queue` and `function` are required, everything else has a default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

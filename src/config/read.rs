@@ -167,6 +167,7 @@ fn function(value: config::Value, at: &str, problems: &mut Vec<String>) -> Optio
         "http" => piece(fields, at, problems).map(RawFunction::Http),
         "command" => piece(fields, at, problems).map(RawFunction::Command),
         "log" => piece(fields, at, problems).map(RawFunction::Log),
+        "runtime" => piece(fields, at, problems).map(RawFunction::Runtime),
         other => {
             let expected: Vec<String> = FUNCTION_TYPES.iter().map(|t| format!("{t:?}")).collect();
             problems.push(format!(

@@ -1,10 +1,10 @@
 //! The effective configuration as TOML (`esmd check-config`): the typed [`Config`] turned back
 //! into the raw mirror and serialized, so that the output loads back to the same `Config`.
 
-use super::async_config::{self, RawAsync};
+use super::asynchronous::{self, RawAsync};
 use super::raw::{
     RawBackoff, RawCommand, RawConfig, RawFunction, RawHttp, RawLog, RawLogFunction, RawMapping,
-    RawQueue, RawServer, RawStorage, Size,
+    RawQueue, RawRuntime, RawServer, RawStorage, Size,
 };
 use super::{Config, FunctionConfig, FunctionTarget, LogFormat, MappingConfig, Synchronous};
 use crate::domain::queue::{QueueName, QueueSettings};
@@ -107,7 +107,7 @@ fn function(f: &FunctionConfig) -> RawFunction {
         max_event_age,
         destinations,
         retry_backoff,
-    } = async_config::render(&f.async_config);
+    } = asynchronous::render(&f.async_config);
     match &f.target {
         FunctionTarget::Http { url } => RawFunction::Http(RawHttp {
             url: url.clone(),
@@ -135,6 +135,24 @@ fn function(f: &FunctionConfig) -> RawFunction {
         }),
         FunctionTarget::Log => RawFunction::Log(RawLogFunction {
             timeout,
+            max_retry_attempts,
+            max_event_age,
+            destinations,
+            retry_backoff,
+        }),
+        FunctionTarget::Runtime(r) => RawFunction::Runtime(RawRuntime {
+            command: r.argv.clone(),
+            handler: r.handler.clone(),
+            working_dir: r
+                .working_dir
+                .as_ref()
+                .map(|d| d.to_string_lossy().into_owned()),
+            environment: r.env.clone(),
+            memory_size: r.memory_size,
+            timeout,
+            init_timeout: r.init_timeout,
+            max_environments: r.max_environments,
+            idle_timeout: r.idle_timeout,
             max_retry_attempts,
             max_event_age,
             destinations,

@@ -172,6 +172,7 @@ impl Runner {
             client_context: event.client_context.clone(),
             trace_id: event.trace_id.clone(),
             tail: false,
+            throttle_when_busy: false,
         };
         let invoked = self
             .invoker

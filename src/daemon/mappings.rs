@@ -44,7 +44,8 @@ struct Running {
 pub(super) struct Supervisor {
     running: Arc<Mutex<Running>>,
     store: Store,
-    invoker: Invoker,
+    /// Invokes functions; owns the runtime functions' execution environments.
+    pub(super) invoker: Invoker,
     metrics: Arc<Metrics>,
     catalog: MappingCatalog,
     /// Where every poller's workers run.
@@ -147,6 +148,8 @@ impl Supervisor {
             // The file's mappings show the reload's time as their LastModified.
             self.catalog.set_config(&config, self.store.clock().now());
         }
+        // Runtime functions whose configuration changed get new execution environments.
+        self.invoker.reconfigure(&config.functions);
         running.config = config;
         drop(running);
         self.settle(&stored).await;

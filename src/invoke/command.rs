@@ -12,7 +12,7 @@
 //! child that never reads its input cannot deadlock esmd; stdout is read up to
 //! [`MAX_RESPONSE_BYTES`]; stderr is forwarded to the log line by line.
 
-mod marked;
+pub(super) mod marked;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt as _;
@@ -283,7 +283,7 @@ fn whole_seconds_up(d: Duration) -> u64 {
 /// Sends SIGKILL to the child's process group and to every process carrying the invocation's
 /// mark (those that left the group too), once: explicitly, or when dropped (so an abandoned
 /// invocation leaves no process behind).
-struct GroupKiller {
+pub(super) struct GroupKiller {
     pgid: Option<Pid>,
     invocation_id: String,
     done: bool,
@@ -291,7 +291,7 @@ struct GroupKiller {
 
 impl GroupKiller {
     /// The child leads its group (`process_group(0)`), so the group id is its pid.
-    fn new(child: &Child, invocation_id: String) -> Self {
+    pub(super) fn new(child: &Child, invocation_id: String) -> Self {
         let pgid = child
             .id()
             .and_then(|pid| i32::try_from(pid).ok())
@@ -314,7 +314,7 @@ impl GroupKiller {
         }
     }
 
-    fn kill(&mut self) {
+    pub(super) fn kill(&mut self) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }

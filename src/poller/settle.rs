@@ -105,7 +105,15 @@ impl Poller {
                     (Outcome::Error, None, Some(error))
                 }
             },
-            Invocation::FunctionError(why) => (Outcome::Error, None, Some(why)),
+            Invocation::FunctionError(why) | Invocation::RuntimeError { why, .. } => {
+                (Outcome::Error, None, Some(why))
+            }
+            // A mapping waits for an environment; should it ever be throttled, nothing ran.
+            Invocation::Throttled => (
+                Outcome::Error,
+                None,
+                Some("throttled: every execution environment was busy".to_owned()),
+            ),
             Invocation::TimedOut => (
                 Outcome::Timeout,
                 None,

@@ -118,6 +118,10 @@ fn shipped_file_loads_cleanly() {
         c.functions["report"].target,
         FunctionTarget::Command { .. }
     ));
+    assert!(matches!(
+        c.functions["orders"].target,
+        FunctionTarget::Runtime(_)
+    ));
 }
 
 #[test]

@@ -49,22 +49,22 @@ fn target(config: &FunctionConfig) -> InvokeTarget<'_> {
 fn command(argv: &[&str], timeout: Duration) -> FunctionConfig {
     FunctionConfig {
         timeout,
+        async_config: Default::default(),
         target: FunctionTarget::Command {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             env: BTreeMap::new(),
             working_dir: None,
         },
-        async_config: Default::default(),
     }
 }
 
 fn http(url: &str, timeout: Duration) -> FunctionConfig {
     FunctionConfig {
         timeout,
+        async_config: Default::default(),
         target: FunctionTarget::Http {
             url: url.to_owned(),
         },
-        async_config: Default::default(),
     }
 }
 
@@ -360,6 +360,7 @@ async fn command_gets_lambda_env_configured_env_and_working_dir() {
     );
     let config = FunctionConfig {
         timeout: Duration::from_millis(1500),
+        async_config: Default::default(),
         target: FunctionTarget::Command {
             argv: vec![path],
             env: BTreeMap::from([
@@ -368,7 +369,6 @@ async fn command_gets_lambda_env_configured_env_and_working_dir() {
             ]),
             working_dir: Some(work.clone()),
         },
-        async_config: Default::default(),
     };
     let body = returned(invoke(&config, b"{}").await).expect("a response");
     let want = format!(
@@ -461,8 +461,8 @@ async fn python_handler_reads_the_event_and_reports_failures() {
 async fn log_function_always_succeeds() {
     let config = FunctionConfig {
         timeout: Duration::from_secs(3),
-        target: FunctionTarget::Log,
         async_config: Default::default(),
+        target: FunctionTarget::Log,
     };
     let arn = queue_arn("eu-west-1", "000000000000", "default");
     let payload = assemble_event(&[encode_record(

@@ -20,6 +20,7 @@ use super::error::LambdaError;
 use super::resolve;
 use crate::api::{body, AppState};
 use crate::domain::error::chain;
+use crate::config::FunctionTarget;
 use crate::invoke::{Invocation, InvokeOptions, InvokeTarget, Invoked, EXECUTED_VERSION};
 
 /// The largest synchronous request body (Lambda's 6 MB).
@@ -152,8 +153,18 @@ pub(crate) async fn invoke(
                 client_context,
                 trace_id,
                 tail,
+                // A synchronous caller is told at once when every environment is busy (429),
+                // as Lambda does; mappings and Event invocations wait for one instead.
+                throttle_when_busy: true,
             };
             let invoked = state.invoker.invoke_with(&target, payload, options).await;
+            if invoked.invocation == Invocation::Throttled {
+                let max = match &config.target {
+                    FunctionTarget::Runtime(r) => r.max_environments as usize,
+                    _ => 1,
+                };
+                return Err(throttled(&function, max));
+            }
             Ok(answer(&invoked, config.timeout))
         }
     }
@@ -273,7 +284,6 @@ fn answer(invoked: &Invoked, timeout: std::time::Duration) -> Response {
 /// The refusal of a synchronous call that found no free environment and could start none
 /// (Lambda's 429 past the function's concurrency). The runtime functions' invoker reports that
 /// case; the handler maps it here.
-#[allow(dead_code)] // Connected when the runtime functions' invoker reports throttling.
 pub(crate) fn throttled(function: &str, max_environments: usize) -> LambdaError {
     LambdaError::throttled(
         "ReservedFunctionConcurrentInvocationLimitExceeded",

@@ -17,7 +17,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 /// The environment variable that marks an invocation's processes.
-pub(super) const VARIABLE: &str = "ESMD_INVOCATION_ID";
+pub(in crate::invoke) const VARIABLE: &str = "ESMD_INVOCATION_ID";
 
 /// At most this many scans of `/proc` per cleanup.
 const MAX_ROUNDS: usize = 10;
