@@ -13,6 +13,8 @@ const MAX_RETRY_ATTEMPTS: u32 = 2;
 /// Lambda's bounds for `MaximumEventAgeInSeconds`: 60 s to 6 h.
 const MIN_EVENT_AGE: Duration = Duration::from_secs(60);
 const MAX_EVENT_AGE: Duration = Duration::from_secs(6 * 3600);
+/// The longest first retry backoff.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(3600);
 
 /// `[functions.NAME]`'s asynchronous invocation settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,10 +79,13 @@ pub(super) fn check(name: &str, raw: RawAsync, p: &mut Problems<'_>) -> AsyncCon
             ),
         );
     }
-    if raw.retry_backoff.is_zero() {
+    if raw.retry_backoff.is_zero() || raw.retry_backoff > MAX_RETRY_BACKOFF {
         p.at(
             &["functions", name, "retry_backoff"],
-            "must be greater than 0s",
+            format!(
+                "{} is out of range: use more than 0s and at most 1h",
+                humantime::format_duration(raw.retry_backoff)
+            ),
         );
     }
     let destinations = raw.destinations.unwrap_or_default();

@@ -138,7 +138,7 @@ destinations = { on_success = "bad name!", on_failure = "ok" }
         ("functions.f.idle_timeout", "greater than 0s"),
         ("functions.f.max_retry_attempts", "0 to 2"),
         ("functions.f.max_event_age", "1m to 6h"),
-        ("functions.f.retry_backoff", "greater than 0s"),
+        ("functions.f.retry_backoff", "more than 0s"),
         ("functions.f.destinations.on_success", "not a queue name"),
     ] {
         assert!(

@@ -19,8 +19,8 @@ use serde::Deserialize;
 use super::error::LambdaError;
 use super::resolve;
 use crate::api::{body, AppState};
-use crate::domain::error::chain;
 use crate::config::FunctionTarget;
+use crate::domain::error::chain;
 use crate::invoke::{Invocation, InvokeOptions, InvokeTarget, Invoked, EXECUTED_VERSION};
 
 /// The largest synchronous request body (Lambda's 6 MB).
