@@ -17,6 +17,7 @@ mod filters;
 mod hardening;
 mod invoke;
 mod invoke_api;
+mod invoke_api_runtime;
 mod invoke_async;
 mod lambda_api;
 mod ops;
