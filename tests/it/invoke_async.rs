@@ -144,6 +144,17 @@ async fn success_and_failure_records_reach_their_destinations_after_the_retries(
         d.counts("ok-q").await.visible + d.counts("failed-q").await.visible,
         0
     );
+    let text = reqwest::get(format!("{}/metrics", d.url))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        text.contains("esmd_async_events_delivered_total{"),
+        "{text}"
+    );
+    crate::common::promtool_clean(&text);
     d.stop().await;
 }
 

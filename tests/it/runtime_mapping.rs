@@ -120,7 +120,7 @@ report_batch_item_failures = true
     );
     assert!(text.contains("# TYPE esmd_runtime_init_duration_seconds histogram"));
     assert!(text.contains("esmd_runtime_invocation_duration_seconds_count{function=\"batch\",outcome=\"success\"} 1"), "{text}");
-    promtool_clean(&text);
+    crate::common::promtool_clean(&text);
     // The failed record is the one left in the queue (in flight until its visibility timeout).
     let queue: Value = http
         .get(format!("{}/queues/orders", esmd.url()))
@@ -152,38 +152,6 @@ report_batch_item_failures = true
         assert!(joined.contains(word), "{word} in esmd's log: {joined}");
     }
     esmd.stop().await;
-}
-
-/// `promtool check metrics` finds nothing to say about `text` (promtool is required in CI).
-fn promtool_clean(text: &str) {
-    use std::io::Write as _;
-    let spawned = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let Ok(mut child) = spawned else {
-        assert!(
-            std::env::var_os("ESMD_CI").is_none(),
-            "promtool is missing in CI"
-        );
-        eprintln!("!!! promtool not found: the runtime series were not checked by it");
-        return;
-    };
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write metrics");
-    let out = child.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The pids the environments of `dir`'s function wrote, one per start.
