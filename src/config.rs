@@ -14,6 +14,7 @@ use crate::domain::filter::Filters;
 use crate::domain::queue::{QueueName, QueueSettings};
 
 mod asynchronous;
+mod command;
 mod env;
 mod function;
 mod load;

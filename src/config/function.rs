@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::asynchronous::{self, RawAsync};
+use super::command::check_command;
 use super::raw::{RawCommand, RawFunction, RawHttp, RawLogFunction};
 use super::read::Problems;
 use super::{runtime, FunctionConfig, FunctionTarget};
@@ -141,43 +142,6 @@ fn is_http_url(url: &str) -> bool {
     url::Url::parse(url).is_ok_and(|u| {
         matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
     })
-}
-
-/// An argv that can be executed directly: a program, no NUL bytes, and a usable environment.
-pub(super) fn check_command(
-    name: &str,
-    argv: &[String],
-    env: &BTreeMap<String, String>,
-    env_key: &str,
-    working_dir: Option<&str>,
-    p: &mut Problems<'_>,
-) {
-    if argv.first().is_none_or(|program| program.is_empty()) {
-        p.at(
-            &["functions", name, "command"],
-            "must name a program: a non-empty array such as [\"python3\", \"handler.py\"]",
-        );
-    }
-    if argv.iter().any(|a| a.contains('\0')) {
-        p.at(
-            &["functions", name, "command"],
-            "must not contain NUL characters",
-        );
-    }
-    for (var, value) in env {
-        if var.is_empty() || var.contains(['=', '\0']) || value.contains('\0') {
-            p.at(
-                &["functions", name, env_key, var],
-                "is not a valid environment variable",
-            );
-        }
-    }
-    if working_dir == Some("") {
-        p.at(
-            &["functions", name, "working_dir"],
-            "must not be empty when set",
-        );
-    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::function::check_command;
+use super::command::check_command;
 use super::raw::RawRuntime;
 use super::read::Problems;
 use super::RuntimeConfig;
