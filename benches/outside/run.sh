@@ -8,6 +8,10 @@
 #   e.g. benches/outside/run.sh 20 10 5 0s ; benches/outside/run.sh 20 100 5 1s
 #   ESMD_BIN=/path/to/esmd benches/outside/run.sh ...   (a binary built already)
 #   ESMD_TOMBSTONE_RETENTION=0s ...                    (storage.tombstone_retention; default 1h)
+#   ESMD_RUNTIME_BOOTSTRAP=/path/to/bootstrap ...      (the function is that Lambda runtime, e.g. a
+#                                                       release lambda_runtime binary, as a
+#                                                       `runtime` function with MAX_CONCURRENCY
+#                                                       environments, instead of nginx)
 #
 # Needs wrk and nginx (Debian: apt-get install wrk nginx-light); builds esmd in release first.
 # Everything listens on 127.0.0.1; the script ends only the processes it started, by their id.
@@ -62,6 +66,18 @@ CONF
 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
 pids+=($!)
 
+if [ -n "${ESMD_RUNTIME_BOOTSTRAP:-}" ]; then
+  function="[functions.fn]
+type = \"runtime\"
+command = [\"$ESMD_RUNTIME_BOOTSTRAP\"]
+timeout = \"10s\"
+max_environments = $concurrency"
+else
+  function="[functions.fn]
+type = \"http\"
+url = \"http://127.0.0.1:$fn_port/\"
+timeout = \"10s\""
+fi
 tombstones=""
 [ -z "${ESMD_TOMBSTONE_RETENTION:-}" ] || tombstones="tombstone_retention = \"$ESMD_TOMBSTONE_RETENTION\""
 cat > "$work/esmd.toml" <<CONF
@@ -75,10 +91,7 @@ $tombstones
 level = "warn,esmd::daemon=info"
 [queues.bench]
 visibility_timeout = "60s"
-[functions.fn]
-type = "http"
-url = "http://127.0.0.1:$fn_port/"
-timeout = "10s"
+$function
 [mappings.m]
 queue = "bench"
 function = "fn"
