@@ -28,6 +28,9 @@ pub fn lambda_client(url: &str, secret: &str) -> aws_sdk_lambda::Client {
     aws_sdk_lambda::Client::from_conf(conf)
 }
 
+// sleep-ok: a function that overruns its 1 s timeout on purpose; esmd kills it.
+const SLOW: &str = "command = [\"sleep\", \"30\"]";
+
 /// Functions `echo` (Python: answers `{"got": event}`), `fails` (Python: raises), `slow` (a 1 s
 /// timeout it overruns), `web` (http) and `logger` (log).
 fn config(web: &str, extra: &str) -> String {
@@ -35,7 +38,7 @@ fn config(web: &str, extra: &str) -> String {
         "[server]\nlisten = \"127.0.0.1:0\"\n{extra}\n\
          [functions.echo]\ntype = \"command\"\ncommand = [\"python3\", \"-c\", \"import sys, json; print(json.dumps({{'got': json.load(sys.stdin)}}))\"]\n\
          [functions.fails]\ntype = \"command\"\ncommand = [\"python3\", \"-c\", \"raise ValueError('boom')\"]\n\
-         [functions.slow]\ntype = \"command\"\ncommand = [\"sleep\", \"30\"]\ntimeout = \"1s\"\n\
+         [functions.slow]\ntype = \"command\"\n{SLOW}\ntimeout = \"1s\"\n\
          [functions.web]\ntype = \"http\"\nurl = \"{web}\"\n\
          [functions.logger]\ntype = \"log\"\n"
     )

@@ -1,5 +1,5 @@
 //! Runtime functions (the real `awslambdaric`) through Lambda's Invoke API with the real
-//! `aws-sdk-lambda` client, as runtime-api.md's caller column has it: a warm process across
+//! `aws-sdk-lambda` client, as a caller sees them (docs/interface.md §3.8 and §4.4): a warm process across
 //! calls, the runtime's own error document with `FunctionError: Unhandled`, the log tail with the
 //! handler's output and `Init Duration` on the cold start only, `Event` accepted, and 429 `TooManyRequestsException` while every environment is busy.
 
@@ -90,6 +90,7 @@ async fn a_python_runtime_through_the_invoke_api() {
             lambda
                 .invoke()
                 .function_name("py")
+                // sleep-ok: the handler holds the only environment while the test is refused
                 .payload(Blob::new(r#"{"mode":"sleep","s":3}"#))
                 .send()
                 .await

@@ -192,11 +192,16 @@ async fn an_event_older_than_max_event_age_goes_to_on_failure_as_event_age_excee
     d.stop().await;
 }
 
+// sleep-ok: the function (not the test) waits for the test's `release` file; a shell has no
+// blocking wait on a file's creation, so it looks every 20 ms. The test itself waits on
+// conditions (`started` appearing, the records arriving).
+const GATED: &str = "touch started; while [ ! -f release ]; do sleep 0.02; done; cat";
+
 fn gated_config(dir: &Path) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"{db}\"\n[queues.done]\n\
          [functions.gated]\ntype = \"command\"\n\
-         command = [\"sh\", \"-c\", \"touch started; while [ ! -f release ]; do sleep 0.02; done; cat\"]\n\
+         command = [\"sh\", \"-c\", \"{GATED}\"]\n\
          working_dir = \"{dir}\"\ntimeout = \"60s\"\ndestinations = {{ on_success = \"done\" }}\n",
         db = dir.join("esmd.db").display(),
         dir = dir.display(),

@@ -193,6 +193,7 @@ async fn rust_scale_out_stops_at_max_environments_and_throttles_on_request() {
         call(
             &invoker,
             &config,
+            // sleep-ok: each handler holds its environment, so that the calls overlap
             json!({"mode": "sleep", "s": 0.3, "i": i}),
         )
     });
@@ -339,6 +340,7 @@ async fn rust_abandoned_invocation_kills_its_environment_and_frees_the_slot() {
     let pid = before["pid"].as_u64().expect("pid");
     let abandoned = tokio::time::timeout(
         Duration::from_millis(300),
+        // sleep-ok: a handler still running when the caller gives up on it
         invoker.invoke(&target(&config), br#"{"mode":"sleep","s":30}"#.to_vec()),
     )
     .await;
@@ -368,6 +370,7 @@ async fn init_timeout_fails_the_invocation_and_kills_the_runtime() {
     r.argv = vec![
         "sh".into(),
         "-c".into(),
+        // sleep-ok: a runtime that never calls /next, so that init_timeout ends it
         format!("echo $$ > {}; exec sleep 600", pid_file.display()),
     ];
     r.init_timeout = Duration::from_millis(300);

@@ -36,6 +36,7 @@ async fn misuse_gets_lambdas_codes_and_the_invocation_still_ends() {
         "sh".into(),
         "-c".into(),
         format!(
+            // sleep-ok: a stand-in runtime that only writes down its address; the test plays it
             "echo $AWS_LAMBDA_RUNTIME_API > {}; exec sleep 600",
             file.display()
         ),

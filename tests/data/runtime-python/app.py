@@ -15,13 +15,16 @@ def handler(event, context):
     if mode == "exit":
         os._exit(3)
     if mode == "sleep":
+        # // sleep-ok: the "sleep" mode holds the invocation (timeouts, overlapping calls)
         time.sleep(event.get("s", 5))
     if mode == "spawn":
         # A grandchild that outlives nothing: killed with the environment's process group.
         pid = os.fork()
         if pid == 0:
+            # // sleep-ok: a grandchild that must be killed with the environment's group
             time.sleep(600)
             os._exit(0)
+        # // sleep-ok: the handler holds the invocation until the timeout kills the group
         time.sleep(event.get("s", 5))
         return {"child": pid}
     if mode == "big":
