@@ -14,7 +14,7 @@ mod pool;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -154,24 +154,48 @@ impl Runtimes {
                     log: None,
                 };
             };
+            // What is left of the function's timeout once an Init retried within it is done.
+            let mut budget = timeout;
             let mut env = match lease.env.take() {
                 Some(env) => env,
                 None => {
                     let init = Initialising::new(metrics, target.function);
-                    match Environment::start(&spec, call.request_id).await {
+                    let mut started =
+                        Environment::start(&spec, call.request_id, runtime.init_timeout).await;
+                    let retry_from = Instant::now();
+                    let retried = started.as_ref().is_err_and(|f| f.timed_out);
+                    if retried {
+                        // Lambda retries an Init that overran once, inside the invocation and
+                        // bounded by the function's timeout (docs/interface.md §4.4).
+                        tracing::warn!(
+                            function = target.function,
+                            request_id = call.request_id,
+                            "Init timed out; retrying it within the invocation's timeout"
+                        );
+                        started = Environment::start(&spec, call.request_id, timeout).await;
+                    }
+                    match started {
                         Ok(env) => {
                             init.done(env.init_duration.map(|d| d.as_secs_f64()));
+                            budget = timeout
+                                .saturating_sub(retry_from.elapsed())
+                                .max(Duration::from_millis(1));
                             env
                         }
                         Err(failure) => {
                             init.done(None);
                             lease.release(false);
                             tracing::warn!(function = target.function, mapping = target.mapping, request_id = call.request_id, error = %failure.why, "execution environment failed to initialise");
-                            return RuntimeInvoked {
-                                invocation: Invocation::RuntimeError {
+                            let invocation = if failure.timed_out && retried {
+                                Invocation::TimedOut
+                            } else {
+                                Invocation::RuntimeError {
                                     why: failure.why,
                                     document: failure.document,
-                                },
+                                }
+                            };
+                            return RuntimeInvoked {
+                                invocation,
                                 log: Some(failure.log),
                             };
                         }
@@ -179,7 +203,7 @@ impl Runtimes {
                 }
             };
             let started = Instant::now();
-            let ended = env.invoke(event, timeout).await;
+            let ended = env.invoke(event, budget).await;
             let elapsed = started.elapsed();
             let (invocation, keep, outcome) = match ended {
                 Ended::Gone(back) => {

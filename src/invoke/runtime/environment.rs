@@ -44,6 +44,9 @@ pub(super) struct InitFailure {
     pub document: Vec<u8>,
     pub why: String,
     pub log: String,
+    /// Init overran its limit (rather than failing): Lambda retries such an Init once, within
+    /// the invocation's own timeout.
+    pub timed_out: bool,
 }
 
 /// How one invocation ended, in Runtime API terms.
@@ -61,9 +64,14 @@ pub(super) enum Ended {
 }
 
 impl Environment {
-    /// Starts a runtime and waits for its first `/next` (Init), at most `init_timeout`. The
+    /// Starts a runtime and waits for its first `/next` (Init), at most `init_limit`
+    /// (`init_timeout`, or what is left of the invocation's timeout when Init is retried). The
     /// `request_id` is the invocation that triggered the start, named in esmd's errors.
-    pub(super) async fn start(spec: &Spec<'_>, request_id: &str) -> Result<Self, InitFailure> {
+    pub(super) async fn start(
+        spec: &Spec<'_>,
+        request_id: &str,
+        init_limit: Duration,
+    ) -> Result<Self, InitFailure> {
         let started = Instant::now();
         let failure = |why: String, kind: &str| InitFailure {
             document: serde_json::json!({
@@ -74,6 +82,7 @@ impl Environment {
             .into_bytes(),
             why,
             log: String::new(),
+            timed_out: false,
         };
         let shared = Arc::new(Shared::default());
         let (addr, server) = api::bind(shared.clone()).await.map_err(|e| {
@@ -178,7 +187,7 @@ impl Environment {
             pid,
             init_duration: None,
         };
-        let failed = match env.wait_ready(started + r.init_timeout).await {
+        let failed = match env.wait_ready(started + init_limit).await {
             Ready::Next => {
                 env.init_duration = Some(started.elapsed());
                 return Ok(env);
@@ -189,16 +198,20 @@ impl Environment {
                     document,
                     why,
                     log: String::new(),
+                    timed_out: false,
                 }
             }
             Ready::Exited(status) => failure(exit_message(status), "Runtime.ExitError"),
-            Ready::Deadline => failure(
-                format!(
-                    "Init timed out after {:.2} seconds",
-                    r.init_timeout.as_secs_f64()
-                ),
-                "Sandbox.Timedout",
-            ),
+            Ready::Deadline => InitFailure {
+                timed_out: true,
+                ..failure(
+                    format!(
+                        "Init timed out after {:.2} seconds",
+                        init_limit.as_secs_f64()
+                    ),
+                    "Sandbox.Timedout",
+                )
+            },
         };
         Err(InitFailure {
             log: env.output.take_init(),
