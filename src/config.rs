@@ -21,6 +21,7 @@ mod load;
 mod mapping;
 mod raw;
 mod read;
+mod remote;
 mod render;
 mod runtime;
 mod validate;
@@ -188,11 +189,29 @@ pub struct RuntimeConfig {
     pub idle_timeout: Duration,
 }
 
+/// A mapping's remote SQS queue: `queue_url`, `endpoint` and `region` of `[mappings.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteQueue {
+    /// `queue_url`, as written.
+    pub url: String,
+    /// `endpoint`: where the SDK sends requests; `None` for the SDK's own resolution (the
+    /// `AWS_ENDPOINT_URL_SQS`/`AWS_ENDPOINT_URL` variables, else AWS's endpoint for `region`).
+    pub endpoint: Option<String>,
+    /// `region`: as given, else the `sqs.<region>.amazonaws.com` host's, else `server.region`.
+    pub region: String,
+    /// The account: the segment before the queue's name in the URL's path.
+    pub account_id: String,
+}
+
 /// `[mappings.NAME]`: one event source mapping.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MappingConfig {
-    /// `queue`: the queue polled.
+    /// `queue`: the queue polled. For a remote queue (`remote` is set), its name as its URL
+    /// gives it: it names no queue of this esmd, but says whether the queue is FIFO.
     pub queue: QueueName,
+    /// `queue_url` (with `endpoint` and `region`): the mapping polls this remote SQS queue
+    /// instead of a queue of this esmd.
+    pub remote: Option<RemoteQueue>,
     /// `function`: the function invoked (a key of `functions`).
     pub function: String,
     /// `enabled`

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 mod runtime;
+mod source;
 
 pub use runtime::RuntimeMetrics;
 
@@ -85,6 +86,7 @@ pub struct Metrics {
     claimed: IntGaugeVec,
     batch_age: HistogramVec,
     store_errors: IntCounterVec,
+    source_errors: IntCounterVec,
     store_commits: HistogramVec,
     tombstones: IntCounterVec,
     async_events: IntCounterVec,
@@ -263,6 +265,7 @@ impl Metrics {
                 &["function", "condition"],
             ),
             runtime: RuntimeMetrics::register(&r),
+            source_errors: reg(&r, source::counter()),
             registry: r,
             queues: Mutex::default(),
         };
@@ -399,6 +402,7 @@ impl Metrics {
         self.in_flight.with_label_values(&[mapping]).set(0);
         self.claimed.with_label_values(&[mapping]).set(0);
         self.batch_age.with_label_values(&[mapping]);
+        self.register_source(mapping);
     }
 
     /// `mapping` holds `n` claimed messages not yet invoked.

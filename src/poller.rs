@@ -20,7 +20,9 @@ mod batch;
 mod collect;
 mod dispatch;
 mod once;
+mod remote;
 mod settle;
+mod source;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,13 +31,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, FunctionConfig, MappingConfig};
-use crate::domain::event::arn_of;
+use crate::domain::event::{arn_of, queue_arn};
 use crate::invoke::Invoker;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use source::Source;
 
 pub use batch::Batch;
 pub use once::PollReport;
+pub use source::PollError;
 
 /// Everything a mapping's workers need to know, resolved once from the configuration.
 #[derive(Debug, Clone)]
@@ -48,11 +52,13 @@ pub struct Mapping {
     pub function_name: String,
     /// The function's settings.
     pub function: FunctionConfig,
-    /// The queue's ARN, for `eventSourceARN`.
+    /// The queue's ARN, for `eventSourceARN` (a remote queue's: its region, the account of its
+    /// URL).
     pub queue_arn: String,
     /// The region, for `awsRegion`.
     pub region: String,
-    /// The queue's visibility timeout when the mapping was built.
+    /// The queue's visibility timeout when the mapping was built. Not used for a remote queue:
+    /// its poller asks the queue.
     pub queue_visibility_timeout: Duration,
 }
 
@@ -67,13 +73,23 @@ impl Mapping {
         queue_visibility_timeout: Duration,
     ) -> Option<Mapping> {
         let m = config.mappings.get(name)?;
+        let (queue_arn, region) = match &m.remote {
+            Some(r) => (
+                queue_arn(&r.region, &r.account_id, m.queue.name()),
+                r.region.clone(),
+            ),
+            None => (
+                arn_of(&m.queue, &config.server.region, &config.server.account_id),
+                m.queue.region_or(&config.server.region).to_owned(),
+            ),
+        };
         Some(Mapping {
             name: name.to_owned(),
             config: m.clone(),
             function_name: m.function.clone(),
             function: config.functions.get(&m.function)?.clone(),
-            queue_arn: arn_of(&m.queue, &config.server.region, &config.server.account_id),
-            region: m.queue.region_or(&config.server.region).to_owned(),
+            queue_arn,
+            region,
             queue_visibility_timeout,
         })
     }
@@ -82,10 +98,14 @@ impl Mapping {
     /// to `window + function timeout + 30 s` when the queue's is shorter than `window + timeout`,
     /// so that messages collected early in a window do not reappear before they are invoked.
     pub fn claim_visibility(&self) -> Option<Duration> {
+        self.claim_visibility_on(self.queue_visibility_timeout)
+    }
+
+    /// [`Mapping::claim_visibility`] on a queue whose visibility timeout is `queue_vt`.
+    fn claim_visibility_on(&self, queue_vt: Duration) -> Option<Duration> {
         let window = self.config.batching_window;
         let needed = window + self.function.timeout;
-        (!window.is_zero() && needed > self.queue_visibility_timeout)
-            .then(|| needed + Duration::from_secs(30))
+        (!window.is_zero() && needed > queue_vt).then(|| needed + Duration::from_secs(30))
     }
 }
 
@@ -93,7 +113,10 @@ impl Mapping {
 #[derive(Debug, Clone)]
 pub struct Poller {
     mapping: Arc<Mapping>,
+    /// The daemon's store: its clock, and the queue of a local mapping.
     store: Store,
+    /// Where the mapping's messages come from.
+    source: Arc<Source>,
     invoker: Invoker,
     metrics: Arc<Metrics>,
     /// What [`Poller::poll_once`] carries from one call to the next.
@@ -114,6 +137,7 @@ impl Poller {
             }
         }
         Poller {
+            source: Arc::new(Source::new(&mapping, &store, &metrics)),
             mapping: Arc::new(mapping),
             store,
             invoker,
@@ -125,6 +149,17 @@ impl Poller {
     /// The mapping this poller serves.
     pub fn mapping(&self) -> &Mapping {
         &self.mapping
+    }
+
+    /// The visibility timeout the mapping claims with (`None`: the queue's own) and the queue's
+    /// own, which a remote source asks its queue for.
+    async fn visibility(&self) -> Result<(Option<Duration>, Duration), PollError> {
+        let m = &self.mapping;
+        let queue_vt = self
+            .source
+            .visibility_timeout(m.queue_visibility_timeout)
+            .await?;
+        Ok((m.claim_visibility_on(queue_vt), queue_vt))
     }
 
     /// Starts the mapping on `tracker`: its collector, which starts each invocation on the same

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::raw::default;
 use super::raw::{RawBackoff, RawMapping};
 use super::read::{key, Problems, Skipped};
-use super::{FunctionConfig, MappingConfig};
+use super::{FunctionConfig, MappingConfig, RemoteQueue};
 use crate::domain::backoff::Backoff;
 use crate::domain::esm::EsmSettings;
 use crate::domain::filter::{Filters, Pattern, PatternError};
@@ -43,6 +43,7 @@ pub(super) fn mappings(
     raw: BTreeMap<String, RawMapping>,
     queues: &BTreeMap<QueueName, QueueSettings>,
     functions: &BTreeMap<String, FunctionConfig>,
+    server_region: &str,
     skipped: &Skipped,
     p: &mut Problems<'_>,
 ) -> BTreeMap<String, MappingConfig> {
@@ -60,22 +61,16 @@ pub(super) fn mappings(
                 "invalid mapping name: use 1 to 128 letters, digits, '.', '-' or '_'",
             );
         }
-        let queue = match QueueName::parse(&m.queue) {
-            Ok(q) => Some(q),
-            Err(e) => {
+        let (queue, remote) = source(&name, &m, server_region, p);
+        let local = queue.as_ref().filter(|_| remote.is_none());
+        let settings = local.and_then(|q| queues.get(q));
+        if let Some(q) = local {
+            if settings.is_none() && !skipped.contains("queues", q.as_str()) {
                 p.at(
                     &["mappings", &name, "queue"],
-                    format!("invalid queue name {:?}: {e}", m.queue),
+                    format!("no queue named {:?} is configured", q.as_str()),
                 );
-                None
             }
-        };
-        let settings = queue.as_ref().and_then(|q| queues.get(q));
-        if queue.is_some() && settings.is_none() && !skipped.contains("queues", &m.queue) {
-            p.at(
-                &["mappings", &name, "queue"],
-                format!("no queue named {:?} is configured", m.queue),
-            );
         }
         let function = functions.get(&m.function);
         if function.is_none() && !skipped.contains("functions", &m.function) {
@@ -96,18 +91,26 @@ pub(super) fn mappings(
                         "Queue visibility timeout: {} is less than Function timeout: {} (queue {}, {})",
                         seconds(settings.visibility_timeout),
                         seconds(function.timeout),
-                        m.queue,
+                        queue.as_ref().map_or("", QueueName::as_str),
                         key(&["mappings", &name])
                     ),
                 );
             }
         }
-        if let Some(first) = seen.insert((m.queue.clone(), m.function.clone()), name.clone()) {
+        // A remote queue is known by its URL, a local one by its name.
+        let polled = m.queue_url.clone().or_else(|| m.queue.clone());
+        let polled = polled.unwrap_or_default();
+        if let Some(first) = seen.insert((polled.clone(), m.function.clone()), name.clone()) {
+            let what = if m.queue_url.is_some() {
+                "queue_url"
+            } else {
+                "queue"
+            };
             p.at(
                 &["mappings", &name],
                 format!(
-                    "an event source mapping with queue {:?} and function {:?} already exists: {}",
-                    m.queue,
+                    "an event source mapping with {what} {:?} and function {:?} already exists: {}",
+                    polled,
                     m.function,
                     key(&["mappings", &first])
                 ),
@@ -118,6 +121,7 @@ pub(super) fn mappings(
                 name,
                 MappingConfig {
                     queue,
+                    remote,
                     function: m.function,
                     enabled: m.enabled,
                     batch_size: m.batch_size,
@@ -133,6 +137,58 @@ pub(super) fn mappings(
         }
     }
     out
+}
+
+/// The queue a mapping polls: exactly one of `queue` (a queue of this esmd) or `queue_url` (a
+/// remote SQS queue, whose `endpoint` and `region` are checked in `remote.rs`). The name is
+/// `None` when what was given is not usable (the problem is reported).
+fn source(
+    name: &str,
+    m: &RawMapping,
+    server_region: &str,
+    p: &mut Problems<'_>,
+) -> (Option<QueueName>, Option<RemoteQueue>) {
+    match (&m.queue, &m.queue_url) {
+        (Some(_), Some(_)) => {
+            p.at(
+                &["mappings", name, "queue_url"],
+                "set either queue (a queue of this esmd) or queue_url (a remote SQS queue), not both",
+            );
+            (None, None)
+        }
+        (None, None) => {
+            p.at(
+                &["mappings", name],
+                "missing queue or queue_url: set queue to a queue of this esmd, or queue_url to \
+                 the URL of a remote SQS queue",
+            );
+            (None, None)
+        }
+        (Some(queue), None) => {
+            for (key, v) in [("endpoint", &m.endpoint), ("region", &m.region)] {
+                if v.is_some() {
+                    p.at(
+                        &["mappings", name, key],
+                        format!("{key} is only for a remote queue (queue_url); queue {queue:?} is a queue of this esmd"),
+                    );
+                }
+            }
+            match QueueName::parse(queue) {
+                Ok(q) => (Some(q), None),
+                Err(e) => {
+                    p.at(
+                        &["mappings", name, "queue"],
+                        format!("invalid queue name {queue:?}: {e}"),
+                    );
+                    (None, None)
+                }
+            }
+        }
+        (None, Some(url)) => match super::remote::remote(name, url, m, server_region, p) {
+            Some((q, r)) => (Some(q), Some(r)),
+            None => (None, None),
+        },
+    }
 }
 
 /// `batch_size` and `batching_window`, with AWS's messages where AWS has one. `kind` is `None`
@@ -299,6 +355,7 @@ pub fn from_api(s: &EsmSettings) -> Result<MappingConfig, PatternError> {
         .collect::<Result<Vec<_>, _>>()?;
     Ok(MappingConfig {
         queue: s.queue.clone(),
+        remote: None,
         function: s.function.clone(),
         enabled: s.enabled,
         batch_size: s.batch_size,

@@ -313,11 +313,20 @@ pub(super) use function::{
     RawCommand, RawDestinations, RawFunction, RawHttp, RawLogFunction, RawRuntime, FUNCTION_TYPES,
 };
 
-/// `[mappings.NAME]`: `queue` and `function` are required, everything else has a default.
+/// `[mappings.NAME]`: `function` and one of `queue` (a queue of this esmd) or `queue_url` (a
+/// remote SQS queue, with optional `endpoint` and `region`) are required; everything else has a
+/// default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMapping {
-    pub queue: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     pub function: String,
     #[serde(default = "default::enabled")]
     pub enabled: bool,

@@ -163,7 +163,10 @@ fn function(f: &FunctionConfig) -> RawFunction {
 
 fn mapping(m: &MappingConfig) -> RawMapping {
     RawMapping {
-        queue: m.queue.to_string(),
+        queue: m.remote.is_none().then(|| m.queue.to_string()),
+        queue_url: m.remote.as_ref().map(|r| r.url.clone()),
+        endpoint: m.remote.as_ref().and_then(|r| r.endpoint.clone()),
+        region: m.remote.as_ref().map(|r| r.region.clone()),
         function: m.function.clone(),
         enabled: m.enabled,
         batch_size: m.batch_size,

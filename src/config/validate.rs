@@ -41,7 +41,14 @@ pub(super) fn validate(
     let log = log(raw.log, &mut p);
     let queues = queues(&raw.queues, skipped, &mut p);
     let functions = function::functions(raw.functions, &mut p);
-    let mappings = mapping::mappings(raw.mappings, &queues, &functions, skipped, &mut p);
+    let mappings = mapping::mappings(
+        raw.mappings,
+        &queues,
+        &functions,
+        &server.region,
+        skipped,
+        &mut p,
+    );
     Config {
         server,
         storage,

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -159,7 +160,14 @@ impl Supervisor {
     /// Starts `mapping`'s poller; its own cancel token.
     fn spawn(&self, mapping: Mapping) -> CancellationToken {
         let cancel = self.pollers_cancel.child_token();
-        tracing::info!(mapping = %mapping.name, queue = %mapping.config.queue, function = %mapping.function_name, "mapping polling");
+        match &mapping.config.remote {
+            Some(r) => {
+                tracing::info!(mapping = %mapping.name, queue_url = %r.url, endpoint = r.endpoint.as_deref().unwrap_or("(the SDK's)"), region = %r.region, function = %mapping.function_name, "mapping polling a remote queue");
+            }
+            None => {
+                tracing::info!(mapping = %mapping.name, queue = %mapping.config.queue, function = %mapping.function_name, "mapping polling");
+            }
+        }
         Poller::new(
             mapping,
             self.store.clone(),
@@ -177,6 +185,13 @@ impl Supervisor {
     ) -> Result<BTreeMap<String, Mapping>, DaemonError> {
         let mut out = BTreeMap::new();
         for (name, m) in config.mappings.iter().filter(|(_, m)| m.enabled) {
+            if m.remote.is_some() {
+                // A remote queue's visibility timeout is asked of it by its poller.
+                if let Some(mapping) = Mapping::from_config(name, config, Duration::ZERO) {
+                    out.insert(name.clone(), mapping);
+                }
+                continue;
+            }
             let queue = self
                 .store
                 .queue(&m.queue)

@@ -19,13 +19,12 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{Batch, Poller};
+use super::{Batch, PollError, Poller};
 use crate::domain::error::chain;
 use crate::domain::event::encode_record;
 use crate::domain::message::Message;
 use crate::domain::Timestamp;
 use crate::metrics::MappingEvent;
-use crate::store::StoreError;
 
 /// Longest single long poll (SQS's limit; Lambda polls with it).
 const LONG_POLL: Duration = Duration::from_secs(20);
@@ -154,12 +153,12 @@ impl Collector {
         poller: &Poller,
         how: Waiting,
         cancel: &CancellationToken,
-    ) -> Result<Option<Batch>, StoreError> {
+    ) -> Result<Option<Batch>, PollError> {
         let m = poller.mapping.clone();
         let clock = poller.store.clock().clone();
         let max_records = m.config.batch_size as usize;
         let max_payload = usize::try_from(m.config.max_payload).unwrap_or(usize::MAX);
-        let visibility = m.claim_visibility();
+        let (visibility, _) = poller.visibility().await?;
         let window = if how.waits {
             m.config.batching_window
         } else {
@@ -212,7 +211,7 @@ impl Collector {
                     return Ok(None);
                 }
                 _ = &mut settled, if blocked => continue,
-                r = poller.store.receive_wait_for_mapping(&m.name, &m.config.queue, want, visibility, wait) => r?,
+                r = poller.source.receive(want, visibility, wait) => r?,
             };
             polled = true;
             poller
@@ -265,7 +264,7 @@ impl Collector {
         batch: &mut Batch,
         max_records: usize,
         max_payload: usize,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, PollError> {
         // A failure concerns only what was carried when it settled: taken even when nothing is,
         // or a group's next receive (its failed message coming back) would be dropped for it.
         // Both read under one lock: a settle moves a group from busy to failed.
@@ -342,7 +341,7 @@ impl Collector {
         &mut self,
         poller: &Poller,
         busy: &HashSet<String>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), PollError> {
         let now = poller.store.clock().now();
         if self
             .carry
@@ -369,15 +368,13 @@ impl Collector {
             return Ok(());
         }
         let m = &poller.mapping;
-        let vt = m.claim_visibility().unwrap_or(m.queue_visibility_timeout);
+        let (claim, queue_vt) = poller.visibility().await?;
+        let vt = claim.unwrap_or(queue_vt);
         let entries: Vec<(String, Duration)> = stale
             .iter()
             .map(|&i| (self.carry[i].msg.receipt_handle.clone(), vt))
             .collect();
-        let extended = poller
-            .store
-            .change_visibility(&m.config.queue, &entries)
-            .await?;
+        let extended = poller.source.change_visibility(&entries).await?;
         let mut lost: HashSet<String> = HashSet::new();
         let mut lost_ids: HashSet<String> = HashSet::new();
         for (&i, r) in stale.iter().zip(&extended) {
@@ -422,11 +419,7 @@ impl Collector {
             .drain(..)
             .map(|c| (c.msg.receipt_handle, Duration::ZERO))
             .collect();
-        if let Err(e) = poller
-            .store
-            .change_visibility(&m.config.queue, &entries)
-            .await
-        {
+        if let Err(e) = poller.source.change_visibility(&entries).await {
             tracing::warn!(mapping = %m.name, error = %chain(&e), "could not release carried messages; they return after their visibility timeout");
         }
     }

@@ -20,8 +20,12 @@ use super::collect::{Collector, Groups, Waiting};
 use super::{Batch, Poller};
 use crate::domain::error::chain;
 
-/// Pause after a store error before polling again.
+/// Pause after the first failed poll (the store, or a remote queue) before polling again; it
+/// doubles with each failure in a row up to [`MAX_ERROR_BACKOFF`], and starts over after a poll
+/// that works.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest pause between failed polls.
+const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(10);
 
 impl Poller {
     /// The collector's loop: wait for a free slot, fill a batch, start its invocation on
@@ -36,6 +40,7 @@ impl Poller {
         tracing::debug!(mapping = %m.name, "collector started");
         let slots = Arc::new(Semaphore::new(m.config.max_concurrency as usize));
         let mut collector = Collector::new(Arc::new(Groups::default()));
+        let mut backoff = ERROR_BACKOFF;
         loop {
             let permit = tokio::select! {
                 biased;
@@ -53,6 +58,9 @@ impl Poller {
             let filled = collector.fill(&self, how, &cancel).await;
             self.metrics
                 .mapping_claimed(&m.name, collector.carried_len());
+            if filled.is_ok() {
+                backoff = ERROR_BACKOFF;
+            }
             match filled {
                 Ok(Some(batch)) => {
                     collector.groups().invoking(&batch);
@@ -67,11 +75,12 @@ impl Poller {
                 Ok(None) => {}
                 Err(e) => {
                     drop(permit);
-                    tracing::warn!(mapping = %m.name, error = %chain(&e), "poll failed, retrying");
+                    tracing::warn!(mapping = %m.name, error = %chain(&e), retry_in = ?backoff, "poll failed, retrying");
                     tokio::select! {
                         _ = cancel.cancelled() => {}
-                        _ = tokio::time::sleep(ERROR_BACKOFF) => {}
+                        _ = tokio::time::sleep(backoff) => {}
                     }
+                    backoff = (backoff * 2).min(MAX_ERROR_BACKOFF);
                 }
             }
         }

@@ -5,9 +5,8 @@
 use tokio_util::sync::CancellationToken;
 
 use super::collect::Waiting;
-use super::Poller;
+use super::{PollError, Poller};
 use crate::metrics::Outcome;
-use crate::store::StoreError;
 
 /// What one [`Poller::poll_once`] did. Every id is a message id; each list is in batch order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,10 +53,10 @@ impl Poller {
     /// return after their visibility timeout.
     ///
     /// # Errors
-    /// [`StoreError`] if the queue cannot be read; what was claimed before the error returns
+    /// [`PollError`] if the queue cannot be read (the store, or a remote queue); what was claimed before the error returns
     /// after its visibility timeout. Failures after the claim (the function failing, a delete
     /// that does not go through) are not errors: they are in the report.
-    pub async fn poll_once(&self) -> Result<PollReport, StoreError> {
+    pub async fn poll_once(&self) -> Result<PollReport, PollError> {
         let mut collector = self.step.lock().await;
         let how = Waiting {
             waits: false,

@@ -195,11 +195,7 @@ impl Poller {
         if entries.is_empty() {
             return;
         }
-        match self
-            .store
-            .change_visibility(&m.config.queue, &entries)
-            .await
-        {
+        match self.source.change_visibility(&entries).await {
             Ok(results) => {
                 for r in results {
                     if let Err(e) = r {
@@ -221,7 +217,7 @@ impl Poller {
         self.metrics
             .mapping_event(&m.name, MappingEvent::FilteredOut, msgs.len() as u64);
         let handles: Vec<String> = msgs.iter().map(|x| x.receipt_handle.clone()).collect();
-        match self.store.delete_filtered(&m.config.queue, &handles).await {
+        match self.source.delete(&handles, true).await {
             Ok(results) => {
                 for r in results {
                     if let Err(e) = r {
@@ -242,7 +238,7 @@ impl Poller {
             return Vec::new();
         }
         let m = &self.mapping;
-        match self.store.delete(&m.config.queue, handles).await {
+        match self.source.delete(handles, false).await {
             Ok(results) => {
                 let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
                 self.metrics

@@ -18,7 +18,8 @@ pub(crate) struct Known {
     /// `[functions.NAME]`: each function's configuration (its timeout for the mapping API; all
     /// of it for the Invoke API and the asynchronous runner).
     pub(crate) functions: BTreeMap<String, FunctionConfig>,
-    /// `[mappings.NAME]`, by the UUID the API shows for each ([`file_uuid`]).
+    /// `[mappings.NAME]` on a queue of this esmd (not those with `queue_url`), by the UUID the
+    /// API shows for each ([`file_uuid`]).
     pub(crate) file: BTreeMap<String, (String, MappingConfig)>,
     /// When the configuration was applied (the file mappings' `LastModified`).
     pub(crate) loaded_at: Timestamp,
@@ -45,9 +46,11 @@ impl MappingCatalog {
                 .iter()
                 .map(|(name, f)| (name.clone(), f.clone()))
                 .collect(),
+            // A mapping on a remote queue is not shown: the API speaks of this esmd's queues.
             file: config
                 .mappings
                 .iter()
+                .filter(|(_, m)| m.remote.is_none())
                 .map(|(name, m)| (file_uuid(name), (name.clone(), m.clone())))
                 .collect(),
             loaded_at: now,
