@@ -25,6 +25,7 @@ mod peek;
 mod poller;
 mod queue_limits;
 mod redrive;
+mod remote_source;
 mod runtime;
 mod runtime_config;
 mod runtime_lifecycle;
