@@ -450,7 +450,7 @@ async fn when_the_remote_goes_away_the_mapping_logs_retries_and_resumes_where_it
     a.kill().await;
     gate.open();
     b.wait_for_line(LIMIT, "a failed poll of mapping remote", |l| {
-        l.contains("poll failed, retrying") && l.contains("remote")
+        l.contains("poll failed, retrying") && l.contains("mapping=remote")
     })
     .await;
     wait_metric(
