@@ -7,7 +7,8 @@
 //! What is checked: every message delivered once in batches within `batch_size`, a reported item
 //! failure left in A's queue alone and delivered again, the event readable by `aws_lambda_events`
 //! with A's ARN, region, MD5s and attributes, B's mapping series on /metrics, a FIFO queue's
-//! group order with concurrent batches, A killed (B logs, counts, retries) and started again on
+//! group order with concurrent batches, filters deleting on A, `retry_backoff` changing a
+//! message's visibility on A, A killed (B logs, counts, retries) and started again on
 //! the same port and database (B delivers what was left), and the configuration's rules.
 
 use std::collections::BTreeMap;
@@ -605,4 +606,75 @@ async fn check_config_lists_a_remote_mappings_url_endpoint_and_region() {
     let n = &shown["mappings"]["n"];
     assert_eq!(n["endpoint"].as_str(), Some("http://127.0.0.1:9"));
     assert_eq!(n["region"].as_str(), Some("us-east-1"), "server.region");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_delete_on_the_remote_and_retry_backoff_changes_its_visibility() {
+    let function = FunctionServer::start().await;
+    // keep-bad fails on its first delivery.
+    function.respond(|call| {
+        let failed: Vec<String> = call
+            .records()
+            .iter()
+            .filter(|r| r.body.as_deref() == Some("keep-bad") && receive_count(r) == 1)
+            .map(|r| r.message_id.clone().unwrap_or_default())
+            .collect();
+        Reply::failures(&failed)
+    });
+    let a_dir = TempDir::new().unwrap();
+    let a = start_a(a_dir.path(), "127.0.0.1:0").await;
+    let sqs = sdk_client(&a.url(), "secret");
+    // Without the back-off, keep-bad would return only after 10 minutes.
+    let url = create(
+        &sqs,
+        "orders",
+        &[(QueueAttributeName::VisibilityTimeout, "600")],
+    )
+    .await;
+    for body in ["keep-1", "drop-1", "keep-bad", "drop-2"] {
+        sqs.send_message()
+            .queue_url(&url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send");
+    }
+    let b_dir = TempDir::new().unwrap();
+    let b = start_b(
+        b_dir.path(),
+        &url,
+        &a.url(),
+        &function.url,
+        "report_batch_item_failures = true\nfilters = ['{\"body\": [{\"prefix\": \"keep\"}]}']\n\
+         retry_backoff = { initial = \"1s\", max = \"1s\", jitter = false }\n",
+    )
+    .await;
+    function
+        .wait_for(LIMIT, "keep-bad delivered again", |s| {
+            (s.deliveries_of("keep-bad").len() == 2).then_some(())
+        })
+        .await;
+    let filtered = [("mapping", "remote"), ("event", "filtered_out")];
+    wait_metric(&b, "esmd_mapping_events_total", &filtered, 2.0).await;
+    eventually(LIMIT, "A's queue empty", || async {
+        (a_total(&sqs, &url).await == 0).then_some(())
+    })
+    .await;
+    let seen: Vec<String> = function
+        .calls()
+        .iter()
+        .flat_map(|c| c.bodies())
+        .filter(|b| b.starts_with("drop"))
+        .collect();
+    assert!(
+        seen.is_empty(),
+        "filtered records reached the function: {seen:?}"
+    );
+    let deleted = [("mapping", "remote"), ("event", "deleted")];
+    assert_eq!(
+        metric(&b, "esmd_mapping_events_total", &deleted).await,
+        Some(2.0)
+    );
+    b.stop().await;
+    a.stop().await;
 }
