@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod mapping;
 mod runtime;
-mod source;
 
 pub use runtime::RuntimeMetrics;
 
@@ -265,7 +265,7 @@ impl Metrics {
                 &["function", "condition"],
             ),
             runtime: RuntimeMetrics::register(&r),
-            source_errors: reg(&r, source::counter()),
+            source_errors: reg(&r, mapping::source_errors()),
             registry: r,
             queues: Mutex::default(),
         };
@@ -377,32 +377,6 @@ impl Metrics {
                 .with_label_values(&[mapping, event.label()])
                 .inc_by(n);
         }
-    }
-
-    /// Makes a mapping's series appear (at zero) before its first event.
-    pub fn register_mapping(&self, mapping: &str, function: &str) {
-        for e in [
-            MappingEvent::Polled,
-            MappingEvent::FilteredOut,
-            MappingEvent::Invoked,
-            MappingEvent::FailedInvoke,
-            MappingEvent::Deleted,
-        ] {
-            self.mapping_events.with_label_values(&[mapping, e.label()]);
-        }
-        for o in [
-            Outcome::Success,
-            Outcome::PartialFailure,
-            Outcome::Error,
-            Outcome::Timeout,
-        ] {
-            self.invocations
-                .with_label_values(&[mapping, function, o.label()]);
-        }
-        self.in_flight.with_label_values(&[mapping]).set(0);
-        self.claimed.with_label_values(&[mapping]).set(0);
-        self.batch_age.with_label_values(&[mapping]);
-        self.register_source(mapping);
     }
 
     /// `mapping` holds `n` claimed messages not yet invoked.
