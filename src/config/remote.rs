@@ -66,6 +66,9 @@ pub(super) fn remote(
         .clone()
         .or(parsed.region)
         .unwrap_or_else(|| server_region.to_owned());
+    // A queue that is not on AWS (ElasticMQ, another esmd...) is reached at its URL's own origin
+    // unless `endpoint` says otherwise; AWS's hosts are left to the SDK's endpoint resolution.
+    let endpoint = endpoint.or(parsed.origin);
     Some((
         parsed.name,
         RemoteQueue {
@@ -83,6 +86,8 @@ struct QueueUrl {
     name: QueueName,
     account_id: String,
     region: Option<String>,
+    /// `scheme://host[:port]` of a URL whose host is not AWS's.
+    origin: Option<String>,
 }
 
 /// An absolute `http` or `https` URL with a host.
@@ -127,10 +132,14 @@ fn parse_url(s: &str) -> Result<QueueUrl, String> {
         ["queue", region] if is_region(region) => Some(*region),
         _ => return Err("its path is not /<account>/<queue name>".to_owned()),
     };
+    let aws = [".amazonaws.com", ".amazonaws.com.cn", ".api.aws"]
+        .iter()
+        .any(|suffix| host.ends_with(suffix));
     Ok(QueueUrl {
         name,
         account_id: (*account).to_owned(),
         region: from_path.or(from_host).map(str::to_owned),
+        origin: (!aws).then(|| url.origin().ascii_serialization()),
     })
 }
 
@@ -144,9 +153,11 @@ mod tests {
         assert_eq!(aws.name.as_str(), "orders");
         assert_eq!(aws.account_id, "123456789012");
         assert_eq!(aws.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(aws.origin, None, "AWS's endpoints are the SDK's to resolve");
         let local = parse_url("http://127.0.0.1:9324/000000000000/jobs.fifo").unwrap();
         assert!(local.name.is_fifo());
         assert_eq!(local.region, None);
+        assert_eq!(local.origin.as_deref(), Some("http://127.0.0.1:9324"));
         let regional = parse_url("http://localhost:9324/queue/ap-south-1/000000000000/q").unwrap();
         assert_eq!(regional.region.as_deref(), Some("ap-south-1"));
         assert_eq!(regional.name.as_str(), "q");

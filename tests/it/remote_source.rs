@@ -52,7 +52,8 @@ async fn start_a(dir: &Path, listen: &str) -> EsmdProcess {
     EsmdProcess::start(dir, &toml, &[]).await
 }
 
-/// Esmd B, with mapping `remote` on `queue_url` at A's `endpoint` (`extra` more keys of it).
+/// Esmd B, with mapping `remote` on `queue_url` at A's `endpoint` (`extra` more keys of it); an
+/// empty `endpoint` leaves the key out, so that B reaches A at the queue URL's own origin.
 async fn start_b(
     dir: &Path,
     queue_url: &str,
@@ -63,9 +64,14 @@ async fn start_b(
     let toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nregion = \"{B_REGION}\"\naccount_id = \"{B_ACCOUNT}\"\n\
          [storage]\npath = \"@DIR@/b.db\"\n{}\
-         [mappings.remote]\nqueue_url = \"{queue_url}\"\nendpoint = \"{endpoint}\"\n\
+         [mappings.remote]\nqueue_url = \"{queue_url}\"\n{endpoint}\
          region = \"{A_REGION}\"\nfunction = \"fn\"\n{extra}",
         http_function(function, "3s"),
+        endpoint = if endpoint.is_empty() {
+            String::new()
+        } else {
+            format!("endpoint = \"{endpoint}\"\n")
+        },
     );
     EsmdProcess::start(dir, &toml, B_ENV).await
 }
@@ -342,10 +348,11 @@ async fn a_remote_fifo_queue_keeps_each_group_in_order_across_concurrent_batches
         }
     }
     let b_dir = TempDir::new().unwrap();
+    // No `endpoint`: A's queue URL is not AWS's, so B goes to the URL's origin.
     let b = start_b(
         b_dir.path(),
         &url,
-        &a.url(),
+        "",
         &function.url,
         "batch_size = 2\nmax_concurrency = 3\nreport_batch_item_failures = true\n",
     )
@@ -578,7 +585,7 @@ async fn check_config_lists_a_remote_mappings_url_endpoint_and_region() {
     let text = "[functions.fn]\ntype = \"log\"\n[mappings.m]\nfunction = \"fn\"\n\
                 queue_url = \"https://sqs.eu-west-1.amazonaws.com/123456789012/orders\"\n\
                 [mappings.n]\nfunction = \"fn\"\n\
-                queue_url = \"http://127.0.0.1:9/000000000000/other\"\nendpoint = \"http://127.0.0.1:9\"\n";
+                queue_url = \"http://127.0.0.1:9/000000000000/other\"\n";
     std::fs::write(dir.path().join("esmd.toml"), text).unwrap();
     let out = process::command(dir.path())
         .args(["check-config", "--config", "esmd.toml"])
@@ -604,7 +611,11 @@ async fn check_config_lists_a_remote_mappings_url_endpoint_and_region() {
     );
     assert!(m.get("queue").is_none() && m.get("endpoint").is_none());
     let n = &shown["mappings"]["n"];
-    assert_eq!(n["endpoint"].as_str(), Some("http://127.0.0.1:9"));
+    assert_eq!(
+        n["endpoint"].as_str(),
+        Some("http://127.0.0.1:9"),
+        "a queue URL not on AWS is reached at its own origin"
+    );
     assert_eq!(n["region"].as_str(), Some("us-east-1"), "server.region");
 }
 
