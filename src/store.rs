@@ -24,6 +24,7 @@
 //! its `visible_at`.
 
 mod cache;
+mod contract;
 mod error;
 mod events;
 mod health;
@@ -32,6 +33,7 @@ mod migrate;
 mod moves;
 mod open;
 mod peek;
+mod postgres;
 mod queues;
 mod report;
 mod reserve;
@@ -55,12 +57,14 @@ use crate::clock::Clock;
 use crate::domain::message::{Message, NewMessage, SendReceipt};
 use crate::domain::queue::QueueName;
 
+pub use contract::QueueStore;
 pub use error::{DbFault, StoreError};
 pub use events::AsyncEvent;
 pub use mappings::MappingChange;
 pub use moves::{MoveRequest, MoveStatus, MoveStep, MoveTask};
 pub use open::OpenError;
 pub use peek::{Explained, Fate, MessageState, Peeked, Receiver, Tombstone};
+pub use postgres::{PgOptions, PgStore};
 pub use report::{Observer, StoreEvent};
 pub use types::{EntryResults, QueueCounts, QueueInfo, WriterFault};
 

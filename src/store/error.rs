@@ -20,7 +20,7 @@ pub enum StoreError {
     Database {
         /// What kind of trouble it is.
         fault: DbFault,
-        /// SQLite's error.
+        /// The database's error.
         #[source]
         source: Arc<sqlx::Error>,
     },
@@ -55,8 +55,20 @@ pub enum DbFault {
 }
 
 impl DbFault {
-    /// Classifies an error from SQLite by its primary result code.
+    /// Classifies an error from SQLite by its primary result code, or from PostgreSQL by its
+    /// SQLSTATE (`53100` disk full; `55P03` lock not available).
     pub fn of(e: &sqlx::Error) -> DbFault {
+        if let sqlx::Error::Database(d) = e {
+            if d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+            {
+                return match d.code().as_deref() {
+                    Some("53100") => DbFault::Full,
+                    Some("55P03") => DbFault::Locked,
+                    _ => DbFault::Other,
+                };
+            }
+        }
         const SQLITE_BUSY: i64 = 5;
         const SQLITE_LOCKED: i64 = 6;
         const SQLITE_FULL: i64 = 13;

@@ -45,4 +45,13 @@ impl Wakers {
     pub fn all(&self, queue: &str) {
         self.get(queue).notify_waiters();
     }
+
+    /// Wakes every waiter of every queue (wake-ups may have been lost: the PostgreSQL store's
+    /// LISTEN connection was down).
+    pub fn every_queue(&self) {
+        let map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        for n in map.values() {
+            n.notify_waiters();
+        }
+    }
 }

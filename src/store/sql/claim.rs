@@ -192,7 +192,7 @@ pub(crate) struct Claim<'a> {
 /// The receipt token of a claim by `receiver`: 46 random bits, then the receiver in the low 16,
 /// in [2^62, 2^63): never `UNRECEIVED`, and always 8 bytes on disk like it, so a receive never
 /// grows a row. Peek and explain read the receiver back from it ([`receiver_of`]).
-fn token_for(receiver: u16) -> i64 {
+pub(crate) fn token_for(receiver: u16) -> i64 {
     let random = (rand::random::<u64>() >> 2) | (1 << 62);
     ((random & !0xFFFF) | u64::from(receiver)) as i64
 }

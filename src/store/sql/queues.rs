@@ -158,7 +158,7 @@ async fn update(
     Ok(())
 }
 
-fn settings_rejection(name: &QueueName, s: &QueueSettings) -> Result<(), StoreError> {
+pub(crate) fn settings_rejection(name: &QueueName, s: &QueueSettings) -> Result<(), StoreError> {
     match s.problems(name.kind()).into_iter().next() {
         None => Ok(()),
         Some(p) => Err(Rejection::new(
@@ -379,7 +379,7 @@ pub(crate) async fn dead_letter_sources(
 }
 
 /// Tags as stored: a JSON object of strings.
-fn tags_json(tags: &BTreeMap<String, String>) -> String {
+pub(crate) fn tags_json(tags: &BTreeMap<String, String>) -> String {
     serde_json::Value::from(serde_json::Map::from_iter(
         tags.iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))),

@@ -20,8 +20,8 @@ use crate::domain::Rejection;
 /// What a send computes before it reaches the writer, on the sender's own task: the receipt
 /// (id and MD5s) and the stored form of the attributes.
 pub(crate) struct Prepared {
-    receipt: SendReceipt,
-    attributes: Option<String>,
+    pub(crate) receipt: SendReceipt,
+    pub(crate) attributes: Option<String>,
 }
 
 /// Prepares every message of a batch (see [`Prepared`]).

@@ -1,0 +1,229 @@
+//! Settling received messages on PostgreSQL, with the SQLite store's rules (`sql/settle.rs`):
+//! delete by receipt handle (standard: a handle whose visibility ran out still deletes unless
+//! the message was received again since, in which case the call succeeds and deletes nothing;
+//! FIFO: refused once the visibility ran out), change visibility within the 12-hour cap; and
+//! the counts by state and the retention sweep.
+
+use std::time::Duration;
+
+use super::super::rows::to_ms;
+use super::{listen, lock_fifo, queues, EntryResults, PgStore, QueueCounts, QueueInfo, StoreError};
+use crate::domain::message::ReceiptHandle;
+use crate::domain::queue::{QueueName, MAX_VISIBILITY_TIMEOUT};
+use crate::domain::{RejectCode, Rejection, Timestamp};
+
+/// The handle, if it is one of `q`'s.
+fn parse_for(q: &QueueInfo, handle: &str) -> Result<ReceiptHandle, Rejection> {
+    let h = ReceiptHandle::parse(handle)?;
+    if h.queue_id != q.id {
+        return Err(Rejection::new(
+            RejectCode::ReceiptHandleIsInvalid,
+            format!("The input receipt handle \"{handle}\" is not a valid receipt handle."),
+        ));
+    }
+    Ok(h)
+}
+
+/// A received row's lease, read with its row lock.
+#[derive(sqlx::FromRow)]
+struct Lease {
+    receipt: Option<i64>,
+    visible_at: i64,
+    received_at: Option<i64>,
+    in_flight: bool,
+}
+
+impl Lease {
+    /// Whether `h` is the handle of the row's latest receive.
+    fn holds(&self, h: &ReceiptHandle) -> bool {
+        self.receipt == Some(h.token)
+    }
+}
+
+async fn lease(tx: &mut super::Tx, h: &ReceiptHandle) -> Result<Option<Lease>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT receipt, visible_at, received_at, in_flight FROM messages \
+         WHERE id = $1 AND queue_id = $2 FOR UPDATE",
+    )
+    .bind(h.row_id)
+    .bind(h.queue_id)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+pub(super) async fn delete(
+    s: &PgStore,
+    queue: &QueueName,
+    handles: &[String],
+) -> Result<EntryResults<()>, StoreError> {
+    let mut tx = s.begin().await?;
+    let q = queues::require(&mut tx, queue).await?;
+    lock_fifo(&mut tx, &q).await?;
+    let now = s.now();
+    let parsed: Vec<_> = handles.iter().map(|h| parse_for(&q, h)).collect();
+    if !queue.is_fifo() {
+        let (ids, tokens): (Vec<i64>, Vec<i64>) = parsed
+            .iter()
+            .filter_map(|h| h.as_ref().ok())
+            .map(|h| (h.row_id, h.token))
+            .unzip();
+        // A row locked by a claim in flight is waited for, then checked against its new receipt.
+        sqlx::query(
+            "DELETE FROM messages WHERE queue_id = $1 AND (id, receipt) IN \
+             (SELECT * FROM UNNEST($2::int8[], $3::int8[]))",
+        )
+        .bind(q.id)
+        .bind(&ids)
+        .bind(&tokens)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(parsed.into_iter().map(|h| h.map(|_| ())).collect());
+    }
+    let mut results = Vec::with_capacity(handles.len());
+    let mut deleted = 0;
+    for (handle, h) in handles.iter().zip(parsed) {
+        let h = match h {
+            Ok(h) => h,
+            Err(r) => {
+                results.push(Err(r));
+                continue;
+            }
+        };
+        let Some(row) = lease(&mut tx, &h).await? else {
+            // Already deleted (or expired): deleting again succeeds.
+            results.push(Ok(()));
+            continue;
+        };
+        if !(row.holds(&h) && row.visible_at > now) {
+            results.push(Err(Rejection::bad_value(
+                "ReceiptHandle",
+                handle,
+                "The receipt handle has expired.",
+            )));
+            continue;
+        }
+        sqlx::query("DELETE FROM messages WHERE id = $1")
+            .bind(h.row_id)
+            .execute(&mut *tx)
+            .await?;
+        deleted += 1;
+        results.push(Ok(()));
+    }
+    if deleted > 0 {
+        // The next message of each group the deletes unblocked.
+        listen::notify(&mut tx, queue, deleted).await?;
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+pub(super) async fn change_visibility(
+    s: &PgStore,
+    queue: &QueueName,
+    entries: &[(String, Duration)],
+) -> Result<EntryResults<()>, StoreError> {
+    let mut tx = s.begin().await?;
+    let q = queues::require(&mut tx, queue).await?;
+    lock_fifo(&mut tx, &q).await?;
+    let now = s.now();
+    let fifo = queue.is_fifo();
+    let mut results = Vec::with_capacity(entries.len());
+    let (mut made_visible, mut later) = (0u64, 0u64);
+    for (handle, timeout) in entries {
+        let h = match parse_for(&q, handle) {
+            Ok(h) => h,
+            Err(r) => {
+                results.push(Err(r));
+                continue;
+            }
+        };
+        // The latest receive's handle; on a standard queue also an earlier receive's while the
+        // message is in flight (AWS changes the current lease with it).
+        let ok = |r: &Lease| {
+            r.holds(&h) || (!fifo && r.in_flight && r.visible_at > now && r.receipt.is_some())
+        };
+        let Some(row) = lease(&mut tx, &h).await?.filter(ok) else {
+            results.push(Err(Rejection::bad_value(
+                "ReceiptHandle",
+                handle,
+                "Message does not exist or is not available for visibility timeout change.",
+            )));
+            continue;
+        };
+        let until = now + to_ms(*timeout);
+        if *timeout > MAX_VISIBILITY_TIMEOUT
+            || until - row.received_at.unwrap_or(now) > to_ms(MAX_VISIBILITY_TIMEOUT)
+        {
+            results.push(Err(Rejection::bad_value(
+                "VisibilityTimeout",
+                timeout.as_secs(),
+                "Total VisibilityTimeout for the message is beyond the limit [43200 seconds]",
+            )));
+            continue;
+        }
+        sqlx::query("UPDATE messages SET visible_at = $1, in_flight = TRUE WHERE id = $2")
+            .bind(until)
+            .bind(h.row_id)
+            .execute(&mut *tx)
+            .await?;
+        if timeout.is_zero() {
+            made_visible += 1;
+        } else {
+            // A waiter resets its timer for the new visibility.
+            later = 1;
+        }
+        results.push(Ok(()));
+    }
+    if made_visible + later > 0 {
+        listen::notify(&mut tx, queue, made_visible + later).await?;
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// Counts by state, of the messages not past retention.
+pub(super) async fn counts(s: &PgStore, name: &QueueName) -> Result<QueueCounts, StoreError> {
+    let mut tx = s.begin().await?;
+    let q = queues::require(&mut tx, name).await?;
+    let now = s.now();
+    let (visible, in_flight, delayed, oldest): (i64, i64, i64, Option<i64>) = sqlx::query_as(
+        "SELECT COUNT(*) FILTER (WHERE visible_at <= $1), \
+         COUNT(*) FILTER (WHERE visible_at > $1 AND in_flight), \
+         COUNT(*) FILTER (WHERE visible_at > $1 AND NOT in_flight), MIN(retain_from) \
+         FROM messages WHERE queue_id = $2 AND retain_from > $3",
+    )
+    .bind(now)
+    .bind(q.id)
+    .bind(now - to_ms(q.settings.retention))
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    Ok(QueueCounts {
+        visible: n(visible),
+        in_flight: n(in_flight),
+        delayed: n(delayed),
+        oldest_sent_at: oldest.map(Timestamp::from_millis),
+    })
+}
+
+/// Deletes every queue's messages past retention, and expired deduplication entries.
+pub(super) async fn sweep(s: &PgStore) -> Result<u64, StoreError> {
+    let now = s.now();
+    let mut tx = s.begin().await?;
+    let expired = sqlx::query(
+        "DELETE FROM messages m USING queues q \
+         WHERE m.queue_id = q.id AND m.retain_from <= $1 - q.retention_ms",
+    )
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query("DELETE FROM dedup WHERE expires_at <= $1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(expired)
+}
