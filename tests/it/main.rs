@@ -9,6 +9,7 @@ mod ci_script;
 mod common;
 mod config;
 mod config_fuzz;
+mod conformance;
 mod crash;
 mod daemon;
 mod faults;

@@ -1,0 +1,81 @@
+//! The store contract's conformance suite: every queue rule written once against
+//! [`QueueStore`](esmd::store::QueueStore) (`standard`, `fifo`, `lifecycle`) and run against
+//! both backends, the SQLite `Store` and the PostgreSQL `PgStore` (a test of each name in
+//! `conformance::sqlite` and `conformance::postgres`); `shared` holds what only a database
+//! shared by several instances can show (two `PgStore`s on one database). The backends are
+//! started by `harness` (a real PostgreSQL from the distribution's packages, docs/postgres.md).
+
+mod fifo;
+mod harness;
+mod lifecycle;
+mod shared;
+mod standard;
+
+use esmd::domain::message::{Message, NewMessage};
+use esmd::store::StoreError;
+
+pub(super) fn fifo_msg(group: &str, body: &str) -> NewMessage {
+    NewMessage {
+        group_id: Some(group.into()),
+        dedup_id: Some(format!("{group}-{body}")),
+        ..NewMessage::body(body)
+    }
+}
+
+pub(super) fn bodies(msgs: &[Message]) -> Vec<&str> {
+    msgs.iter().map(|m| m.body.as_str()).collect()
+}
+
+pub(super) fn rejection(e: StoreError) -> esmd::domain::Rejection {
+    match e {
+        StoreError::Rejected(r) => r,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+/// One test per backend and rule: `conformance::<backend>::<rule>`.
+macro_rules! conformance {
+    ($($module:ident :: $rule:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $rule() {
+                    let Some(f) = super::harness::sqlite().await else { return };
+                    super::$module::$rule(&f).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $rule() {
+                    let Some(f) = super::harness::postgres().await else { return };
+                    super::$module::$rule(&f).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    standard::send_receive_delete_with_attributes,
+    standard::visibility_timeout_and_override,
+    standard::a_requeued_message_goes_out_before_later_ones,
+    standard::stale_handles_standard,
+    standard::change_visibility_rules,
+    standard::delays_and_counts_by_state,
+    standard::validation_happens_per_entry,
+    standard::queues_are_created_listed_and_deleted,
+    standard::long_poll_is_woken_by_a_send,
+    standard::long_poll_is_woken_by_time,
+    fifo::fifo_fills_from_one_group_first_in_send_order,
+    fifo::fifo_group_blocks_while_in_flight,
+    fifo::fifo_redelivers_in_order_after_timeout,
+    fifo::fifo_deduplication_window_and_scopes,
+    fifo::content_based_deduplication_hashes_the_body_only,
+    fifo::stale_handles_fifo,
+    lifecycle::redrive_to_dead_letter_queue,
+    lifecycle::fifo_dead_letter_keeps_order_and_unblocks_the_group,
+    lifecycle::retention_in_every_state,
+    lifecycle::purge_clears_everything_once_a_minute,
+);
