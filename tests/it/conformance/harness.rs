@@ -38,7 +38,7 @@ pub struct Fixture<S> {
 /// What a fixture keeps alive or needs to open a second store on the same data.
 pub enum Keep {
     Dir(#[allow(dead_code)] tempfile::TempDir),
-    Database(PgConnectOptions),
+    Database(Box<PgConnectOptions>),
 }
 
 impl<S: QueueStore> Fixture<S> {
@@ -80,7 +80,7 @@ pub async fn postgres() -> Option<Fixture<PgStore>> {
     Some(Fixture {
         store,
         clock,
-        keep: Keep::Database(options),
+        keep: Keep::Database(Box::new(options)),
     })
 }
 
