@@ -124,6 +124,21 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Copies everything an SQLite database holds (queues, messages in every state,
+    /// deduplication entries, tombstones, mappings, move tasks, asynchronous invocations) into an
+    /// empty PostgreSQL database, to move to storage.backend = "postgres". Stop the daemon first.
+    CopyStorage {
+        /// The PostgreSQL database: postgres://user@host:port/db (the password in the URL or in
+        /// PGPASSWORD).
+        #[arg(long)]
+        to: String,
+        /// The SQLite file (default: the configuration's storage.path).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Configuration file (for storage.path).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Lists the queues of a running daemon.
     Queues {
         /// The daemon's URL (default: from the configuration's server.listen).
@@ -265,6 +280,30 @@ fn main() -> ExitCode {
                 auth_token,
             };
             client(async { esmd::client::redrive(&endpoint, args).await })
+        }
+        Command::CopyStorage { to, from, config } => {
+            let mut storage = match load(config) {
+                Ok(cfg) => cfg.storage,
+                Err(code) => return code,
+            };
+            if let Some(from) = from {
+                storage.path = from;
+            }
+            if !storage.path.is_file() {
+                eprintln!(
+                    "esmd: {} is not a file: nothing to copy (give the SQLite database with --from)",
+                    storage.path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+            client(async {
+                let report = esmd::store::transfer::copy_to_postgres(&storage, &to).await?;
+                let mut out = format!("copied {} into PostgreSQL:\n", storage.path.display());
+                for (table, rows) in &report.tables {
+                    out.push_str(&format!("  {table}: {rows} rows\n"));
+                }
+                Ok::<_, esmd::store::transfer::TransferError>(out)
+            })
         }
         Command::Queues { endpoint, config } => {
             let (endpoint, auth_token) = match client_target(endpoint, config) {

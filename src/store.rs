@@ -40,6 +40,7 @@ mod reserve;
 mod rows;
 mod sql;
 mod tally;
+pub mod transfer;
 mod types;
 mod wait;
 mod wake;

@@ -10,6 +10,7 @@ mod common;
 mod config;
 mod config_fuzz;
 mod conformance;
+mod copy_storage;
 mod crash;
 mod daemon;
 mod faults;
