@@ -74,7 +74,7 @@ async fn claim(
 /// Up to `want` receivable rows of a FIFO queue in delivery order: the oldest available group's
 /// visible run from its head, then the next group's. A group is available exactly when its
 /// head (oldest stored message not past retention) is visible (docs/semantics.md §6.3).
-async fn pick_fifo(
+pub(super) async fn pick_fifo(
     tx: &mut Tx,
     queue_id: i64,
     want: u32,
