@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::super::rows::{to_ms, MessageRow, MESSAGE_COLUMNS};
 use super::super::sql::claim::token_for;
-use super::send::next_sequences;
 use super::super::sql::tombstones::Fate;
+use super::send::next_sequences;
 use super::tombstones::{self, Gone, GONE_COLUMNS};
 use super::{listen, lock_fifo, queues, tally, PgStore, QueueInfo, StoreError, Tx};
 use crate::domain::message::Message;

@@ -28,7 +28,12 @@ const PAGE: i64 = 1000;
 
 impl PgStore {
     /// Runs `sql` (binding `request_id` and then `bind`) and signals the change at its commit.
-    async fn event_change(&self, sql: &str, request_id: &str, due: Option<i64>) -> Result<(), StoreError> {
+    async fn event_change(
+        &self,
+        sql: &str,
+        request_id: &str,
+        due: Option<i64>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         let mut query = sqlx::query(sql).bind(request_id);
         if let Some(due) = due {

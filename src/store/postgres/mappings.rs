@@ -25,7 +25,11 @@ async fn begin_locked(s: &PgStore) -> Result<Tx, StoreError> {
 }
 
 /// The mapping of `function` and `queue` other than `except`, if any.
-async fn same_pair(tx: &mut Tx, s: &EsmSettings, except: &str) -> Result<Option<String>, StoreError> {
+async fn same_pair(
+    tx: &mut Tx,
+    s: &EsmSettings,
+    except: &str,
+) -> Result<Option<String>, StoreError> {
     let found: Option<(String,)> = sqlx::query_as(
         "SELECT uuid FROM event_source_mappings WHERE function = $1 AND queue = $2 AND uuid <> $3",
     )

@@ -187,7 +187,11 @@ impl PgStore {
         // Every destination first: a missing one fails the task before anything moves.
         let mut targets: HashMap<String, QueueInfo> = HashMap::new();
         for row in &rows {
-            let Some(name) = task.destination.as_ref().or(row.dead_letter_source.as_ref()) else {
+            let Some(name) = task
+                .destination
+                .as_ref()
+                .or(row.dead_letter_source.as_ref())
+            else {
                 return end(tx, task_id, MoveStatus::Failed, Some(NO_QUEUE)).await;
             };
             if targets.contains_key(name) {
@@ -207,7 +211,10 @@ impl PgStore {
             };
             return end(tx, task_id, MoveStatus::Failed, Some(reason)).await;
         }
-        for dest in targets.values().filter(|d| d.name.is_fifo() && d.id != source.id) {
+        for dest in targets
+            .values()
+            .filter(|d| d.name.is_fifo() && d.id != source.id)
+        {
             let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
                 .bind(dest.id)
                 .fetch_one(&mut *tx)
@@ -219,7 +226,10 @@ impl PgStore {
         }
         let mut moved: HashMap<i64, (QueueName, i64)> = HashMap::new();
         for row in &rows {
-            let name = task.destination.as_ref().or(row.dead_letter_source.as_ref());
+            let name = task
+                .destination
+                .as_ref()
+                .or(row.dead_letter_source.as_ref());
             let dest = &targets[name.expect("checked above")];
             insert_moved(&mut tx, dest, row.id, now).await?;
             moved.entry(dest.id).or_insert((dest.name.clone(), 0)).1 += 1;

@@ -15,7 +15,11 @@ use crate::domain::queue::{Encryption, QueueName, QueueSettings, PURGE_INTERVAL}
 use crate::domain::{RejectCode, Rejection};
 
 /// The queue named `name`, if any; `lock` takes its row lock for the rest of the transaction.
-async fn find(tx: &mut Tx, name: &QueueName, lock: bool) -> Result<Option<QueueInfo>, StoreError> {
+pub(super) async fn find(
+    tx: &mut Tx,
+    name: &QueueName,
+    lock: bool,
+) -> Result<Option<QueueInfo>, StoreError> {
     let sql = format!(
         "SELECT {QUEUE_COLUMNS} FROM queues WHERE region = $1 AND name = $2{}",
         if lock { " FOR UPDATE" } else { "" }
