@@ -85,7 +85,7 @@ pub async fn mappings_are_created_updated_and_removed<S: Control>(t: &Fixture<S>
         MappingChange::Stale
     ));
     assert!(matches!(
-        s.update_mapping("nope", 1, &changed, EsmState::Enabled)
+        s.update_mapping("nope", 1, &settings("z", "q9"), EsmState::Enabled)
             .await
             .unwrap(),
         MappingChange::Stale
