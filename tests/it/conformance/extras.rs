@@ -230,7 +230,7 @@ pub async fn all_counts_agree_with_a_scan<S: Control>(t: &Fixture<S>) {
     let got = t.store.receive(&q, 2, None).await.unwrap();
     agree(t, "after sends and a receive").await;
     let c = t.store.all_counts().await.unwrap();
-    let of = |n: &esmd::domain::queue::QueueName| c.iter().find(|(q, _)| q == n).unwrap().1.clone();
+    let of = |n: &esmd::domain::queue::QueueName| c.iter().find(|(q, _)| q == n).unwrap().1;
     assert_eq!(
         (of(&q).visible, of(&q).in_flight, of(&q).delayed),
         (1, 2, 3)

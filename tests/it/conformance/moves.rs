@@ -60,7 +60,7 @@ pub async fn a_move_task_redrives_in_counted_steps<S: Control>(t: &Fixture<S>) {
     let again = t.store.start_move_task(&back(&dlq)).await.unwrap_err();
     assert_eq!(rejection(again).code, RejectCode::InvalidParameterValue);
     let active = t.store.active_move_tasks().await.unwrap();
-    assert_eq!(active, [task.clone()]);
+    assert_eq!(active, std::slice::from_ref(&task));
     assert_eq!(
         t.store.move_step(&task.task_id, 0).await.unwrap(),
         MoveStep::Idle
