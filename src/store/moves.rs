@@ -38,7 +38,7 @@ impl MoveStatus {
         }
     }
 
-    fn parse(s: &str) -> MoveStatus {
+    pub(super) fn parse(s: &str) -> MoveStatus {
         match s {
             "RUNNING" => MoveStatus::Running,
             "CANCELLING" => MoveStatus::Cancelling,

@@ -19,22 +19,38 @@
 //!   a delete or visibility change checks the token against the row's latest receive
 //!   (`settle.rs`).
 //!
-//! Not carried over yet (docs/postgres.md): group commit, tombstones, peek and explain, the
-//! queue cache, mappings, move tasks, asynchronous invocations.
+//! Beyond the contract, `PgStore` has the SQLite `Store`'s other public methods, with the same
+//! signatures (so that a facade can dispatch to either): mappings (`mappings.rs`), message move
+//! tasks (`moves.rs`, `move_step.rs`: one instance runs a task at a time, by a lease on its
+//! row), asynchronous invocations (`events.rs`: one instance runs an event at a time, by a
+//! lease), tags and dead-letter sources (`tags.rs`), peek, explain, tombstones and receivers
+//! (`peek.rs`, `tombstones.rs`), and the counts of every queue (`tally.rs`). The move and event
+//! signals reach every instance by LISTEN/NOTIFY (`listen.rs`).
+//!
+//! Not carried over yet (docs/postgres.md): group commit, the queue cache, the file's health.
 
 mod claim;
+mod events;
 mod listen;
+mod mappings;
+mod move_step;
+mod moves;
+mod peek;
 mod queues;
 mod send;
 mod settle;
+mod tags;
+mod tally;
+mod tombstones;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
+use super::sql::tombstones::Fate;
 use super::wake::Wakers;
 use super::{EntryResults, QueueCounts, QueueInfo, QueueStore, StoreError};
 use crate::clock::Clock;
@@ -54,6 +70,8 @@ pub struct PgOptions {
     pub max_connections: u32,
     /// `storage.max_queues`: CreateQueue past it is refused.
     pub max_queues: u64,
+    /// `storage.tombstone_retention`: how long a tombstone is kept (0: none are written).
+    pub tombstone_retention: Duration,
 }
 
 impl Default for PgOptions {
@@ -61,6 +79,7 @@ impl Default for PgOptions {
         PgOptions {
             max_connections: 8,
             max_queues: 1000,
+            tombstone_retention: Duration::from_secs(300),
         }
     }
 }
@@ -72,6 +91,15 @@ pub struct PgStore {
     clock: Clock,
     wake: Wakers,
     max_queues: u64,
+    /// `storage.tombstone_retention`, in milliseconds.
+    tombstone_ms: i64,
+    /// This instance's name in the leases of move tasks and events (a v4 UUID per connect).
+    instance: Arc<str>,
+    /// The move and event signals, raised by this instance's changes and by other instances'
+    /// (`listen.rs`).
+    signals: listen::Signals,
+    /// Receiver numbers by mapping name, as registered (`peek.rs`).
+    receivers: Arc<Mutex<HashMap<String, u16>>>,
     /// Stops the listener task when the last handle is dropped.
     _listener: Arc<listen::Guard>,
 }
@@ -100,12 +128,17 @@ impl PgStore {
             })
         })?;
         let wake = Wakers::default();
-        let listener = listen::start(&pool, wake.clone()).await?;
+        let signals = listen::Signals::default();
+        let listener = listen::start(&pool, wake.clone(), signals.clone()).await?;
         Ok(PgStore {
             pool,
             clock,
             wake,
             max_queues: options.max_queues,
+            tombstone_ms: super::rows::to_ms(options.tombstone_retention),
+            instance: uuid::Uuid::new_v4().to_string().into(),
+            signals,
+            receivers: Arc::default(),
             _listener: Arc::new(listener),
         })
     }
@@ -200,7 +233,7 @@ impl QueueStore for PgStore {
         max: u32,
         visibility: Option<Duration>,
     ) -> Result<Vec<Message>, StoreError> {
-        Ok(claim::receive(self, queue, max, visibility).await?.0)
+        Ok(claim::receive(self, queue, max, visibility, 0).await?.0)
     }
 
     async fn receive_wait(
@@ -210,7 +243,7 @@ impl QueueStore for PgStore {
         visibility: Option<Duration>,
         wait: Duration,
     ) -> Result<Vec<Message>, StoreError> {
-        claim::receive_wait(self, queue, max, visibility, wait).await
+        claim::receive_wait(self, queue, max, visibility, wait, 0).await
     }
 
     async fn delete(
@@ -218,7 +251,7 @@ impl QueueStore for PgStore {
         queue: &QueueName,
         handles: &[String],
     ) -> Result<EntryResults<()>, StoreError> {
-        settle::delete(self, queue, handles).await
+        settle::delete(self, queue, handles, Fate::Deleted).await
     }
 
     async fn change_visibility(

@@ -4,11 +4,22 @@
 //! `conformance::sqlite` and `conformance::postgres`); `shared` holds what only a database
 //! shared by several instances can show (two `PgStore`s on one database). The backends are
 //! started by `harness` (a real PostgreSQL from the distribution's packages, docs/postgres.md).
+//!
+//! Beyond the contract, `control` puts the rest of the `Store`'s public methods behind one
+//! trait implemented for both backends, so that `mappings`, `moves`, `events` and `extras`
+//! (tags, dead-letter sources, peek, explain, tombstones, all_counts) run against both too;
+//! `shared_control` runs them across two `PgStore`s.
 
+mod control;
+mod events;
+mod extras;
 mod fifo;
 pub mod harness;
 mod lifecycle;
+mod mappings;
+mod moves;
 mod shared;
+mod shared_control;
 mod standard;
 
 use esmd::domain::message::{Message, NewMessage};
@@ -78,4 +89,12 @@ conformance!(
     lifecycle::fifo_dead_letter_keeps_order_and_unblocks_the_group,
     lifecycle::retention_in_every_state,
     lifecycle::purge_clears_everything_once_a_minute,
+    mappings::mappings_are_created_updated_and_removed,
+    moves::a_move_task_redrives_in_counted_steps,
+    moves::a_move_task_is_cancelled_or_fails,
+    events::events_are_stored_attempted_postponed_and_removed,
+    extras::tags_and_dead_letter_sources,
+    extras::peek_and_explain_tell_where_a_message_stands,
+    extras::tombstones_of_expiry_and_dead_letters_are_swept,
+    extras::all_counts_agree_with_a_scan,
 );

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use super::super::rows::{to_ms, MessageRow, MESSAGE_COLUMNS};
 use super::super::sql::claim::token_for;
+use super::super::sql::tombstones::Fate;
 use super::send::next_sequences;
-use super::{listen, lock_fifo, queues, PgStore, QueueInfo, StoreError, Tx};
+use super::tombstones::{self, Gone, GONE_COLUMNS};
+use super::{listen, lock_fifo, queues, tally, PgStore, QueueInfo, StoreError, Tx};
 use crate::domain::message::Message;
 use crate::domain::queue::QueueName;
 use crate::domain::Timestamp;
@@ -72,7 +74,7 @@ async fn claim(
 /// Up to `want` receivable rows of a FIFO queue in delivery order: the oldest available group's
 /// visible run from its head, then the next group's. A group is available exactly when its
 /// head (oldest stored message not past retention) is visible (docs/semantics.md §6.3).
-async fn pick_fifo(
+pub(super) async fn pick_fifo(
     tx: &mut Tx,
     queue_id: i64,
     want: u32,
@@ -115,8 +117,10 @@ async fn pick_fifo(
     Ok(ids)
 }
 
-/// Moves `rows` to the source's dead-letter queue; `None` (nothing moved) if it is gone.
+/// Moves `rows` to the source's dead-letter queue, leaving tombstones; `None` (nothing moved)
+/// if it is gone.
 async fn dead_letter(
+    s: &PgStore,
     tx: &mut Tx,
     src: &QueueInfo,
     rows: &[MessageRow],
@@ -155,22 +159,31 @@ async fn dead_letter(
         .bind(row.id)
         .execute(&mut **tx)
         .await?;
-        sqlx::query("DELETE FROM messages WHERE id = $1")
-            .bind(row.id)
-            .execute(&mut **tx)
-            .await?;
     }
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let gone: Vec<Gone> = sqlx::query_as(&format!(
+        "DELETE FROM messages WHERE id = ANY($1) RETURNING {GONE_COLUMNS}"
+    ))
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    tally::add(tx, dlq.id, gone.len() as i64).await?;
+    let to = dlq.name.as_str();
+    tombstones::removed(s, tx, src.id, Fate::DeadLettered, Some(to), &gone).await?;
     listen::notify(tx, &dlq.name, rows.len() as u64).await?;
     Ok(Some(dlq.name))
 }
 
 /// A short poll; when it finds nothing, also when the next message becomes receivable by the
 /// passage of time, if any.
+/// `receiver` is who receives (0: a client; else a mapping's number, `peek.rs`), carried in the
+/// receipt token.
 pub(super) async fn receive(
     s: &PgStore,
     queue: &QueueName,
     max: u32,
     visibility: Option<Duration>,
+    receiver: u16,
 ) -> Result<(Vec<Message>, Option<Timestamp>), StoreError> {
     let mut tx = s.begin().await?;
     let q = queues::require(&mut tx, queue).await?;
@@ -178,7 +191,7 @@ pub(super) async fn receive(
     let now = s.now();
     let until = now + to_ms(visibility.unwrap_or(q.settings.visibility_timeout));
     let cutoff = now - to_ms(q.settings.retention);
-    let token = token_for(0);
+    let token = token_for(receiver);
     let limit = q
         .settings
         .redrive
@@ -201,7 +214,7 @@ pub(super) async fn receive(
         if over.is_empty() {
             break;
         }
-        if dead_letter(&mut tx, &q, &over, now).await?.is_none() {
+        if dead_letter(s, &mut tx, &q, &over, now).await?.is_none() {
             // The dead-letter queue is gone: deliver rather than lose the messages.
             out.extend(over);
         }
@@ -255,6 +268,7 @@ pub(super) async fn receive_wait(
     max: u32,
     visibility: Option<Duration>,
     wait: Duration,
+    receiver: u16,
 ) -> Result<Vec<Message>, StoreError> {
     let deadline = s.clock.now().plus(wait);
     let notify = s.wake.get(queue.as_str());
@@ -262,7 +276,7 @@ pub(super) async fn receive_wait(
         let woken = notify.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let (got, next) = receive(s, queue, max, visibility).await?;
+        let (got, next) = receive(s, queue, max, visibility, receiver).await?;
         if !got.is_empty() {
             if got.len() >= max as usize {
                 // There may be more: pass the wake on to the next waiter.

@@ -5,20 +5,60 @@
 //! per ten, `0` wakes every waiter of the queue (a settings change, a deletion). Waiters do not
 //! poll the table; a woken waiter always looks again, so a notification is a hint only.
 //!
+//! The same connection carries the signals of the move-task and event runners: a start or a
+//! cancel of a move task sends `NOTIFY esmd_moves`, and a change of an asynchronous invocation
+//! `NOTIFY esmd_events`, each in its transaction; every instance raises its [`Signals`] on them
+//! (the `watch` counters `move_signal` and `event_signal` give out).
+//!
 //! Notifications sent while the LISTEN connection is down are lost; when it comes back, every
-//! waiter of every queue is woken to look again.
+//! waiter of every queue is woken to look again, and both signals are raised.
 
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::super::wake::Wakers;
 use super::{StoreError, Tx};
 use crate::domain::queue::QueueName;
 
-/// The channel every instance listens on.
+/// The channel of long-poll wake-ups.
 const CHANNEL: &str = "esmd_wake";
+
+/// The channel of move-task starts and cancels.
+pub(super) const MOVES: &str = "esmd_moves";
+
+/// The channel of changes of asynchronous invocations.
+pub(super) const EVENTS: &str = "esmd_events";
+
+/// The move and event signals of one instance (cheap to clone).
+#[derive(Debug, Clone)]
+pub(super) struct Signals {
+    pub moves: watch::Sender<u64>,
+    pub events: watch::Sender<u64>,
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Signals {
+            moves: watch::channel(0).0,
+            events: watch::channel(0).0,
+        }
+    }
+}
+
+/// Raises a signal (its receivers see a change).
+pub(super) fn raise(signal: &watch::Sender<u64>) {
+    signal.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+impl Signals {
+    fn all(&self) {
+        raise(&self.moves);
+        raise(&self.events);
+    }
+}
 
 /// Stops the listener task when dropped.
 #[derive(Debug)]
@@ -32,9 +72,13 @@ impl Drop for Guard {
 
 /// Connects the LISTEN connection and starts the task that dispatches notifications. Returns
 /// once the connection listens, so every commit after it is seen.
-pub(super) async fn start(pool: &PgPool, wake: Wakers) -> Result<Guard, StoreError> {
+pub(super) async fn start(
+    pool: &PgPool,
+    wake: Wakers,
+    signals: Signals,
+) -> Result<Guard, StoreError> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CHANNEL).await?;
+    listener.listen_all([CHANNEL, MOVES, EVENTS]).await?;
     let stop = CancellationToken::new();
     let stopped = stop.clone();
     tokio::spawn(async move {
@@ -44,16 +88,24 @@ pub(super) async fn start(pool: &PgPool, wake: Wakers) -> Result<Guard, StoreErr
                 got = listener.try_recv() => got,
             };
             match got {
-                Ok(Some(n)) => dispatch(&wake, n.payload()),
+                Ok(Some(n)) => match n.channel() {
+                    MOVES => raise(&signals.moves),
+                    EVENTS => raise(&signals.events),
+                    _ => dispatch(&wake, n.payload()),
+                },
                 // The connection was lost (it reconnects on the next call): whatever was sent
                 // meanwhile is lost, so everyone looks again.
-                Ok(None) => wake.every_queue(),
+                Ok(None) => {
+                    wake.every_queue();
+                    signals.all();
+                }
                 Err(e) => {
                     tracing::warn!(
                         error = %crate::domain::error::chain(&e),
                         "the PostgreSQL LISTEN connection failed; long polls are woken by their timers until it is back"
                     );
                     wake.every_queue();
+                    signals.all();
                     tokio::select! {
                         () = stopped.cancelled() => return,
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -82,6 +134,15 @@ pub(super) async fn notify(tx: &mut Tx, queue: &QueueName, n: u64) -> Result<(),
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANNEL)
         .bind(format!("{n} {}", queue.as_str()))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Sends a signal on `channel` ([`MOVES`] or [`EVENTS`]) at the commit of `tx`.
+pub(super) async fn signal(tx: &mut Tx, channel: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(channel)
         .execute(&mut **tx)
         .await?;
     Ok(())

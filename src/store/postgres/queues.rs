@@ -10,12 +10,16 @@ use sqlx::Postgres;
 
 use super::super::rows::{to_ms, QueueRow, QUEUE_COLUMNS};
 use super::super::sql::queues::{settings_rejection, tags_json};
-use super::{listen, PgStore, QueueInfo, StoreError, Tx};
+use super::{listen, tally, PgStore, QueueInfo, StoreError, Tx};
 use crate::domain::queue::{Encryption, QueueName, QueueSettings, PURGE_INTERVAL};
 use crate::domain::{RejectCode, Rejection};
 
 /// The queue named `name`, if any; `lock` takes its row lock for the rest of the transaction.
-async fn find(tx: &mut Tx, name: &QueueName, lock: bool) -> Result<Option<QueueInfo>, StoreError> {
+pub(super) async fn find(
+    tx: &mut Tx,
+    name: &QueueName,
+    lock: bool,
+) -> Result<Option<QueueInfo>, StoreError> {
     let sql = format!(
         "SELECT {QUEUE_COLUMNS} FROM queues WHERE region = $1 AND name = $2{}",
         if lock { " FOR UPDATE" } else { "" }
@@ -273,12 +277,17 @@ pub(super) async fn purge(s: &PgStore, name: &QueueName) -> Result<(), StoreErro
         )
         .into());
     }
-    for sql in [
-        "DELETE FROM messages WHERE queue_id = $1",
-        "DELETE FROM dedup WHERE queue_id = $1",
-    ] {
-        sqlx::query(sql).bind(q.id).execute(&mut *tx).await?;
-    }
+    let purged = sqlx::query("DELETE FROM messages WHERE queue_id = $1")
+        .bind(q.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    // The delta of exactly the rows deleted: a send committed meanwhile keeps its count.
+    tally::add(&mut tx, q.id, -(purged as i64)).await?;
+    sqlx::query("DELETE FROM dedup WHERE queue_id = $1")
+        .bind(q.id)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("UPDATE queues SET last_purge_at = $1 WHERE id = $2")
         .bind(now)
         .bind(q.id)

@@ -9,7 +9,7 @@ use sqlx::{Postgres, QueryBuilder};
 
 use super::super::rows::to_ms;
 use super::super::sql::send::{prepare, Prepared};
-use super::{listen, lock_fifo, queues, EntryResults, PgStore, QueueInfo, StoreError, Tx};
+use super::{listen, lock_fifo, queues, tally, EntryResults, PgStore, QueueInfo, StoreError, Tx};
 use crate::domain::message::{NewMessage, SendReceipt};
 use crate::domain::queue::{DedupScope, QueueName, DEDUP_WINDOW};
 use crate::domain::Rejection;
@@ -41,6 +41,7 @@ pub(super) async fn send(
     } else {
         insert_standard(&mut tx, &q, batch, &prepared, &results, now).await?
     };
+    tally::add(&mut tx, q.id, (visible + delayed) as i64).await?;
     // A delayed message wakes one waiter, so that it sets its timer for the delay.
     let wake = visible + u64::from(delayed > 0);
     if wake > 0 {

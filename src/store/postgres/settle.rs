@@ -2,11 +2,16 @@
 //! delete by receipt handle (standard: a handle whose visibility ran out still deletes unless
 //! the message was received again since, in which case the call succeeds and deletes nothing;
 //! FIFO: refused once the visibility ran out), change visibility within the 12-hour cap; and
-//! the counts by state and the retention sweep.
+//! the counts by state and the retention sweep. Deletes and the sweep leave tombstones and take
+//! what they delete off the queues' counts (`tombstones.rs`).
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use super::super::rows::to_ms;
+use super::super::sql::tombstones::Fate;
+use super::tombstones::{self, Gone, GONE_COLUMNS};
 use super::{listen, lock_fifo, queues, EntryResults, PgStore, QueueCounts, QueueInfo, StoreError};
 use crate::domain::message::ReceiptHandle;
 use crate::domain::queue::{QueueName, MAX_VISIBILITY_TIMEOUT};
@@ -51,10 +56,12 @@ async fn lease(tx: &mut super::Tx, h: &ReceiptHandle) -> Result<Option<Lease>, S
     .await?)
 }
 
+/// Deletes by receipt handle; the tombstones say `fate` (deleted, or filtered out by a mapping).
 pub(super) async fn delete(
     s: &PgStore,
     queue: &QueueName,
     handles: &[String],
+    fate: Fate,
 ) -> Result<EntryResults<()>, StoreError> {
     let mut tx = s.begin().await?;
     let q = queues::require(&mut tx, queue).await?;
@@ -68,20 +75,21 @@ pub(super) async fn delete(
             .map(|h| (h.row_id, h.token))
             .unzip();
         // A row locked by a claim in flight is waited for, then checked against its new receipt.
-        sqlx::query(
+        let gone: Vec<Gone> = sqlx::query_as(&format!(
             "DELETE FROM messages WHERE queue_id = $1 AND (id, receipt) IN \
-             (SELECT * FROM UNNEST($2::int8[], $3::int8[]))",
-        )
+             (SELECT * FROM UNNEST($2::int8[], $3::int8[])) RETURNING {GONE_COLUMNS}"
+        ))
         .bind(q.id)
         .bind(&ids)
         .bind(&tokens)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
+        tombstones::removed(s, &mut tx, q.id, fate, None, &gone).await?;
         tx.commit().await?;
         return Ok(parsed.into_iter().map(|h| h.map(|_| ())).collect());
     }
     let mut results = Vec::with_capacity(handles.len());
-    let mut deleted = 0;
+    let mut deleted: Vec<Gone> = Vec::new();
     for (handle, h) in handles.iter().zip(parsed) {
         let h = match h {
             Ok(h) => h,
@@ -103,16 +111,19 @@ pub(super) async fn delete(
             )));
             continue;
         }
-        sqlx::query("DELETE FROM messages WHERE id = $1")
-            .bind(h.row_id)
-            .execute(&mut *tx)
-            .await?;
-        deleted += 1;
+        let gone: Gone = sqlx::query_as(&format!(
+            "DELETE FROM messages WHERE id = $1 RETURNING {GONE_COLUMNS}"
+        ))
+        .bind(h.row_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        deleted.push(gone);
         results.push(Ok(()));
     }
-    if deleted > 0 {
+    if !deleted.is_empty() {
+        tombstones::removed(s, &mut tx, q.id, fate, None, &deleted).await?;
         // The next message of each group the deletes unblocked.
-        listen::notify(&mut tx, queue, deleted).await?;
+        listen::notify(&mut tx, queue, deleted.len() as u64).await?;
     }
     tx.commit().await?;
     Ok(results)
@@ -208,18 +219,36 @@ pub(super) async fn counts(s: &PgStore, name: &QueueName) -> Result<QueueCounts,
     })
 }
 
-/// Deletes every queue's messages past retention, and expired deduplication entries.
+/// A message the sweep deleted, with its queue.
+#[derive(sqlx::FromRow)]
+struct Expired {
+    queue_id: i64,
+    #[sqlx(flatten)]
+    gone: Gone,
+}
+
+/// Deletes every queue's messages past retention (leaving tombstones), expired deduplication
+/// entries and tombstones past their retention.
 pub(super) async fn sweep(s: &PgStore) -> Result<u64, StoreError> {
     let now = s.now();
     let mut tx = s.begin().await?;
-    let expired = sqlx::query(
+    let rows: Vec<Expired> = sqlx::query_as(
         "DELETE FROM messages m USING queues q \
-         WHERE m.queue_id = q.id AND m.retain_from <= $1 - q.retention_ms",
+         WHERE m.queue_id = q.id AND m.retain_from <= $1 - q.retention_ms \
+         RETURNING m.queue_id, m.message_id, m.receive_count, m.receipt",
     )
     .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    .fetch_all(&mut *tx)
+    .await?;
+    let expired = rows.len() as u64;
+    let mut by_queue: BTreeMap<i64, Vec<Gone>> = BTreeMap::new();
+    for r in rows {
+        by_queue.entry(r.queue_id).or_default().push(r.gone);
+    }
+    for (queue_id, gone) in &by_queue {
+        tombstones::removed(s, &mut tx, *queue_id, Fate::Expired, None, gone).await?;
+    }
+    tombstones::sweep(s, &mut tx, now).await?;
     sqlx::query("DELETE FROM dedup WHERE expires_at <= $1")
         .bind(now)
         .execute(&mut *tx)

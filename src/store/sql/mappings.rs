@@ -11,12 +11,12 @@ use crate::domain::queue::QueueName;
 use crate::domain::Timestamp;
 
 /// Every column, in [`EsmRow`]'s order.
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "uuid, function, queue, enabled, batch_size, batching_window_s, max_concurrency, \
      report_batch_item_failures, filters, state, version, last_modified_at";
 
 #[derive(FromRow)]
-struct EsmRow {
+pub(crate) struct EsmRow {
     uuid: String,
     function: String,
     queue: String,
@@ -36,7 +36,7 @@ fn decode(what: &str, value: &str) -> sqlx::Error {
 }
 
 impl EsmRow {
-    fn into_esm(self) -> Result<StoredEsm, sqlx::Error> {
+    pub(crate) fn into_esm(self) -> Result<StoredEsm, sqlx::Error> {
         let queue = QueueName::from_key(&self.queue).map_err(|_| decode("queue", &self.queue))?;
         let state = EsmState::parse(&self.state).ok_or_else(|| decode("state", &self.state))?;
         let filters: Vec<String> =
@@ -61,7 +61,7 @@ impl EsmRow {
     }
 }
 
-fn filters_json(s: &EsmSettings) -> String {
+pub(crate) fn filters_json(s: &EsmSettings) -> String {
     serde_json::to_string(&s.filters).unwrap_or_else(|_| "[]".to_owned())
 }
 

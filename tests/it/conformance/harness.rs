@@ -86,7 +86,12 @@ pub async fn postgres() -> Option<Fixture<PgStore>> {
 
 /// Another store on the database `options` names (a second esmd instance).
 pub async fn open(options: &PgConnectOptions, clock: &Clock) -> PgStore {
-    PgStore::connect(options.clone(), clock.clone(), PgOptions::default())
+    // The SQLite fixture's tombstone retention (`common::storage`).
+    let pg = PgOptions {
+        tombstone_retention: Duration::from_secs(3600),
+        ..PgOptions::default()
+    };
+    PgStore::connect(options.clone(), clock.clone(), pg)
         .await
         .expect("connect to the test database")
 }
