@@ -171,6 +171,16 @@ async fn copy_all(
         }
         report.tables.push((table, copied));
     }
+    // Tables PostgreSQL keeps from the others' rows (SQLite keeps the same in memory).
+    if target.contains_key("queue_counts") {
+        sqlx::query(
+            "INSERT INTO queue_counts (queue_id, shard, total) \
+             SELECT queue_id, 0, COUNT(*) FROM messages GROUP BY queue_id",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(pg_err)?;
+    }
     tx.commit().await.map_err(pg_err)?;
     Ok(report)
 }

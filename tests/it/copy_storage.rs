@@ -53,7 +53,7 @@ async fn copy_storage_moves_every_queue_and_message_into_postgres_and_refuses_a_
     .await;
     let sqs = sdk_client(&esmd.url(), "secret");
     let dlq = sqs.create_queue().queue_name("dead").send().await.unwrap();
-    let redrive = r#"{{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dead","maxReceiveCount":"3"}}"#;
+    let redrive = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dead","maxReceiveCount":"3"}"#;
     let work = sqs
         .create_queue()
         .queue_name("work")
@@ -151,6 +151,22 @@ async fn copy_storage_moves_every_queue_and_message_into_postgres_and_refuses_a_
         BTreeMap::from([("team".to_owned(), "pay".to_owned())])
     );
     let counts = pg.counts(&name("work")).await.unwrap();
+    let kept: Vec<(String, u64)> = pg
+        .all_counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(q, c)| (q.as_str().to_owned(), c.visible + c.in_flight + c.delayed))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("dead".to_owned(), 1),
+            ("orders.fifo".to_owned(), 4),
+            ("work".to_owned(), 6)
+        ],
+        "the kept counts (a /metrics scrape's) agree with the copied rows"
+    );
     assert_eq!(
         (counts.visible, counts.in_flight, counts.delayed),
         (3, 2, 1),
