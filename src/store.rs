@@ -65,7 +65,7 @@ pub use mappings::MappingChange;
 pub use moves::{MoveRequest, MoveStatus, MoveStep, MoveTask};
 pub use open::OpenError;
 pub use peek::{Explained, Fate, MessageState, Peeked, Receiver, Tombstone};
-pub use postgres::{PgOptions, PgStore};
+pub use postgres::{PgOptions, PgSlot, PgStore};
 pub use report::{Observer, StoreEvent};
 pub use types::{EntryResults, QueueCounts, QueueInfo, WriterFault};
 

@@ -39,9 +39,12 @@ mod peek;
 mod queues;
 mod send;
 mod settle;
+mod slots;
 mod tags;
 mod tally;
 mod tombstones;
+
+pub use slots::PgSlot;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -20,6 +20,7 @@ mod mappings;
 mod moves;
 mod shared;
 mod shared_control;
+mod shared_slots;
 mod standard;
 
 use esmd::domain::message::{Message, NewMessage};

@@ -7,8 +7,9 @@
 //!
 //! The same connection carries the signals of the move-task and event runners: a start or a
 //! cancel of a move task sends `NOTIFY esmd_moves`, and a change of an asynchronous invocation
-//! `NOTIFY esmd_events`, each in its transaction; every instance raises its [`Signals`] on them
-//! (the `watch` counters `move_signal` and `event_signal` give out).
+//! `NOTIFY esmd_events`, each in its transaction, and a released mapping invocation slot
+//! `NOTIFY esmd_slots`; every instance raises its [`Signals`] on them (the `watch` counters
+//! `move_signal` and `event_signal` give out, and the slot waiters of `slots.rs`).
 //!
 //! Notifications sent while the LISTEN connection is down are lost; when it comes back, every
 //! waiter of every queue is woken to look again, and both signals are raised.
@@ -32,11 +33,15 @@ pub(super) const MOVES: &str = "esmd_moves";
 /// The channel of changes of asynchronous invocations.
 pub(super) const EVENTS: &str = "esmd_events";
 
-/// The move and event signals of one instance (cheap to clone).
+/// The channel of released mapping invocation slots (`slots.rs`).
+pub(super) const SLOTS: &str = "esmd_slots";
+
+/// The move, event and slot signals of one instance (cheap to clone).
 #[derive(Debug, Clone)]
 pub(super) struct Signals {
     pub moves: watch::Sender<u64>,
     pub events: watch::Sender<u64>,
+    pub slots: watch::Sender<u64>,
 }
 
 impl Default for Signals {
@@ -44,6 +49,7 @@ impl Default for Signals {
         Signals {
             moves: watch::channel(0).0,
             events: watch::channel(0).0,
+            slots: watch::channel(0).0,
         }
     }
 }
@@ -57,6 +63,7 @@ impl Signals {
     fn all(&self) {
         raise(&self.moves);
         raise(&self.events);
+        raise(&self.slots);
     }
 }
 
@@ -78,7 +85,7 @@ pub(super) async fn start(
     signals: Signals,
 ) -> Result<Guard, StoreError> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen_all([CHANNEL, MOVES, EVENTS]).await?;
+    listener.listen_all([CHANNEL, MOVES, EVENTS, SLOTS]).await?;
     let stop = CancellationToken::new();
     let stopped = stop.clone();
     tokio::spawn(async move {
@@ -91,6 +98,7 @@ pub(super) async fn start(
                 Ok(Some(n)) => match n.channel() {
                     MOVES => raise(&signals.moves),
                     EVENTS => raise(&signals.events),
+                    SLOTS => raise(&signals.slots),
                     _ => dispatch(&wake, n.payload()),
                 },
                 // The connection was lost (it reconnects on the next call): whatever was sent
