@@ -192,6 +192,7 @@ mod tests {
     async fn a_delete_whose_tombstones_do_not_fit_still_deletes() {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = StorageConfig {
+            postgres: None,
             path: dir.path().join("esmd.db"),
             synchronous: Synchronous::Full,
             max_size: None,
