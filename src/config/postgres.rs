@@ -236,6 +236,26 @@ pub(super) fn render_url(pg: &PostgresConfig) -> String {
     }
 }
 
+impl super::StorageConfig {
+    /// The PostgreSQL password, if any.
+    pub fn password(&self) -> Option<&Password> {
+        self.postgres.as_ref().and_then(|pg| pg.password.as_ref())
+    }
+
+    /// Whether `self` and `other` differ in more than the PostgreSQL password (what a reload
+    /// cannot apply without a restart; a new password it can).
+    pub fn differs_beyond_password(&self, other: &super::StorageConfig) -> bool {
+        let without = |s: &super::StorageConfig| {
+            let mut s = s.clone();
+            if let Some(pg) = &mut s.postgres {
+                pg.password = None;
+            }
+            s
+        };
+        without(self) != without(other)
+    }
+}
+
 impl Config {
     /// Replaces every secret by [`MASKED`](super::MASKED) (what `esmd check-config` prints
     /// without `--show-secrets`): `server.auth_token` and a password given in `storage.url`.

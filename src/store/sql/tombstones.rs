@@ -183,7 +183,7 @@ mod tests {
     use crate::domain::message::NewMessage;
     use crate::domain::queue::{QueueName, QueueSettings};
     use crate::domain::Timestamp;
-    use crate::store::{Observer, Store, StoreEvent, StoreOptions};
+    use crate::store::{Observer, SqliteStore as Store, StoreEvent, StoreOptions};
 
     /// The writer's own retry, which no configuration can reach from outside (`storage.max_size`
     /// keeps tombstones away from the cap): a file capped at the pages it has, where the
