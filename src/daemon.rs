@@ -239,7 +239,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
     // The API answers from here on: `/readyz` 503 and every request 503 while PostgreSQL is
     // not connected yet (`Store::unavailable`); SQLite is ready at once.
     if store.unavailable().is_some() {
-        tracing::info!("waiting for the database before creating the configured queues");
+        tracing::info!(address = %addr, "listening; waiting for the database before creating the configured queues");
     }
     store.connected().await;
     if let Err(e) = ensure_queues(&store, &config).await {

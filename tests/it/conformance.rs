@@ -6,7 +6,7 @@
 //! started by `harness` (a real PostgreSQL from the distribution's packages, docs/postgres.md).
 
 mod fifo;
-mod harness;
+pub(crate) mod harness;
 mod lifecycle;
 mod shared;
 mod standard;
