@@ -530,3 +530,20 @@ async fn check_config_masks_the_password_and_names_bad_keys() {
         );
     }
 }
+
+#[test]
+fn docs_name_every_store_method_waiting_for_pgstore() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/postgres.md"),
+    )
+    .expect("docs/postgres.md");
+    let section = &doc[doc
+        .find("### Facade arms waiting for `PgStore`")
+        .expect("the section of the waiting arms")..];
+    for method in esmd::store::WAITING_ON_POSTGRES {
+        assert!(
+            section.contains(&format!("`{method}`")),
+            "docs/postgres.md does not list {method} among the arms waiting for PgStore"
+        );
+    }
+}

@@ -5,8 +5,9 @@
 //! per ten, `0` wakes every waiter of the queue (a settings change, a deletion). Waiters do not
 //! poll the table; a woken waiter always looks again, so a notification is a hint only.
 //!
-//! Notifications sent while the LISTEN connection is down are lost; when it comes back, every
-//! waiter of every queue is woken to look again.
+//! Notifications sent while the LISTEN connection is down are lost: when it is lost, a new one
+//! is connected (retrying), and once it listens every waiter of every queue is woken to look
+//! again.
 
 use std::time::Duration;
 
@@ -33,36 +34,51 @@ impl Drop for Guard {
 /// Connects the LISTEN connection and starts the task that dispatches notifications. Returns
 /// once the connection listens, so every commit after it is seen.
 pub(super) async fn start(pool: &PgPool, wake: Wakers) -> Result<Guard, StoreError> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CHANNEL).await?;
+    let mut listener = connect(pool).await?;
     let stop = CancellationToken::new();
     let stopped = stop.clone();
+    let pool = pool.clone();
     tokio::spawn(async move {
         loop {
             let got = tokio::select! {
                 () = stopped.cancelled() => return,
                 got = listener.try_recv() => got,
             };
-            match got {
-                Ok(Some(n)) => dispatch(&wake, n.payload()),
-                // The connection was lost (it reconnects on the next call): whatever was sent
-                // meanwhile is lost, so everyone looks again.
-                Ok(None) => wake.every_queue(),
-                Err(e) => {
-                    tracing::warn!(
-                        error = %crate::domain::error::chain(&e),
-                        "the PostgreSQL LISTEN connection failed; long polls are woken by their timers until it is back"
-                    );
-                    wake.every_queue();
-                    tokio::select! {
-                        () = stopped.cancelled() => return,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
+            let lost = match got {
+                Ok(Some(n)) => {
+                    dispatch(&wake, n.payload());
+                    continue;
                 }
-            }
+                Ok(None) => "the connection was closed".to_owned(),
+                Err(e) => crate::domain::error::chain(&e).to_string(),
+            };
+            tracing::warn!(error = %lost, "the PostgreSQL LISTEN connection was lost; long polls are woken by their timers until it is back");
+            wake.every_queue();
+            // A new connection rather than sqlx's implicit reconnect: once it listens, every
+            // waiter looks again, since what was sent meanwhile is lost.
+            let mut wait = Duration::from_millis(100);
+            listener = loop {
+                tokio::select! {
+                    () = stopped.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                match connect(&pool).await {
+                    Ok(l) => break l,
+                    Err(_) => wait = (wait * 2).min(Duration::from_secs(2)),
+                }
+            };
+            tracing::info!("the PostgreSQL LISTEN connection is back");
+            wake.every_queue();
         }
     });
     Ok(Guard(stop))
+}
+
+/// A listening connection of its own from the pool's options.
+async fn connect(pool: &PgPool) -> Result<PgListener, StoreError> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
 }
 
 /// Wakes the waiters a payload names (see the module doc).
