@@ -242,9 +242,21 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
         tracing::info!(address = %addr, "listening; waiting for the database before creating the configured queues");
     }
     store.connected().await;
-    if let Err(e) = ensure_queues(&store, &config).await {
-        root.cancel();
-        return Err(e);
+    loop {
+        match ensure_queues(&store, &config).await {
+            Ok(()) => break,
+            // PostgreSQL went away again before the queues were set up: wait it out too.
+            Err(DaemonError::Queue { source, .. })
+                if store.is_postgres() && !matches!(source, StoreError::Rejected(_)) =>
+            {
+                tracing::warn!(error = %chain(&source), "cannot create the configured queues yet; retrying");
+                tokio::time::sleep(CHECK_INTERVAL).await;
+            }
+            Err(e) => {
+                root.cancel();
+                return Err(e);
+            }
+        }
     }
     // Queues created at run time by an earlier run: their series appear from the start too.
     if let Ok(queues) = store.queues().await {
