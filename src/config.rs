@@ -19,6 +19,7 @@ mod env;
 mod function;
 mod load;
 mod mapping;
+mod postgres;
 mod raw;
 mod read;
 mod remote;
@@ -32,6 +33,7 @@ pub use mapping::from_api as mapping_from_api;
 pub(crate) use mapping::{
     MAX_BATCHING_WINDOW, MAX_BATCH_SIZE_FIFO, MAX_BATCH_SIZE_WITHOUT_WINDOW, MIN_MAX_FILTERS,
 };
+pub use postgres::{Password, PasswordSource, PostgresConfig};
 pub use render::{render, MASKED};
 
 /// The whole, validated configuration.
@@ -82,9 +84,12 @@ pub struct ServerConfig {
     pub max_connections: Option<u32>,
 }
 
-/// `[storage]`: the SQLite file.
+/// `[storage]`: the SQLite file, or the PostgreSQL database.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StorageConfig {
+    /// `backend = "postgres"` with its `url` and password; `None`: SQLite (`backend =
+    /// "sqlite"`, the default), whose file and settings are the fields below.
+    pub postgres: Option<PostgresConfig>,
     /// `path`, already resolved against `$STATE_DIRECTORY` when relative.
     pub path: PathBuf,
     /// `synchronous`.

@@ -25,6 +25,11 @@
 //!    once; a move task stops between two commits and resumes at the next start);
 //!    Then every runtime function's execution environment is killed with its process group;
 //! 4. the store's writer answers what is queued and stops, and the database is closed;
+//!
+//! On PostgreSQL (`storage.backend = "postgres"`) the HTTP API answers before the database is
+//! connected: `/readyz` and every request answer 503 until it is (the store retries, logging),
+//! and again whenever it goes away while running; the configured queues and mappings are set up
+//! once it is there. A database that is down never stops the daemon.
 //! 5. the watchdog stops (it is fed until the very end, so a long drain is not killed).
 //!
 //! If the store breaks (its writer failed, a bug: it panicked; or the database file was deleted
@@ -195,13 +200,6 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
     };
     let store = Store::open_with(&config.storage, clock, store_opts).await?;
     systemd::spawn_watchdog(&core, core_cancel.clone());
-    ensure_queues(&store, &config).await?;
-    // Queues created at run time by an earlier run: their series appear from the start too.
-    if let Ok(queues) = store.queues().await {
-        queues
-            .iter()
-            .for_each(|q| metrics.register_queue(q.name.as_str()));
-    }
     let listener = match opts.listener {
         Some(l) => l,
         None => TcpListener::bind(&config.server.listen)
@@ -238,6 +236,34 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
             tracing::error!(error = %chain(&e), "http server failed");
         }
     });
+    // The API answers from here on: `/readyz` 503 and every request 503 while PostgreSQL is
+    // not connected yet (`Store::unavailable`); SQLite is ready at once.
+    if store.unavailable().is_some() {
+        tracing::info!(address = %addr, "listening; waiting for the database before creating the configured queues");
+    }
+    store.connected().await;
+    loop {
+        match ensure_queues(&store, &config).await {
+            Ok(()) => break,
+            // PostgreSQL went away again before the queues were set up: wait it out too.
+            Err(DaemonError::Queue { source, .. })
+                if store.is_postgres() && !matches!(source, StoreError::Rejected(_)) =>
+            {
+                tracing::warn!(error = %chain(&source), "cannot create the configured queues yet; retrying");
+                tokio::time::sleep(CHECK_INTERVAL).await;
+            }
+            Err(e) => {
+                root.cancel();
+                return Err(e);
+            }
+        }
+    }
+    // Queues created at run time by an earlier run: their series appear from the start too.
+    if let Ok(queues) = store.queues().await {
+        queues
+            .iter()
+            .for_each(|q| metrics.register_queue(q.name.as_str()));
+    }
     let sweeper = store.clone();
     let cancel = serving.clone();
     services.spawn(async move {
@@ -247,7 +273,11 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
                 _ = tokio::time::sleep(CHECK_INTERVAL) => {}
             }
             // A broken store is acted on by `run_with`'s supervision; nothing more to do here.
-            if sweeper.check_file().is_some() || tick % SWEEP_EVERY != 0 {
+            // A database that is down is waited out (`Store::unavailable`).
+            if sweeper.check_file().is_some()
+                || sweeper.unavailable().is_some()
+                || tick % SWEEP_EVERY != 0
+            {
                 continue;
             }
             if let Err(e) = sweeper.sweep().await {
@@ -279,7 +309,10 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<RunningDaemon, 
         invoker,
         &root,
     );
-    supervisor.apply(None).await?;
+    if let Err(e) = supervisor.apply(None).await {
+        root.cancel();
+        return Err(e);
+    }
     supervisor.watch(&services, supervisor.pollers_cancel.clone());
     let daemon = RunningDaemon {
         addr,
@@ -384,7 +417,24 @@ pub async fn run_with(
     start_opts: StartOptions,
 ) -> Result<(), DaemonError> {
     let mut signals = Signals::install().map_err(DaemonError::Signals)?;
-    let mut daemon = start(config, start_opts).await?;
+    // A start may wait for PostgreSQL for as long as it is down: a shutdown signal meanwhile
+    // ends it (nothing was acknowledged before the daemon was ready, so nothing is lost).
+    let starting = start(config, start_opts);
+    tokio::pin!(starting);
+    let mut daemon = loop {
+        tokio::select! {
+            started = &mut starting => break started?,
+            received = signals.next() => match received {
+                signal::Received::Shutdown(sig) => {
+                    tracing::info!(signal = sig, "received shutdown signal before esmd was ready; stopping");
+                    return Ok(());
+                }
+                signal::Received::Reload => {
+                    tracing::info!("a reload before esmd was ready is ignored: the configuration is being applied");
+                }
+            },
+        }
+    };
     let store = daemon.store.clone();
     let store_failed = store.failed();
     tokio::pin!(store_failed);

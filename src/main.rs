@@ -192,8 +192,8 @@ fn main() -> ExitCode {
             show_secrets,
         } => match load(config) {
             Ok(mut cfg) => {
-                if !show_secrets && cfg.server.auth_token.is_some() {
-                    cfg.server.auth_token = Some(config::MASKED.to_owned());
+                if !show_secrets {
+                    cfg.mask_secrets();
                 }
                 print!("{}", config::render(&cfg));
                 ExitCode::SUCCESS

@@ -27,6 +27,7 @@ mod cache;
 mod contract;
 mod error;
 mod events;
+mod facade;
 mod health;
 mod mappings;
 mod migrate;
@@ -61,6 +62,7 @@ use crate::domain::queue::QueueName;
 pub use contract::QueueStore;
 pub use error::{DbFault, StoreError};
 pub use events::AsyncEvent;
+pub use facade::{Store, WAITING as WAITING_ON_POSTGRES};
 pub use mappings::MappingChange;
 pub use moves::{MoveRequest, MoveStatus, MoveStep, MoveTask};
 pub use open::OpenError;
@@ -69,9 +71,10 @@ pub use postgres::{PgOptions, PgSlot, PgStore};
 pub use report::{Observer, StoreEvent};
 pub use types::{EntryResults, QueueCounts, QueueInfo, WriterFault};
 
-/// A cheap, cloneable handle on the database.
+/// The SQLite backend: a cheap, cloneable handle on the database file. The rest of esmd holds
+/// the [`Store`] facade, which dispatches to it or to PostgreSQL (`facade.rs`).
 #[derive(Clone, Debug)]
-pub struct Store {
+pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     clock: Clock,
@@ -116,7 +119,7 @@ pub struct StoreOptions {
     pub default_region: Option<String>,
 }
 
-impl Store {
+impl SqliteStore {
     /// The clock this store reads.
     pub fn clock(&self) -> &Clock {
         &self.clock

@@ -1,5 +1,5 @@
 //! Operational endpoints: `/healthz` (200 while the process serves), `/readyz` (200 once the
-//! daemon says it is ready, else 503 with the reason) and `/metrics` (queue gauges refreshed from
+//! daemon says it is ready and the database can be used, else 503 with the reason) and `/metrics` (queue gauges refreshed from
 //! the store's kept counts in one read, then the Prometheus text exposition).
 
 use axum::extract::State;
@@ -21,7 +21,13 @@ pub(crate) async fn healthz() -> Response {
 
 /// `GET /readyz`
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
-    match state.readiness.not_ready_reason() {
+    let reason = state.readiness.not_ready_reason().or_else(|| {
+        state
+            .store
+            .unavailable()
+            .map(|why| format!("the database is unavailable: {why}"))
+    });
+    match reason {
         None => (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response(),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -104,6 +104,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     let mut config = validate::validate(raw, &skipped, &storage_base(&env, &cwd), &mut problems);
     if problems.is_empty() {
         read_token_file(&mut config, &cwd, &mut problems);
+        super::postgres::read_password(&mut config, &cwd, &env, &mut problems);
     }
     if problems.is_empty() {
         Ok(Loaded { config, source })

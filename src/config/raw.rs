@@ -31,6 +31,8 @@ pub(super) mod default {
     pub const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
     /// `server.body_timeout`
     pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `storage.backend`
+    pub const BACKEND: &str = "sqlite";
     /// `storage.path`
     pub const STORAGE_PATH: &str = "esmd.db";
     /// `storage.synchronous`
@@ -214,6 +216,14 @@ impl Default for RawServer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawStorage {
+    /// `"sqlite"` or `"postgres"`, checked by `validate` (`postgres.rs`).
+    pub backend: String,
+    /// `postgres://user@host:port/db`, with `backend = "postgres"` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A file holding the PostgreSQL password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
     /// A string rather than a `PathBuf` so that rendering never fails.
     pub path: String,
     /// `"full"` or `"normal"`, checked by `validate`.
@@ -231,6 +241,9 @@ pub(super) struct RawStorage {
 impl Default for RawStorage {
     fn default() -> Self {
         RawStorage {
+            backend: default::BACKEND.into(),
+            url: None,
+            password_file: None,
             path: default::STORAGE_PATH.into(),
             synchronous: default::SYNCHRONOUS.into(),
             max_size: None,

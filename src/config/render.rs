@@ -6,7 +6,10 @@ use super::raw::{
     RawBackoff, RawCommand, RawConfig, RawFunction, RawHttp, RawLog, RawLogFunction, RawMapping,
     RawQueue, RawRuntime, RawServer, RawStorage, Size,
 };
-use super::{Config, FunctionConfig, FunctionTarget, LogFormat, MappingConfig, Synchronous};
+use super::{
+    Config, FunctionConfig, FunctionTarget, LogFormat, MappingConfig, PasswordSource,
+    StorageConfig, Synchronous,
+};
 use crate::domain::queue::{QueueName, QueueSettings};
 
 /// What `esmd check-config` prints in place of `server.auth_token` unless `--show-secrets`.
@@ -20,6 +23,35 @@ pub fn render(config: &Config) -> String {
         Ok(text) => format!("# esmd: effective configuration (defaults filled in)\n\n{text}"),
         // Unreachable in practice: every raw value is a string, number, bool, array or table.
         Err(e) => format!("# the configuration could not be rendered as TOML: {e}\n"),
+    }
+}
+
+/// `[storage]`: on PostgreSQL, SQLite's keys at their defaults (anything else is refused).
+fn storage(s: &StorageConfig) -> RawStorage {
+    let Some(pg) = &s.postgres else {
+        return RawStorage {
+            path: s.path.to_string_lossy().into_owned(),
+            synchronous: match s.synchronous {
+                Synchronous::Full => "full",
+                Synchronous::Normal => "normal",
+            }
+            .to_owned(),
+            max_size: s.max_size.map(Size),
+            max_queues: s.max_queues,
+            tombstone_retention: s.tombstone_retention,
+            ..RawStorage::default()
+        };
+    };
+    RawStorage {
+        backend: "postgres".into(),
+        url: Some(super::postgres::render_url(pg)),
+        password_file: match &pg.password_from {
+            PasswordSource::File(path) => Some(path.to_string_lossy().into_owned()),
+            _ => None,
+        },
+        max_queues: s.max_queues,
+        tombstone_retention: s.tombstone_retention,
+        ..RawStorage::default()
     }
 }
 
@@ -45,17 +77,7 @@ fn to_raw(config: &Config) -> RawConfig {
             body_timeout: server.body_timeout,
             max_connections: server.max_connections,
         },
-        storage: RawStorage {
-            path: config.storage.path.to_string_lossy().into_owned(),
-            synchronous: match config.storage.synchronous {
-                Synchronous::Full => "full",
-                Synchronous::Normal => "normal",
-            }
-            .to_owned(),
-            max_size: config.storage.max_size.map(Size),
-            max_queues: config.storage.max_queues,
-            tombstone_retention: config.storage.tombstone_retention,
-        },
+        storage: storage(&config.storage),
         log: RawLog {
             level: config.log.level.clone(),
             format: match config.log.format {

@@ -194,6 +194,7 @@ fn storage(raw: RawStorage, base: &Path, p: &mut Problems<'_>) -> StorageConfig 
         );
     }
     StorageConfig {
+        postgres: super::postgres::validate(&raw, p),
         path: base.join(PathBuf::from(raw.path)),
         synchronous,
         max_size,

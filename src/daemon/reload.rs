@@ -24,7 +24,8 @@ impl RunningDaemon {
     /// mappings that were added, changed or removed are started, restarted or stopped; the
     /// mappings created through Lambda's API stay as they are. A stopped mapping's workers
     /// finish the batch they hold (nothing in flight is dropped). Listener, storage and identity
-    /// changes need a restart and are reported.
+    /// changes need a restart and are reported; a new PostgreSQL password is applied to new
+    /// connections.
     ///
     /// # Errors
     /// [`DaemonError::Queue`] if a queue cannot be created; the running mappings stay as they were.
@@ -50,8 +51,12 @@ impl RunningDaemon {
                 .needs_restart
                 .push("server.region/server.account_id (queue URLs of the API)");
         }
-        if old.storage != new.storage {
+        if old.storage.differs_beyond_password(&new.storage) {
             report.needs_restart.push("storage");
+        } else if old.storage.password() != new.storage.password() {
+            // A new `storage.password_file` password: new connections log in with it.
+            self.store.set_password(new.storage.password());
+            tracing::info!("the PostgreSQL password changed: new connections use it");
         }
         if old.log != new.log {
             report.needs_restart.push("log");

@@ -24,6 +24,13 @@ pub enum StoreError {
         #[source]
         source: Arc<sqlx::Error>,
     },
+    /// The database cannot be reached (PostgreSQL is down, or not connected yet); nothing was
+    /// done, and it may be retried.
+    #[error("the database is unavailable ({reason})")]
+    Unavailable {
+        /// Why, e.g. "PostgreSQL at postgres://esmd@db:5432/esmd is unreachable: ...".
+        reason: Arc<str>,
+    },
     /// The writer task is not running: the store is closing, or the writer failed (the daemon
     /// then stops and systemd restarts it).
     #[error("the database writer is not running ({reason})")]
@@ -107,7 +114,9 @@ impl StoreError {
     pub fn fault(&self) -> Option<DbFault> {
         match self {
             StoreError::Database { fault, .. } => Some(*fault),
-            StoreError::Rejected(_) | StoreError::WriterStopped { .. } => None,
+            StoreError::Rejected(_)
+            | StoreError::WriterStopped { .. }
+            | StoreError::Unavailable { .. } => None,
         }
     }
 

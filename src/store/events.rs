@@ -8,7 +8,7 @@
 use tokio::sync::watch;
 
 use super::sql::events::{self, EventRow};
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 use crate::domain::Timestamp;
 
 /// One stored `Event` invocation.
@@ -63,7 +63,7 @@ impl EventSignal {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Stores a new event for `function`, due at once; returns it as stored. The write is
     /// committed when this returns.
     pub async fn enqueue_event(

@@ -3,12 +3,12 @@
 //! (as queue changes do), not the group-commit writer: they are rare and not message traffic.
 
 use super::sql::mappings as sql;
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 use crate::domain::esm::{EsmSettings, EsmState, StoredEsm};
 
 pub use sql::Change as MappingChange;
 
-impl Store {
+impl SqliteStore {
     /// Refuses at once if the store is broken, then runs `op`, reporting a database fault.
     async fn mapping_op<T>(
         &self,

@@ -7,7 +7,7 @@
 use tokio::sync::watch;
 
 use super::sql::moves::{self, NewTask, Step, TaskRow};
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 use crate::domain::queue::QueueName;
 use crate::domain::Timestamp;
 
@@ -137,7 +137,7 @@ impl MoveSignal {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Starts a move task: stores it as RUNNING with the source's receivable messages as
     /// `to_move`, and raises the runner's signal.
     ///

@@ -21,7 +21,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection as _, SqlitePool};
 
-use super::{health::Health, tally::Tally, wake::Wakers, writer, Store, StoreOptions};
+use super::{health::Health, tally::Tally, wake::Wakers, writer, SqliteStore, StoreOptions};
 use crate::clock::Clock;
 use crate::config::{StorageConfig, Synchronous};
 use crate::domain::error::chain;
@@ -97,6 +97,15 @@ pub enum OpenError {
         path: PathBuf,
         /// What SQLite said.
         detail: String,
+    },
+    /// `storage.url` could not be turned into PostgreSQL connect options.
+    #[error("storage.url {url} is not a usable PostgreSQL URL")]
+    Postgres {
+        /// The URL, without its password.
+        url: String,
+        /// The cause.
+        #[source]
+        source: sqlx::Error,
     },
     /// The schema could not be brought up to date.
     #[error("cannot migrate database {}", path.display())]
@@ -243,14 +252,14 @@ async fn check_existing(path: &Path, options: &SqliteConnectOptions) -> Result<u
     result
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) and migrates the database.
     ///
     /// # Errors
     /// [`OpenError`] if the file cannot be opened, is not an SQLite database or is damaged, is
     /// another program's database, or carries a schema this build does not know; the file is
     /// never modified in those cases.
-    pub async fn open(cfg: &StorageConfig, clock: Clock) -> Result<Store, OpenError> {
+    pub async fn open(cfg: &StorageConfig, clock: Clock) -> Result<SqliteStore, OpenError> {
         Self::open_with(cfg, clock, StoreOptions::default()).await
     }
 
@@ -263,7 +272,7 @@ impl Store {
         cfg: &StorageConfig,
         clock: Clock,
         opts: StoreOptions,
-    ) -> Result<Store, OpenError> {
+    ) -> Result<SqliteStore, OpenError> {
         let path = cfg.path.clone();
         // Deleted before anything opens the file, so that a full disk leaves room to start.
         let reserve = std::sync::Arc::new(super::reserve::Reserve::at_start(&path));
@@ -384,7 +393,7 @@ impl Store {
         if !reserve.ensure() {
             tracing::warn!(path = %path.display(), "the disk has no room for esmd's disk reserve: sends are refused (as a full database) until it has; receives, deletes and purges go on");
         }
-        Ok(Store {
+        Ok(SqliteStore {
             writer,
             reader,
             clock,

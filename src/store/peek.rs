@@ -25,7 +25,7 @@ use super::sql::claim::receiver_of;
 use super::sql::peek::{self as read, PeekRow, TombRow};
 pub use super::sql::tombstones::Fate;
 use super::types::EntryResults;
-use super::{writer, Store};
+use super::{writer, SqliteStore};
 use crate::domain::message::Message;
 use crate::domain::queue::QueueName;
 use crate::domain::Timestamp;
@@ -146,7 +146,7 @@ impl Receivers {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// The receiver number of mapping `name`, registered on its first use. Should that fail
     /// (a database error, every number taken), the mapping's receives are told as a client's.
     pub(super) async fn receiver(&self, name: &str) -> u16 {

@@ -156,6 +156,12 @@ impl PgStore {
         Ok(self.pool.begin().await?)
     }
 
+    /// The pool: the store's facade pings it to tell whether PostgreSQL is reachable, and gives
+    /// it a new password on a reload (`facade/link.rs`).
+    pub(in crate::store) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Closes the pool (the listener stops when the last handle is dropped).
     pub async fn close(&self) {
         self.pool.close().await;

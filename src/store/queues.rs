@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{sql, QueueInfo, Store, StoreError, StoreEvent};
+use super::{sql, QueueInfo, SqliteStore, StoreError, StoreEvent};
 use crate::domain::queue::{QueueName, QueueSettings};
 
-impl Store {
+impl SqliteStore {
     /// Creates a queue, or returns the existing one unchanged. The `bool` says whether it was
     /// created. The caller applies CreateQueue's attribute-comparison rule.
     ///

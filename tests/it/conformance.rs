@@ -14,7 +14,7 @@ mod control;
 mod events;
 mod extras;
 mod fifo;
-pub mod harness;
+pub(crate) mod harness;
 mod lifecycle;
 mod mappings;
 mod moves;

@@ -820,6 +820,7 @@ async fn a_reload_blocked_by_a_lock_logs_the_cause() {
 /// A real esmd database with a queue of 300 messages of 2 KiB, closed cleanly.
 async fn real_database(path: &Path) {
     let cfg = StorageConfig {
+        postgres: None,
         path: path.to_owned(),
         synchronous: Synchronous::Full,
         max_size: None,
@@ -997,6 +998,7 @@ async fn a_database_from_a_newer_esmd_is_refused_and_left_untouched() {
 
     // The library says the same to an embedder.
     let cfg = StorageConfig {
+        postgres: None,
         path: db.clone(),
         synchronous: Synchronous::Full,
         max_size: None,

@@ -25,6 +25,7 @@ mod lambda_api;
 mod ops;
 mod peek;
 mod poller;
+mod postgres_daemon;
 mod queue_limits;
 mod redrive;
 mod remote_source;

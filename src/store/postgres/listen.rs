@@ -11,8 +11,9 @@
 //! `NOTIFY esmd_slots`; every instance raises its [`Signals`] on them (the `watch` counters
 //! `move_signal` and `event_signal` give out, and the slot waiters of `slots.rs`).
 //!
-//! Notifications sent while the LISTEN connection is down are lost; when it comes back, every
-//! waiter of every queue is woken to look again, and both signals are raised.
+//! Notifications sent while the LISTEN connection is down are lost: when it is lost, a new one
+//! is connected (retrying), and once it listens every waiter of every queue is woken to look
+//! again, and every signal is raised.
 
 use std::time::Duration;
 
@@ -84,45 +85,58 @@ pub(super) async fn start(
     wake: Wakers,
     signals: Signals,
 ) -> Result<Guard, StoreError> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen_all([CHANNEL, MOVES, EVENTS, SLOTS]).await?;
+    let mut listener = connect(pool).await?;
     let stop = CancellationToken::new();
     let stopped = stop.clone();
+    let pool = pool.clone();
     tokio::spawn(async move {
         loop {
             let got = tokio::select! {
                 () = stopped.cancelled() => return,
                 got = listener.try_recv() => got,
             };
-            match got {
-                Ok(Some(n)) => match n.channel() {
-                    MOVES => raise(&signals.moves),
-                    EVENTS => raise(&signals.events),
-                    SLOTS => raise(&signals.slots),
-                    _ => dispatch(&wake, n.payload()),
-                },
-                // The connection was lost (it reconnects on the next call): whatever was sent
-                // meanwhile is lost, so everyone looks again.
-                Ok(None) => {
-                    wake.every_queue();
-                    signals.all();
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        error = %crate::domain::error::chain(&e),
-                        "the PostgreSQL LISTEN connection failed; long polls are woken by their timers until it is back"
-                    );
-                    wake.every_queue();
-                    signals.all();
-                    tokio::select! {
-                        () = stopped.cancelled() => return,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            let lost = match got {
+                Ok(Some(n)) => {
+                    match n.channel() {
+                        MOVES => raise(&signals.moves),
+                        EVENTS => raise(&signals.events),
+                        SLOTS => raise(&signals.slots),
+                        _ => dispatch(&wake, n.payload()),
                     }
+                    continue;
                 }
-            }
+                Ok(None) => "the connection was closed".to_owned(),
+                Err(e) => crate::domain::error::chain(&e).to_string(),
+            };
+            tracing::warn!(error = %lost, "the PostgreSQL LISTEN connection was lost; long polls are woken by their timers until it is back");
+            wake.every_queue();
+            signals.all();
+            // A new connection rather than sqlx's implicit reconnect: once it listens, every
+            // waiter looks again, since what was sent meanwhile is lost.
+            let mut wait = Duration::from_millis(100);
+            listener = loop {
+                tokio::select! {
+                    () = stopped.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                match connect(&pool).await {
+                    Ok(l) => break l,
+                    Err(_) => wait = (wait * 2).min(Duration::from_secs(2)),
+                }
+            };
+            tracing::info!("the PostgreSQL LISTEN connection is back");
+            wake.every_queue();
+            signals.all();
         }
     });
     Ok(Guard(stop))
+}
+
+/// A listening connection of its own from the pool's options.
+async fn connect(pool: &PgPool) -> Result<PgListener, StoreError> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen_all([CHANNEL, MOVES, EVENTS, SLOTS]).await?;
+    Ok(listener)
 }
 
 /// Wakes the waiters a payload names (see the module doc).

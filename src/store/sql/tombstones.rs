@@ -183,7 +183,7 @@ mod tests {
     use crate::domain::message::NewMessage;
     use crate::domain::queue::{QueueName, QueueSettings};
     use crate::domain::Timestamp;
-    use crate::store::{Observer, Store, StoreEvent, StoreOptions};
+    use crate::store::{Observer, SqliteStore as Store, StoreEvent, StoreOptions};
 
     /// The writer's own retry, which no configuration can reach from outside (`storage.max_size`
     /// keeps tombstones away from the cap): a file capped at the pages it has, where the
@@ -192,6 +192,7 @@ mod tests {
     async fn a_delete_whose_tombstones_do_not_fit_still_deletes() {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = StorageConfig {
+            postgres: None,
             path: dir.path().join("esmd.db"),
             synchronous: Synchronous::Full,
             max_size: None,

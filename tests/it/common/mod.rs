@@ -63,6 +63,7 @@ impl TestStore {
 
 pub fn storage(dir: &TempDir) -> StorageConfig {
     StorageConfig {
+        postgres: None,
         path: dir.path().join("esmd.db"),
         synchronous: Synchronous::Full,
         max_size: None,

@@ -138,7 +138,7 @@ fn server() -> Result<u16, String> {
 }
 
 /// The directory holding `initdb`, `postgres` and `pg_isready`.
-fn binaries() -> Result<PathBuf, String> {
+pub fn binaries() -> Result<PathBuf, String> {
     let has = |d: &Path| {
         ["initdb", "postgres", "pg_isready"]
             .iter()
@@ -214,9 +214,44 @@ fn as_user(user: &Option<(String, u32, u32)>, program: &Path) -> Command {
     }
 }
 
-/// Runs initdb and starts the server under its watchdog shell; returns once it accepts
-/// connections.
-fn start() -> Result<(u16, Child), String> {
+/// A fresh cluster from `initdb` (not started): the binaries, the user to run them as, the
+/// directory holding `data/` (and the socket and log), and a free port to start it on.
+pub struct Cluster {
+    pub bin: PathBuf,
+    pub user: Option<(String, u32, u32)>,
+    pub root: PathBuf,
+    pub port: u16,
+}
+
+impl Cluster {
+    /// `program` run as the cluster's user (see [`server_user`]).
+    pub fn command(&self, program: &Path) -> Command {
+        as_user(&self.user, program)
+    }
+
+    /// Waits (at most 30 s) until the server accepts connections.
+    pub fn wait_ready(&self) -> Result<(), String> {
+        let started = Instant::now();
+        loop {
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let log =
+                    std::fs::read_to_string(self.root.join("postgres.log")).unwrap_or_default();
+                return Err(format!("postgres did not start within 30 s: {log}"));
+            }
+            std::thread::sleep(Duration::from_millis(50)); // sleep-ok: pg_isready is the only readiness signal a server started this way gives
+        }
+    }
+}
+
+/// Runs initdb into a fresh temporary directory (owned by the server user) and picks a port.
+pub fn init() -> Result<Cluster, String> {
     let bin = binaries()?;
     let user = server_user()?;
     let root = tempfile::Builder::new()
@@ -244,6 +279,19 @@ fn start() -> Result<(u16, Child), String> {
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
         .port();
+    Ok(Cluster {
+        bin,
+        user,
+        root,
+        port,
+    })
+}
+
+/// Runs initdb and starts the server under its watchdog shell; returns once it accepts
+/// connections.
+fn start() -> Result<(u16, Child), String> {
+    let cluster = init()?;
+    let (bin, root, port) = (&cluster.bin, &cluster.root, cluster.port);
     // The watchdog: starts the server, waits for its stdin to close, then stops the server by
     // its pid and removes the directory.
     let script = r#"
@@ -256,28 +304,16 @@ fn start() -> Result<(u16, Child), String> {
         wait "$pg"
         rm -rf "$2"
     "#;
-    let child = as_user(&user, Path::new("/bin/sh"))
+    let child = cluster
+        .command(Path::new("/bin/sh"))
         .args(["-c", script, "sh"])
-        .arg(&bin)
-        .arg(&root)
+        .arg(bin)
+        .arg(root)
         .arg(port.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .map_err(|e| format!("start postgres: {e}"))?;
-    let started = Instant::now();
-    loop {
-        let ready = Command::new(bin.join("pg_isready"))
-            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        if ready {
-            return Ok((port, child));
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let log = std::fs::read_to_string(root.join("postgres.log")).unwrap_or_default();
-            return Err(format!("postgres did not start within 30 s: {log}"));
-        }
-        std::thread::sleep(Duration::from_millis(50)); // sleep-ok: pg_isready is the only readiness signal a server started this way gives
-    }
+    cluster.wait_ready()?;
+    Ok((port, child))
 }

@@ -376,6 +376,7 @@ async fn wal_and_the_configured_synchronous_level_are_in_force() {
     );
     let dir = tempfile::tempdir().unwrap();
     let cfg = StorageConfig {
+        postgres: None,
         path: dir.path().join("normal.db"),
         synchronous: Synchronous::Normal,
         max_size: None,
