@@ -62,7 +62,7 @@ use crate::domain::queue::QueueName;
 pub use contract::QueueStore;
 pub use error::{DbFault, StoreError};
 pub use events::AsyncEvent;
-pub use facade::{Store, WAITING as WAITING_ON_POSTGRES};
+pub use facade::{MappingSlot, Store};
 pub use mappings::MappingChange;
 pub use moves::{MoveRequest, MoveStatus, MoveStep, MoveTask};
 pub use open::OpenError;

@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use super::collect::{Collector, Groups, Waiting};
 use super::{Batch, Poller};
 use crate::domain::error::chain;
+use crate::store::MappingSlot;
 
 /// Pause after the first failed poll (the store, or a remote queue) before polling again; it
 /// doubles with each failure in a row up to [`MAX_ERROR_BACKOFF`], and starts over after a poll
@@ -26,6 +27,15 @@ use crate::domain::error::chain;
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest pause between failed polls.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(10);
+/// How much longer than a window and the function's timeout a shared slot's lease lasts.
+const SLOT_LEASE_MARGIN: Duration = Duration::from_secs(60);
+
+/// An invocation slot: this process's, and the store's (shared by instances on PostgreSQL);
+/// both are given back when it is dropped.
+struct Slot {
+    _local: OwnedSemaphorePermit,
+    _shared: MappingSlot,
+}
 
 impl Poller {
     /// The collector's loop: wait for a free slot, fill a batch, start its invocation on
@@ -42,13 +52,33 @@ impl Poller {
         let mut collector = Collector::new(Arc::new(Groups::default()));
         let mut backoff = ERROR_BACKOFF;
         loop {
-            let permit = tokio::select! {
+            let local = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
                 permit = slots.clone().acquire_owned() => match permit {
                     Ok(permit) => permit,
                     Err(_) => break,
                 },
+            };
+            // On a database shared by several instances, a slot of the mapping's there too, so
+            // that max_concurrency bounds the mapping on all of them together.
+            let shared = match self.shared_slot(&cancel).await {
+                Ok(Some(slot)) => slot,
+                Ok(None) => break,
+                Err(e) => {
+                    drop(local);
+                    tracing::warn!(mapping = %m.name, error = %chain(&e), retry_in = ?backoff, "could not take an invocation slot, retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_ERROR_BACKOFF);
+                    continue;
+                }
+            };
+            let permit = Slot {
+                _local: local,
+                _shared: shared,
             };
             let how = Waiting {
                 waits: true,
@@ -89,11 +119,26 @@ impl Poller {
         tracing::debug!(mapping = %m.name, "collector stopped");
     }
 
+    /// The mapping's slot on the store (at once on SQLite; shared by every instance on
+    /// PostgreSQL); `None` once `cancel` fires.
+    async fn shared_slot(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Result<Option<MappingSlot>, crate::store::StoreError> {
+        let m = &self.mapping;
+        // Longer than anything an invocation holds it for: its window, the function's timeout,
+        // and the settle after it.
+        let ttl = m.config.batching_window + m.function.timeout + SLOT_LEASE_MARGIN;
+        self.store
+            .mapping_slot(&m.name, m.config.max_concurrency, ttl, cancel)
+            .await
+    }
+
     /// One invocation: runs the function, frees its slot, then settles.
     async fn invocation(
         self,
         batch: Batch,
-        slot: OwnedSemaphorePermit,
+        slot: Slot,
         groups: Arc<Groups>,
         abandon: CancellationToken,
     ) {

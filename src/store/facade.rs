@@ -4,17 +4,9 @@
 //! in the background). Every public method dispatches to the backend; the macros below keep
 //! that to one line per method.
 //!
-//! On PostgreSQL, what `PgStore` does not have yet is answered here, in one place each:
-//! - **waiting** for a `PgStore` method of the same name and signature (mappings created
-//!   through the API, move tasks, asynchronous invocations, tags, peek and explain): refused
-//!   as `UnsupportedOperation`, or an empty list where a list is asked for (none can have been
-//!   created), see [`WAITING`];
-//! - **interim** answers from the queue contract: a mapping's long poll is a plain long poll
-//!   (no receiver recorded for peek), a filtered delete a plain delete (no tombstone),
-//!   `all_counts` one `counts` per queue, `counts_scanned` is `counts`, dead-letter sources are
-//!   read from the queue list.
-//!
-//! Switching such an arm to `pg.method(...)` once `PgStore` has it is a one-line change.
+//! `PgStore` has every method of the SQLite store under the same name and signature (the
+//! contract's through [`QueueStore`](super::QueueStore), the rest as its own), so each arm is one
+//! line; what is SQLite's alone (the file's health, checkpoints) is answered here.
 
 mod link;
 
@@ -23,11 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use self::link::PgLink;
 use super::{
     AsyncEvent, EntryResults, Explained, MappingChange, MoveRequest, MoveStep, MoveTask, OpenError,
-    Peeked, QueueCounts, QueueInfo, QueueStore as _, SqliteStore, StoreError, StoreEvent,
+    Peeked, PgSlot, QueueCounts, QueueInfo, QueueStore as _, SqliteStore, StoreError, StoreEvent,
     StoreOptions,
 };
 use crate::clock::Clock;
@@ -35,39 +28,7 @@ use crate::config::{Password, StorageConfig};
 use crate::domain::esm::{EsmSettings, EsmState, StoredEsm};
 use crate::domain::message::{Message, NewMessage, SendReceipt};
 use crate::domain::queue::{QueueName, QueueSettings};
-use crate::domain::{RejectCode, Rejection, Timestamp};
-
-/// The store methods that still wait for a `PgStore` method of the same name (docs/postgres.md
-/// lists them too). On PostgreSQL they are refused, or answer an empty list.
-pub const WAITING: &[&str] = &[
-    "create_mapping",
-    "update_mapping",
-    "set_mapping_state",
-    "remove_mapping",
-    "mapping",
-    "mappings",
-    "enqueue_event",
-    "pending_events",
-    "event_attempt",
-    "postpone_event",
-    "remove_event",
-    "event_signal",
-    "start_move_task",
-    "move_tasks",
-    "active_move_tasks",
-    "cancel_move_task",
-    "move_step",
-    "move_signal",
-    "tag",
-    "untag",
-    "peek",
-    "explain",
-    "dead_letter_sources",
-    "receive_wait_for_mapping",
-    "delete_filtered",
-    "all_counts",
-    "counts_scanned",
-];
+use crate::domain::Timestamp;
 
 /// A cheap, cloneable handle on the database, whichever backend holds it.
 #[derive(Clone, Debug)]
@@ -81,20 +42,12 @@ enum Backend {
     Postgres(PgLink),
 }
 
-/// The refusal of an operation PostgreSQL cannot do yet.
-fn not_yet(operation: &str) -> StoreError {
-    StoreError::Rejected(Rejection::new(
-        RejectCode::UnsupportedOperation,
-        format!("{operation} is not available on PostgreSQL yet (storage.backend = \"postgres\"; see docs/postgres.md)"),
-    ))
-}
-
 fn ok_count<T>(r: &EntryResults<T>) -> u64 {
     r.iter().filter(|e| e.is_ok()).count() as u64
 }
 
-/// Methods both backends have (PostgreSQL's from the store contract); `$seen` reports a
-/// PostgreSQL success to the observer (the SQLite store reports its own).
+/// Methods both backends have; `$seen` reports a PostgreSQL success to the observer (the SQLite
+/// store reports its own).
 macro_rules! both {
     ($($(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty, $seen:expr;)*) => {$(
         $(#[$doc])*
@@ -104,23 +57,6 @@ macro_rules! both {
                 Backend::Postgres(l) => {
                     let r = l.store()?.$name($($arg),*).await;
                     l.observed(r, $seen)
-                }
-            }
-        }
-    )*};
-}
-
-/// Methods only the SQLite store has yet: on PostgreSQL `$pg` (a refusal or an empty answer).
-macro_rules! waiting {
-    ($($(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty, $pg:expr;)*) => {$(
-        $(#[$doc])*
-        pub async fn $name(&self $(, $arg: $ty)*) -> Result<$ret, StoreError> {
-            match &self.backend {
-                Backend::Sqlite(s) => s.$name($($arg),*).await,
-                Backend::Postgres(l) => {
-                    l.store()?;
-                    $(let _ = $arg;)*
-                    $pg
                 }
             }
         }
@@ -254,7 +190,7 @@ impl Store {
         }
     }
 
-    /// Raised on every start and cancel of a message move task (never on PostgreSQL yet).
+    /// Raised on every start and cancel of a message move task (on PostgreSQL, any instance's).
     pub fn move_signal(&self) -> watch::Receiver<u64> {
         match &self.backend {
             Backend::Sqlite(s) => s.move_signal(),
@@ -262,7 +198,7 @@ impl Store {
         }
     }
 
-    /// Raised on every change of an asynchronous invocation (never on PostgreSQL yet).
+    /// Raised on every change of an asynchronous invocation (on PostgreSQL, any instance's).
     pub fn event_signal(&self) -> watch::Receiver<u64> {
         match &self.backend {
             Backend::Sqlite(s) => s.event_signal(),
@@ -309,148 +245,89 @@ impl Store {
         fn sweep(&self) -> u64, |_, _| {};
     }
 
-    waiting! {
+    both! {
         /// Stores a mapping created through Lambda's API.
-        fn create_mapping(&self, uuid: &str, settings: &EsmSettings) -> MappingChange, Err(not_yet("CreateEventSourceMapping"));
+        fn create_mapping(&self, uuid: &str, settings: &EsmSettings) -> MappingChange, |_, _| {};
         /// Changes a stored mapping.
-        fn update_mapping(&self, uuid: &str, version: i64, settings: &EsmSettings, state: EsmState) -> MappingChange,
-            Err(not_yet("UpdateEventSourceMapping"));
+        fn update_mapping(&self, uuid: &str, version: i64, settings: &EsmSettings, state: EsmState) -> MappingChange, |_, _| {};
         /// Settles a mapping's state.
-        fn set_mapping_state(&self, uuid: &str, version: i64, from: EsmState, to: EsmState) -> bool, Err(not_yet("event source mappings of the API"));
+        fn set_mapping_state(&self, uuid: &str, version: i64, from: EsmState, to: EsmState) -> bool, |_, _| {};
         /// Removes a stored mapping.
-        fn remove_mapping(&self, uuid: &str, version: i64) -> bool, Err(not_yet("DeleteEventSourceMapping"));
-        /// One stored mapping (none on PostgreSQL yet).
-        fn mapping(&self, uuid: &str) -> Option<StoredEsm>, Ok(None);
-        /// Every stored mapping (none on PostgreSQL yet).
-        fn mappings(&self) -> Vec<StoredEsm>, Ok(Vec::new());
+        fn remove_mapping(&self, uuid: &str, version: i64) -> bool, |_, _| {};
+        /// One stored mapping.
+        fn mapping(&self, uuid: &str) -> Option<StoredEsm>, |_, _| {};
+        /// Every stored mapping.
+        fn mappings(&self) -> Vec<StoredEsm>, |_, _| {};
         /// Stores an asynchronous invocation.
-        fn enqueue_event(&self, request_id: &str, function: &str, payload: Vec<u8>, client_context: Option<String>, trace_id: Option<String>) -> AsyncEvent,
-            Err(not_yet("asynchronous invocation (InvocationType Event)"));
-        /// The stored asynchronous invocations (none on PostgreSQL yet).
-        fn pending_events(&self) -> Vec<AsyncEvent>, Ok(Vec::new());
-        /// Counts an attempt of an asynchronous invocation.
-        fn event_attempt(&self, request_id: &str) -> Option<u32>, Ok(None);
+        fn enqueue_event(&self, request_id: &str, function: &str, payload: Vec<u8>, client_context: Option<String>, trace_id: Option<String>) -> AsyncEvent, |_, _| {};
+        /// The stored asynchronous invocations.
+        fn pending_events(&self) -> Vec<AsyncEvent>, |_, _| {};
+        /// Counts an attempt of an asynchronous invocation (`None` on PostgreSQL while another
+        /// instance runs it).
+        fn event_attempt(&self, request_id: &str) -> Option<u32>, |_, _| {};
         /// Postpones an asynchronous invocation.
-        fn postpone_event(&self, request_id: &str, due_at: Timestamp) -> (), Ok(());
+        fn postpone_event(&self, request_id: &str, due_at: Timestamp) -> (), |_, _| {};
         /// Forgets an asynchronous invocation.
-        fn remove_event(&self, request_id: &str) -> (), Ok(());
+        fn remove_event(&self, request_id: &str) -> (), |_, _| {};
         /// Starts a message move task.
-        fn start_move_task(&self, req: &MoveRequest) -> MoveTask, Err(not_yet("StartMessageMoveTask"));
-        /// A source queue's move tasks (none on PostgreSQL yet).
-        fn move_tasks(&self, source: &QueueName, limit: u32) -> Vec<MoveTask>, Ok(Vec::new());
-        /// The running move tasks (none on PostgreSQL yet).
-        fn active_move_tasks(&self) -> Vec<MoveTask>, Ok(Vec::new());
+        fn start_move_task(&self, req: &MoveRequest) -> MoveTask, |_, _| {};
+        /// A source queue's move tasks.
+        fn move_tasks(&self, source: &QueueName, limit: u32) -> Vec<MoveTask>, |_, _| {};
+        /// The running move tasks (on PostgreSQL, those no other instance runs).
+        fn active_move_tasks(&self) -> Vec<MoveTask>, |_, _| {};
         /// Cancels a move task.
-        fn cancel_move_task(&self, source: &QueueName, task_id: &str) -> Option<MoveTask>, Err(not_yet("CancelMessageMoveTask"));
+        fn cancel_move_task(&self, source: &QueueName, task_id: &str) -> Option<MoveTask>, |_, _| {};
         /// One durable chunk of a move task.
-        fn move_step(&self, task_id: &str, max: u32) -> MoveStep, Err(not_yet("message move tasks"));
+        fn move_step(&self, task_id: &str, max: u32) -> MoveStep, |_, _| {};
         /// Adds or changes queue tags.
-        fn tag(&self, name: &QueueName, tags: &BTreeMap<String, String>) -> (), Err(not_yet("TagQueue"));
+        fn tag(&self, name: &QueueName, tags: &BTreeMap<String, String>) -> (), |_, _| {};
         /// Removes queue tags.
-        fn untag(&self, name: &QueueName, keys: &[String]) -> (), Err(not_yet("UntagQueue"));
+        fn untag(&self, name: &QueueName, keys: &[String]) -> (), |_, _| {};
         /// Reads messages without receiving them.
-        fn peek(&self, queue: &QueueName, limit: u32) -> Vec<Peeked>, Err(not_yet("peek"));
+        fn peek(&self, queue: &QueueName, limit: u32) -> Vec<Peeked>, |_, _| {};
         /// Where one message stands, or what became of it.
-        fn explain(&self, queue: &QueueName, message_id: &str) -> Explained, Err(not_yet("explain"));
+        fn explain(&self, queue: &QueueName, message_id: &str) -> Explained, |_, _| {};
+        /// A mapping's long poll (the mapping recorded as the receiver, for peek).
+        fn receive_wait_for_mapping(&self, mapping: &str, queue: &QueueName, max: u32, visibility: Option<Duration>, wait: Duration) -> Vec<Message>,
+            |m, o| o.emit(StoreEvent::Received { queue: queue.as_str(), n: m.len() as u64 });
+        /// Deletes the records a mapping's filters dropped (their tombstones say so).
+        fn delete_filtered(&self, queue: &QueueName, handles: &[String]) -> EntryResults<()>,
+            |r, o| o.emit(StoreEvent::Deleted { queue: queue.as_str(), n: ok_count(r) });
+        /// Every queue's counts, sorted by name (`/metrics`), at the cost of the number of
+        /// queues.
+        fn all_counts(&self) -> Vec<(QueueName, QueueCounts)>, |_, _| {};
+        /// Counts from a read of every row (to check the kept ones).
+        fn counts_scanned(&self, name: &QueueName) -> QueueCounts, |_, _| {};
+        /// The queues whose redrive policy names `name` as their dead-letter queue.
+        fn dead_letter_sources(&self, name: &QueueName) -> Vec<QueueName>, |_, _| {};
     }
 
-    /// A mapping's long poll (the receiver recorded for peek). Interim on PostgreSQL: a plain
-    /// long poll.
-    pub async fn receive_wait_for_mapping(
+    /// One of the `max` invocation slots of a mapping, held until the returned value is
+    /// dropped, waiting until one is free; `None` once `cancel` fires. On SQLite the daemon is
+    /// the only instance and its own semaphore is the bound, so this answers at once; on
+    /// PostgreSQL the slots are shared by every instance (`postgres/slots.rs`), so that
+    /// `max_concurrency` bounds the mapping across all of them together. `ttl` must outlive an
+    /// invocation: a killed instance's slots come free when it runs out.
+    ///
+    /// # Errors
+    /// The database's error, or `Unavailable`.
+    pub async fn mapping_slot(
         &self,
         mapping: &str,
-        queue: &QueueName,
         max: u32,
-        visibility: Option<Duration>,
-        wait: Duration,
-    ) -> Result<Vec<Message>, StoreError> {
+        ttl: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Option<MappingSlot>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => {
-                s.receive_wait_for_mapping(mapping, queue, max, visibility, wait)
-                    .await
-            }
+            Backend::Sqlite(_) => Ok(Some(MappingSlot(None))),
             Backend::Postgres(l) => {
-                let r = l.store()?.receive_wait(queue, max, visibility, wait).await;
-                l.observed(r, |m, o| {
-                    o.emit(StoreEvent::Received {
-                        queue: queue.as_str(),
-                        n: m.len() as u64,
-                    })
-                })
-            }
-        }
-    }
-
-    /// Deletes the records a mapping's filters dropped. Interim on PostgreSQL: a plain delete.
-    pub async fn delete_filtered(
-        &self,
-        queue: &QueueName,
-        handles: &[String],
-    ) -> Result<EntryResults<()>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.delete_filtered(queue, handles).await,
-            Backend::Postgres(l) => {
-                let r = l.store()?.delete(queue, handles).await;
-                l.observed(r, |_, _| {})
-            }
-        }
-    }
-
-    /// Every queue's counts, sorted by name (`/metrics`). Interim on PostgreSQL: one count per
-    /// queue.
-    pub async fn all_counts(&self) -> Result<Vec<(QueueName, QueueCounts)>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.all_counts().await,
-            Backend::Postgres(l) => {
-                let pg = l.store()?;
-                let mut all = Vec::new();
-                for q in l.observed(pg.queues().await, |_, _| {})? {
-                    match pg.counts(&q.name).await {
-                        Ok(c) => all.push((q.name, c)),
-                        Err(StoreError::Rejected(_)) => {} // deleted meanwhile
-                        Err(e) => return l.observed(Err(e), |_, _| {}),
-                    }
-                }
-                all.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-                Ok(all)
-            }
-        }
-    }
-
-    /// Counts from a read of every row. Interim on PostgreSQL: [`Store::counts`].
-    pub async fn counts_scanned(&self, name: &QueueName) -> Result<QueueCounts, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.counts_scanned(name).await,
-            Backend::Postgres(l) => l.observed(l.store()?.counts(name).await, |_, _| {}),
-        }
-    }
-
-    /// The queues whose redrive policy names `name` as their dead-letter queue. Interim on
-    /// PostgreSQL: read from the queue list.
-    pub async fn dead_letter_sources(
-        &self,
-        name: &QueueName,
-    ) -> Result<Vec<QueueName>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.dead_letter_sources(name).await,
-            Backend::Postgres(l) => {
-                let pg = l.store()?;
-                pg.queue(name).await?;
-                let queues = l.observed(pg.queues().await, |_, _| {})?;
-                let mut sources: Vec<QueueName> = queues
-                    .into_iter()
-                    .filter(|q| {
-                        q.name.region() == name.region()
-                            && q.settings
-                                .redrive
-                                .as_ref()
-                                .is_some_and(|r| r.dead_letter_queue.name() == name.name())
-                    })
-                    .map(|q| q.name)
-                    .collect();
-                sources.sort_by(|a, b| a.name().cmp(b.name()));
-                Ok(sources)
+                let r = l.store()?.mapping_slot(mapping, max, ttl, cancel).await;
+                Ok(l.observed(r, |_, _| {})?.map(|s| MappingSlot(Some(s))))
             }
         }
     }
 }
+
+/// A mapping's invocation slot from [`Store::mapping_slot`], given back when dropped.
+#[derive(Debug)]
+pub struct MappingSlot(#[allow(dead_code)] Option<PgSlot>);

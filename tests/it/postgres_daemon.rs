@@ -397,19 +397,69 @@ async fn postgres_down_at_start_and_while_running_is_waited_out() {
     esmd.stop().await;
 }
 
-#[test]
-fn docs_name_every_store_method_waiting_for_pgstore() {
-    let doc = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/postgres.md"),
-    )
-    .expect("docs/postgres.md");
-    let section = &doc[doc
-        .find("### Facade arms waiting for `PgStore`")
-        .expect("the section of the waiting arms")..];
-    for method in esmd::store::WAITING_ON_POSTGRES {
-        assert!(
-            section.contains(&format!("`{method}`")),
-            "docs/postgres.md does not list {method} among the arms waiting for PgStore"
-        );
+/// A mapping's `max_concurrency` holds across instances: two processes on one database, each
+/// with the same mapping at `max_concurrency = 2`, never have more than two invocations in
+/// flight together, and deliver every message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrency_bounds_a_mapping_across_instances() {
+    let Some(url) = database_url().await else {
+        return;
+    };
+    let function = FunctionServer::start().await;
+    let gate = crate::common::daemon::Gate::new();
+    let held = gate.clone();
+    function.respond(move |_| crate::common::daemon::Reply::ok().held(&held));
+    let extra = format!(
+        "[queues.work]\n{}[mappings.m]\nqueue = \"work\"\nfunction = \"fn\"\nbatch_size = 1\n\
+         max_concurrency = 2\n",
+        http_function(&function.url, "30s")
+    );
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = EsmdProcess::start(da.path(), &config(&url, &extra), &[]).await;
+    let b = EsmdProcess::start(db.path(), &config(&url, &extra), &[]).await;
+    let sqs = sdk_client(&a.url(), "s");
+    let queue = format!("{}/000000000000/work", a.url());
+    for i in 0..10 {
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(format!("m{i}"))
+            .send()
+            .await
+            .expect("SendMessage");
     }
+    function.wait_in_flight(2, LIMIT).await;
+    // A bound can only be seen not to be crossed over a while: without shared slots each
+    // instance would start its own two invocations at once.
+    // sleep-ok: watching for a third invocation that must never come
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        function.with_seen(|s| s.max_in_flight),
+        2,
+        "two instances together hold at most max_concurrency invocations"
+    );
+    gate.open();
+    let bodies: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    function.wait_bodies(&refs, LIMIT).await;
+    assert!(function.with_seen(|s| s.max_in_flight) <= 2);
+    let sqs_b = sdk_client(&b.url(), "s");
+    eventually(LIMIT, "every message deleted", || async {
+        let left = count(
+            &sqs_b,
+            &format!("{}/000000000000/work", b.url()),
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        )
+        .await
+            + count(
+                &sqs,
+                &queue,
+                QueueAttributeName::ApproximateNumberOfMessages,
+            )
+            .await;
+        (left == 0).then_some(())
+    })
+    .await;
+    assert_eq!(function.with_seen(|s| s.records()), 10, "each message once");
+    a.stop().await;
+    b.stop().await;
 }

@@ -120,6 +120,7 @@ impl PgLink {
         let link = PgLink { inner };
         let options = PgOptions {
             max_queues: cfg.max_queues,
+            tombstone_retention: cfg.tombstone_retention,
             ..PgOptions::default()
         };
         let task = link.clone();
@@ -151,7 +152,7 @@ impl PgLink {
             .clone()
     }
 
-    /// The move task and asynchronous invocation signals (never raised yet).
+    /// The move task and asynchronous invocation signals: the connected store's, passed on.
     pub(super) fn signals(&self) -> (&watch::Sender<u64>, &watch::Sender<u64>) {
         (&self.inner.moves, &self.inner.events)
     }
@@ -279,6 +280,24 @@ impl PgLink {
         };
         let _ = self.inner.store.set(store.clone());
         tracing::info!(url = %self.inner.url, "connected to PostgreSQL");
+        // The runners subscribed to the link's signals before there was a store: pass the
+        // store's on (other instances' changes too), and raise both once so that they look.
+        for (mut from, to) in [
+            (store.move_signal(), self.inner.moves.clone()),
+            (store.event_signal(), self.inner.events.clone()),
+        ] {
+            to.send_modify(|n| *n = n.wrapping_add(1));
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        changed = from.changed() => if changed.is_err() { return },
+                    }
+                    to.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            });
+        }
         self.set_up();
         self.inner.connected.send_replace(true);
         loop {
