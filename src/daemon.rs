@@ -61,6 +61,8 @@ use crate::invoke::Invoker;
 use crate::metrics::Metrics;
 use crate::store::{Observer, OpenError, Store, StoreError, StoreEvent, StoreOptions};
 
+/// `esmd copy-storage`: an SQLite file into an empty PostgreSQL database.
+pub use crate::store::transfer::{copy_to_postgres as copy_storage, CopyReport, TransferError};
 pub use crate::store::WriterFault;
 pub use reload::ReloadReport;
 pub use signal::{Received, Signals};

@@ -297,12 +297,12 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             client(async {
-                let report = esmd::store::transfer::copy_to_postgres(&storage, &to).await?;
+                let report = esmd::daemon::copy_storage(&storage, &to).await?;
                 let mut out = format!("copied {} into PostgreSQL:\n", storage.path.display());
                 for (table, rows) in &report.tables {
                     out.push_str(&format!("  {table}: {rows} rows\n"));
                 }
-                Ok::<_, esmd::store::transfer::TransferError>(out)
+                Ok::<_, esmd::daemon::TransferError>(out)
             })
         }
         Command::Queues { endpoint, config } => {

@@ -7,8 +7,9 @@
 //! `StoreError`) and the domain's (`QueueName`, `QueueSettings`, `NewMessage`, `Message`), and
 //! says nothing about how a backend stores, batches or wakes: the SQLite store's group commit
 //! and in-process wake-ups, and PostgreSQL's row locks and LISTEN/NOTIFY, are each backend's
-//! own. What the daemon needs beyond it (peek, mappings, move tasks, asynchronous invocations,
-//! the file's health) stays on `Store` for now (docs/postgres.md).
+//! own. What the daemon needs beyond it (peek, mappings, move tasks, asynchronous invocations)
+//! each backend has as methods of the same name and signature, which the `Store` facade
+//! dispatches to (docs/postgres.md); the SQLite file's health is the SQLite store's alone.
 //!
 //! Every method returns a `Send` future, so a caller may spawn it on a multi-threaded runtime.
 

@@ -25,7 +25,9 @@
 //! row), asynchronous invocations (`events.rs`: one instance runs an event at a time, by a
 //! lease), tags and dead-letter sources (`tags.rs`), peek, explain, tombstones and receivers
 //! (`peek.rs`, `tombstones.rs`), and the counts of every queue (`tally.rs`). The move and event
-//! signals reach every instance by LISTEN/NOTIFY (`listen.rs`).
+//! signals reach every instance by LISTEN/NOTIFY (`listen.rs`). A mapping's invocation slots
+//! are leased rows shared by every instance (`slots.rs`), so its `max_concurrency` holds across
+//! them.
 //!
 //! Not carried over yet (docs/postgres.md): group commit, the queue cache, the file's health.
 

@@ -430,8 +430,7 @@ async fn max_concurrency_bounds_a_mapping_across_instances() {
     function.wait_in_flight(2, LIMIT).await;
     // A bound can only be seen not to be crossed over a while: without shared slots each
     // instance would start its own two invocations at once.
-    // sleep-ok: watching for a third invocation that must never come
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await; // sleep-ok: watching for a third invocation that must never come
     assert_eq!(
         function.with_seen(|s| s.max_in_flight),
         2,
