@@ -167,6 +167,8 @@ sent_at=$(date +%s.%N)
 sent=$(metric esmd_messages_sent_total)
 deadline=$(( $(date +%s) + 300 ))
 while :; do
+  # Requests wrk left in flight may still be answered: read the sends again each time.
+  sent=$(metric esmd_messages_sent_total)
   deleted=$(metric esmd_messages_deleted_total)
   [ "$deleted" -ge "$sent" ] && break
   [ "$(date +%s)" -lt "$deadline" ] || break

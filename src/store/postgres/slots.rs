@@ -96,6 +96,8 @@ impl PgStore {
     ) -> Result<Option<i64>, StoreError> {
         let now = self.now();
         let expires = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let mut tx = self.begin().await?;
+        unsynced(&mut tx).await?;
         let taken: Option<(i64,)> = sqlx::query_as(
             "UPDATE mapping_slots SET holder = $3, expires_at = $5 \
              WHERE mapping = $1 AND slot = ( \
@@ -109,14 +111,16 @@ impl PgStore {
         .bind(&*self.instance)
         .bind(now)
         .bind(expires)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(taken.map(|(slot,)| slot))
     }
 
     /// Gives a slot back (if this instance still holds it) and tells every instance.
     async fn release_slot(&self, mapping: &str, slot: i64) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        unsynced(&mut tx).await?;
         sqlx::query(
             "UPDATE mapping_slots SET holder = NULL, expires_at = 0 \
              WHERE mapping = $1 AND slot = $2 AND holder = $3",
@@ -134,4 +138,15 @@ impl PgStore {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// A slot's lease is not data: a commit lost in a crash only leaves a lease to run out, or a
+/// slot free that was taken by an instance that is gone. So slot transactions do not wait for
+/// the WAL's flush (one fsync less per invocation twice over); what they change is visible to
+/// every instance at commit all the same.
+async fn unsynced(tx: &mut super::Tx) -> Result<(), StoreError> {
+    sqlx::query("SET LOCAL synchronous_commit TO OFF")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
