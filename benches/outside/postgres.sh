@@ -45,6 +45,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+[ -z "${ESMD_PG_LOG_TO:-}" ] || trap 'cp "$work/pg/log" "$ESMD_PG_LOG_TO" 2>/dev/null; cleanup' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # PostgreSQL, as an unprivileged user when root (initdb refuses root).
@@ -58,7 +59,7 @@ mkdir -p "$work/pg"
 "${as_pg[@]}" "$pg_bin/initdb" -D "$work/pg/data" -U esmd --auth=trust >/dev/null
 pg_port=$(free_port)
 "${as_pg[@]}" "$pg_bin/postgres" -D "$work/pg/data" -k "$work/pg" -p "$pg_port" \
-  -c listen_addresses=127.0.0.1 -c max_connections=200 > "$work/pg/log" 2>&1 &
+  -c listen_addresses=127.0.0.1 -c max_connections=200 ${ESMD_PG_OPTIONS:-} > "$work/pg/log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 200); do
   "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" && break
@@ -166,19 +167,25 @@ for w in "${wrks[@]}"; do wait "$w"; done
 sent_at=$(date +%s.%N)
 sent=$(metric esmd_messages_sent_total)
 deadline=$(( $(date +%s) + 300 ))
+count_left() { psql -qtA -h 127.0.0.1 -p "$pg_port" -U esmd -d bench -c "SELECT count(*) FROM messages"; }
 while :; do
-  # Requests wrk left in flight may still be answered: read the sends again each time.
+  [ "$(count_left)" = 0 ] && break
+  [ "$(date +%s)" -lt "$deadline" ] || break
+  sleep 0.1 # polling the database while the instances drain it
+done
+# The last deletes' counters are raised as their answers come back.
+for _ in $(seq 1 50); do
   sent=$(metric esmd_messages_sent_total)
   deleted=$(metric esmd_messages_deleted_total)
   [ "$deleted" -ge "$sent" ] && break
-  [ "$(date +%s)" -lt "$deadline" ] || break
-  sleep 0.1 # polling other processes' counters while they drain
+  sleep 0.1 # polling other processes' counters
 done
 done_at=$(date +%s.%N)
 cpu_end=$(cpu)
-left=$(psql -qtA -h 127.0.0.1 -p "$pg_port" -U esmd -d bench -c "SELECT count(*) FROM messages")
+left=$(count_left)
 invoked=$(metric esmd_mapping_events_total 'event="invoked"')
 errors=$(grep -hE "Non-2xx|Socket errors" "$work"/wrk*.txt || true)
+[ -z "$errors" ] || echo "wrk: $errors"
 python3 - "$start" "$sent_at" "$done_at" "$sent" "$deleted" "$invoked" "$left" "$batch" "$concurrency" "$window" "$seconds" "$cpu_start" "$cpu_end" "$instances" <<'PY'
 import sys
 cpu = float(sys.argv[13]) - float(sys.argv[12])
@@ -191,8 +198,9 @@ print(f"postgres: {n} instance(s), batch_size {batch} max_concurrency {conc} win
       f"invoked records {invoked}, left in the database {left}")
 if deleted:
     print(f"postgres: the esmd processes used {cpu:.1f} CPU seconds, {cpu / deleted * 1e6:.1f} us per message")
-ok = deleted == sent and invoked == sent and left == "0"
-print("postgres: verified: every sent message delivered once, queue empty" if ok else "postgres: NOT VERIFIED")
+# Every acknowledged send delivered (a send whose client gave up after the commit, as wrk's
+# timeout does, is stored and delivered without being counted as sent), none twice, none left.
+ok = deleted >= sent and invoked == deleted and left == "0"
+print("postgres: verified: every acknowledged message delivered once, the database empty" if ok else "postgres: NOT VERIFIED")
 sys.exit(0 if ok else 1)
 PY
-[ -z "$errors" ] || echo "wrk: $errors"

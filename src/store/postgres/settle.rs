@@ -76,7 +76,10 @@ pub(super) async fn delete(
             .unzip();
         // A row locked by a claim in flight is waited for, then checked against its new receipt.
         let gone: Vec<Gone> = sqlx::query_as(&format!(
-            "DELETE FROM messages WHERE queue_id = $1 AND (id, receipt) IN \
+            // Primary-key lookups whatever the statistics say: with a queue filling faster than
+            // autovacuum analyzes it, the planner took the queue's index and read every row of
+            // the queue (8 ms per delete of 10 with 20k queued; `+ 0` keeps that index out).
+            "DELETE FROM messages WHERE id = ANY($2::int8[]) AND queue_id + 0 = $1 AND (id, receipt) IN \
              (SELECT * FROM UNNEST($2::int8[], $3::int8[])) RETURNING {GONE_COLUMNS}"
         ))
         .bind(q.id)
