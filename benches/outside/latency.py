@@ -8,6 +8,8 @@ each sent only once the previous one reached the function, so the daemon is idle
 Both timestamps come from CLOCK_MONOTONIC, which is one clock for every process of the machine.
 
     benches/outside/latency.py [SENDS]        (default 2000; needs ESMD_BIN or a release build)
+    ESMD_STORAGE='backend = "postgres"\nurl = "postgres://..."' ...   (the [storage] table's
+                                              keys instead of a temporary SQLite file)
 
 Prints p50, p90, p99 and max in milliseconds. Ends only the processes it started, by their id.
 """
@@ -80,12 +82,13 @@ def main():
 
     work = tempfile.mkdtemp()
     conf = os.path.join(work, "esmd.toml")
+    storage = os.environ.get("ESMD_STORAGE", "").replace("\\n", "\n") or \
+        f'path = "{work}/esmd.db"\nsynchronous = "full"'
     with open(conf, "w") as f:
         f.write(f"""[server]
 listen = "127.0.0.1:0"
 [storage]
-path = "{work}/esmd.db"
-synchronous = "full"
+{storage}
 [log]
 level = "warn,esmd::daemon=info"
 [queues.lat]
