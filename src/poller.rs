@@ -19,6 +19,7 @@
 mod batch;
 mod collect;
 mod dispatch;
+mod failure;
 mod once;
 mod remote;
 mod settle;
@@ -38,8 +39,8 @@ use crate::store::Store;
 use source::Source;
 
 pub use batch::Batch;
+pub use failure::PollError;
 pub use once::PollReport;
-pub use source::PollError;
 
 /// Everything a mapping's workers need to know, resolved once from the configuration.
 #[derive(Debug, Clone)]

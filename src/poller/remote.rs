@@ -22,7 +22,7 @@ use aws_sdk_sqs::types::{
 use aws_sdk_sqs::Client;
 use tokio::sync::OnceCell;
 
-use super::source::{Entries, EntryFailed, PollError};
+use super::failure::{Entries, EntryFailed, PollError};
 use super::Mapping;
 use crate::config::RemoteQueue;
 use crate::domain::message::Message;

@@ -7,38 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::failure::{Entries, EntryFailed, PollError};
 use super::remote::Remote;
 use super::Mapping;
 use crate::domain::message::Message;
 use crate::domain::queue::QueueName;
 use crate::metrics::Metrics;
 use crate::store::{EntryResults, Store, StoreError};
-
-/// Why a poll (or one step of it) failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum PollError {
-    /// The store could not do it (a local queue).
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The remote SQS queue could not be reached, or refused the call.
-    #[error("remote queue {url}: {operation} failed: {reason}")]
-    Remote {
-        /// The queue's URL.
-        url: String,
-        /// The SQS operation (`ReceiveMessage`...).
-        operation: &'static str,
-        /// What the SDK said, with its causes.
-        reason: String,
-    },
-}
-
-/// Why one entry of a batch call (a delete, a visibility change) did not go through.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub(super) struct EntryFailed(pub String);
-
-/// One result per entry of a batch call, in the entries' order.
-pub(super) type Entries = Vec<Result<(), EntryFailed>>;
 
 /// A mapping's queue.
 #[derive(Debug)]

@@ -259,3 +259,34 @@ pub(super) async fn sweep(s: &PgStore) -> Result<u64, StoreError> {
     tx.commit().await?;
     Ok(expired)
 }
+
+impl PgStore {
+    /// A queue's counts by state from a read of every row of the queue (what
+    /// [`PgStore::all_counts`] must agree with).
+    pub async fn counts_scanned(&self, name: &QueueName) -> Result<QueueCounts, StoreError> {
+        let mut tx = self.begin().await?;
+        let q = queues::require(&mut tx, name).await?;
+        let (visible, in_flight, delayed, oldest): (i64, i64, i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*) FILTER (WHERE visible_at <= $1), \
+             COUNT(*) FILTER (WHERE visible_at > $1 AND in_flight), \
+             COUNT(*) FILTER (WHERE visible_at > $1 AND NOT in_flight), MIN(retain_from) \
+             FROM messages WHERE queue_id = $2",
+        )
+        .bind(self.now())
+        .bind(q.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(QueueCounts {
+            visible: count(visible),
+            in_flight: count(in_flight),
+            delayed: count(delayed),
+            oldest_sent_at: oldest.map(Timestamp::from_millis),
+        })
+    }
+}
+
+/// A count as stored (never negative).
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}

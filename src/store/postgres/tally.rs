@@ -7,7 +7,7 @@
 //! row. [`PgStore::counts_scanned`] reads every row instead: what the kept counts must agree
 //! with. Both count messages past retention until the sweep deletes them (as SQLite's do).
 
-use super::{queues, PgStore, QueueCounts, StoreError, Tx};
+use super::{PgStore, QueueCounts, StoreError, Tx};
 use crate::domain::queue::QueueName;
 use crate::domain::Timestamp;
 
@@ -66,29 +66,5 @@ impl PgStore {
                 Some((name, counts))
             })
             .collect())
-    }
-
-    /// A queue's counts by state from a read of every row of the queue (what
-    /// [`PgStore::all_counts`] must agree with).
-    pub async fn counts_scanned(&self, name: &QueueName) -> Result<QueueCounts, StoreError> {
-        let mut tx = self.begin().await?;
-        let q = queues::require(&mut tx, name).await?;
-        let (visible, in_flight, delayed, oldest): (i64, i64, i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*) FILTER (WHERE visible_at <= $1), \
-             COUNT(*) FILTER (WHERE visible_at > $1 AND in_flight), \
-             COUNT(*) FILTER (WHERE visible_at > $1 AND NOT in_flight), MIN(retain_from) \
-             FROM messages WHERE queue_id = $2",
-        )
-        .bind(self.now())
-        .bind(q.id)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(QueueCounts {
-            visible: n(visible),
-            in_flight: n(in_flight),
-            delayed: n(delayed),
-            oldest_sent_at: oldest.map(Timestamp::from_millis),
-        })
     }
 }
