@@ -6,6 +6,7 @@
 //! `ESMD_CI=1`).
 
 mod config_check;
+mod kill;
 mod server;
 
 use std::collections::{BTreeSet, HashMap};
