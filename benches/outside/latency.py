@@ -10,6 +10,9 @@ Both timestamps come from CLOCK_MONOTONIC, which is one clock for every process 
     benches/outside/latency.py [SENDS]        (default 2000; needs ESMD_BIN or a release build)
     ESMD_STORAGE='backend = "postgres"\nurl = "postgres://..."' ...   (the [storage] table's
                                               keys instead of a temporary SQLite file)
+    ESMD_INSTANCES=N ...                      (with a shared database: N esmd processes with the
+                                              same queue and mapping; sends go to the first, and
+                                              whichever instance's poller wakes delivers)
 
 Prints p50, p90, p99 and max in milliseconds. Ends only the processes it started, by their id.
 """
@@ -100,20 +103,25 @@ queue = "lat"
 function = "fn"
 batch_size = 10
 """)
-    log = open(os.path.join(work, "esmd.log"), "w+")
-    esmd = subprocess.Popen([esmd_bin, "run", "--config", conf], stderr=log)
+    instances = int(os.environ.get("ESMD_INSTANCES", "1"))
+    procs = []
     try:
         addr = None
-        deadline = time.monotonic() + 15
-        while addr is None and time.monotonic() < deadline:
-            log.seek(0)
-            m = re.search(r"esmd ready address=([0-9.:]+)", log.read())
-            if m:
-                addr = m.group(1)
-            else:
-                time.sleep(0.05)  # waiting for another process to log that it is ready
-        if addr is None:
-            sys.exit("esmd did not start")
+        for i in range(instances):
+            log = open(os.path.join(work, f"esmd{i}.log"), "w+")
+            procs.append(subprocess.Popen([esmd_bin, "run", "--config", conf], stderr=log))
+            found = None
+            deadline = time.monotonic() + 15
+            while found is None and time.monotonic() < deadline:
+                log.seek(0)
+                m = re.search(r"esmd ready address=([0-9.:]+)", log.read())
+                if m:
+                    found = m.group(1)
+                else:
+                    time.sleep(0.05)  # waiting for another process to log that it is ready
+            if found is None:
+                sys.exit(f"esmd {i} did not start")
+            addr = addr or found
         host, port = addr.rsplit(":", 1)
         conn = http.client.HTTPConnection(host, int(port))
         headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "AmazonSQS.SendMessage"}
@@ -136,12 +144,15 @@ batch_size = 10
                 latencies.append((arrived - sent) / 1e6)
         latencies.sort()
         pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
-        print(f"outside latency, send request -> function receipt, {sends} idle sends: "
+        print(f"outside latency, send request -> function receipt, {sends} idle sends, "
+              f"{instances} instance(s): "
               f"p50 {pick(0.5):.2f} ms, p90 {pick(0.9):.2f} ms, p99 {pick(0.99):.2f} ms, "
               f"max {latencies[-1]:.2f} ms")
     finally:
-        esmd.terminate()
-        esmd.wait(timeout=30)
+        for esmd in procs:
+            esmd.terminate()
+        for esmd in procs:
+            esmd.wait(timeout=30)
         fn.terminate()
         fn.join()
 
