@@ -192,10 +192,9 @@ async fn an_event_older_than_max_event_age_goes_to_on_failure_as_event_age_excee
     d.stop().await;
 }
 
-// sleep-ok: the function (not the test) waits for the test's `release` file; a shell has no
-// blocking wait on a file's creation, so it looks every 20 ms. The test itself waits on
+// The function (not the test) waits for the test's `release` file; the test itself waits on
 // conditions (`started` appearing, the records arriving).
-const GATED: &str = "touch started; while [ ! -f release ]; do sleep 0.02; done; cat";
+const GATED: &str = "touch started; while [ ! -f release ]; do sleep 0.02; done; cat"; // sleep-ok: a shell has no blocking wait on a file's creation, so the function looks every 20 ms
 
 fn gated_config(dir: &Path) -> String {
     format!(

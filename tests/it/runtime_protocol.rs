@@ -1,6 +1,6 @@
 //! The Runtime API's answers to a runtime that misbehaves (§6.2 #13 and #14 of the plan in
 //! docs/interface.md §4.4): the test plays the runtime with a raw HTTP client against the
-//! environment esmd started (a `sh` that writes down `AWS_LAMBDA_RUNTIME_API` and sleeps), and
+//! environment esmd started (a `sh` that writes down `AWS_LAMBDA_RUNTIME_API` and idles), and
 //! checks the status codes and error types while the invocation in flight still ends correctly.
 
 use std::time::Duration;

@@ -471,7 +471,7 @@ pub async fn long_poll_is_woken_by_time<S: QueueStore>(t: &Fixture<S>) {
     let got = within(secs(10), "the empty long poll's deadline", async move {
         let mut waiter = waiter;
         loop {
-            // Moves the manual clock until the waiter, sleeping on it, sees its deadline pass.
+            // Moves the manual clock until the waiter, timed by it, sees its deadline pass.
             clock.advance(secs(1));
             tokio::select! {
                 r = &mut waiter => return r,

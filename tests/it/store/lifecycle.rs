@@ -352,7 +352,7 @@ async fn long_poll_wakes_on_send_and_on_time() {
     let waiter = tokio::spawn(async move { store.receive_wait(&n, 10, None, secs(20)).await });
     let clock = t.clock.clone();
     let advancer = async move {
-        // Whatever the waiter is doing when time moves (receiving, or sleeping until the
+        // Whatever the waiter is doing when time moves (receiving, or waiting for the
         // message's visible_at), moving the manual clock past the delay wakes or satisfies it.
         clock.advance(secs(4));
     };
