@@ -319,10 +319,11 @@ impl Store {
         cancel: &CancellationToken,
     ) -> Result<Option<MappingSlot>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(_) => Ok(Some(MappingSlot(None))),
+            Backend::Sqlite(_) => Ok(Some(MappingSlot { _held: None })),
             Backend::Postgres(l) => {
                 let r = l.store()?.mapping_slot(mapping, max, ttl, cancel).await;
-                Ok(l.observed(r, |_, _| {})?.map(|s| MappingSlot(Some(s))))
+                Ok(l.observed(r, |_, _| {})?
+                    .map(|s| MappingSlot { _held: Some(s) }))
             }
         }
     }
@@ -330,4 +331,7 @@ impl Store {
 
 /// A mapping's invocation slot from [`Store::mapping_slot`], given back when dropped.
 #[derive(Debug)]
-pub struct MappingSlot(#[allow(dead_code)] Option<PgSlot>);
+pub struct MappingSlot {
+    /// PostgreSQL's leased slot, given back by its own `Drop`; none on SQLite.
+    _held: Option<PgSlot>,
+}

@@ -9,9 +9,9 @@ use sqlx::postgres::{PgArguments, PgPool};
 use sqlx::Postgres;
 
 use super::super::rows::{to_ms, QueueRow, QUEUE_COLUMNS};
-use super::super::sql::queues::{settings_rejection, tags_json};
+use super::super::sql::queues::{purge_allowed, settings_rejection, tags_json};
 use super::{listen, tally, PgStore, QueueInfo, StoreError, Tx};
-use crate::domain::queue::{Encryption, QueueName, QueueSettings, PURGE_INTERVAL};
+use crate::domain::queue::{Encryption, QueueName, QueueSettings};
 use crate::domain::{RejectCode, Rejection};
 
 /// The queue named `name`, if any; `lock` takes its row lock for the rest of the transaction.
@@ -267,16 +267,7 @@ pub(super) async fn purge(s: &PgStore, name: &QueueName) -> Result<(), StoreErro
         .bind(q.id)
         .fetch_one(&mut *tx)
         .await?;
-    if last.is_some_and(|l| now - l < to_ms(PURGE_INTERVAL)) {
-        return Err(Rejection::new(
-            RejectCode::PurgeQueueInProgress,
-            format!(
-                "Only one PurgeQueue operation on {} is allowed every 60 seconds.",
-                name.name()
-            ),
-        )
-        .into());
-    }
+    purge_allowed(name, last, now)?;
     let purged = sqlx::query("DELETE FROM messages WHERE queue_id = $1")
         .bind(q.id)
         .execute(&mut *tx)

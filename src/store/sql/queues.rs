@@ -158,6 +158,26 @@ async fn update(
     Ok(())
 }
 
+/// AWS's purge rule, for both backends: one purge of a queue every 60 seconds
+/// (`PurgeQueueInProgress`), `last` being the previous purge's time.
+pub(crate) fn purge_allowed(
+    name: &QueueName,
+    last: Option<i64>,
+    now: i64,
+) -> Result<(), StoreError> {
+    if last.is_some_and(|l| now - l < to_ms(PURGE_INTERVAL)) {
+        return Err(Rejection::new(
+            RejectCode::PurgeQueueInProgress,
+            format!(
+                "Only one PurgeQueue operation on {} is allowed every 60 seconds.",
+                name.name()
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 pub(crate) fn settings_rejection(name: &QueueName, s: &QueueSettings) -> Result<(), StoreError> {
     match s.problems(name.kind()).into_iter().next() {
         None => Ok(()),
@@ -288,16 +308,7 @@ pub(crate) async fn purge(
         .bind(q.id)
         .fetch_one(&mut *tx)
         .await?;
-    if last.is_some_and(|l| now - l < to_ms(PURGE_INTERVAL)) {
-        return Err(Rejection::new(
-            RejectCode::PurgeQueueInProgress,
-            format!(
-                "Only one PurgeQueue operation on {} is allowed every 60 seconds.",
-                name.name()
-            ),
-        )
-        .into());
-    }
+    purge_allowed(name, last, now)?;
     let purged = sqlx::query("DELETE FROM messages WHERE queue_id = ?")
         .bind(q.id)
         .execute(&mut *tx)
