@@ -89,10 +89,16 @@ pub async fn copy_to_postgres(
     storage: &StorageConfig,
     url: &str,
 ) -> Result<CopyReport, TransferError> {
+    // The URL first, so that a mistyped one leaves the SQLite file untouched; never echoed, as
+    // it may carry the password.
+    let pg_options = PgConnectOptions::from_str(url).map_err(|e| {
+        TransferError::Refused(format!(
+            "--to is not a PostgreSQL URL such as postgres://esmd@localhost:5432/esmd ({e})"
+        ))
+    })?;
     // Brings the file's schema up to date (and checks it is esmd's), as `esmd run` would.
     let store = Store::open(storage, Clock::System).await?;
     store.close().await;
-    let pg_options = PgConnectOptions::from_str(url).map_err(pg_err)?;
     // Creates or migrates the PostgreSQL schema, as `esmd run` would.
     PgStore::connect(pg_options.clone(), Clock::System, PgOptions::default())
         .await
