@@ -20,6 +20,7 @@ mod batch;
 mod collect;
 mod dispatch;
 mod failure;
+mod kept;
 mod once;
 mod remote;
 mod settle;

@@ -2,8 +2,10 @@
 //! an invocation of its own, at most `max_concurrency` at once (a semaphore of slots). An
 //! invocation gives its slot back as soon as the function has answered, then hands its deletes
 //! to the store's writer, where they share a commit with the deletes of other invocations; the
-//! collector is never held up by a settle. Concurrency follows the backlog: with nothing to do
-//! the mapping is one long poll and no invocation; under load every slot is busy.
+//! collector is never held up by a settle. On PostgreSQL a slot is also a row shared by every
+//! instance; an invocation that ends keeps that row for the next one a moment (`kept.rs`).
+//! Concurrency follows the backlog: with nothing to do the mapping is one long poll and no
+//! invocation; under load every slot is busy.
 //!
 //! Cancellation (the mapping stopping, or shutdown) stops the collector only while it waits;
 //! invocations already started finish and settle unless `abandon` fires (the end of the
@@ -13,13 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::collect::{Collector, Groups, Waiting};
+use super::kept::{Kept, Shared, REUSE};
 use super::{Batch, Poller};
 use crate::domain::error::chain;
-use crate::store::MappingSlot;
 
 /// Pause after the first failed poll (the store, or a remote queue) before polling again; it
 /// doubles with each failure in a row up to [`MAX_ERROR_BACKOFF`], and starts over after a poll
@@ -31,10 +34,19 @@ const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(10);
 const SLOT_LEASE_MARGIN: Duration = Duration::from_secs(60);
 
 /// An invocation slot: this process's, and the store's (shared by instances on PostgreSQL);
-/// both are given back when it is dropped.
+/// when it is dropped the first is given back and the second kept for the next invocation.
 struct Slot {
     _local: OwnedSemaphorePermit,
-    _shared: MappingSlot,
+    shared: Option<Shared>,
+    kept: Kept,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            self.kept.put(shared);
+        }
+    }
 }
 
 impl Poller {
@@ -51,6 +63,7 @@ impl Poller {
         let slots = Arc::new(Semaphore::new(m.config.max_concurrency as usize));
         let mut collector = Collector::new(Arc::new(Groups::default()));
         let mut backoff = ERROR_BACKOFF;
+        let kept = Kept::default();
         loop {
             let local = tokio::select! {
                 biased;
@@ -62,8 +75,12 @@ impl Poller {
             };
             // On a database shared by several instances, a slot of the mapping's there too, so
             // that max_concurrency bounds the mapping on all of them together.
-            let shared = match self.shared_slot(&cancel).await {
-                Ok(Some(slot)) => slot,
+            let shared = match kept.take() {
+                Some(shared) => Ok(Some(shared)),
+                None => self.shared_slot(&cancel).await,
+            };
+            let shared = match shared {
+                Ok(Some(shared)) => shared,
                 Ok(None) => break,
                 Err(e) => {
                     drop(local);
@@ -78,7 +95,8 @@ impl Poller {
             };
             let permit = Slot {
                 _local: local,
-                _shared: shared,
+                shared: Some(shared),
+                kept: kept.clone(),
             };
             let how = Waiting {
                 waits: true,
@@ -114,6 +132,7 @@ impl Poller {
                 }
             }
         }
+        kept.clear();
         collector.release(&self).await;
         self.metrics.mapping_claimed(&m.name, 0);
         tracing::debug!(mapping = %m.name, "collector stopped");
@@ -124,14 +143,17 @@ impl Poller {
     async fn shared_slot(
         &self,
         cancel: &CancellationToken,
-    ) -> Result<Option<MappingSlot>, crate::store::StoreError> {
+    ) -> Result<Option<Shared>, crate::store::StoreError> {
         let m = &self.mapping;
         // Longer than anything an invocation holds it for: its window, the function's timeout,
-        // and the settle after it.
-        let ttl = m.config.batching_window + m.function.timeout + SLOT_LEASE_MARGIN;
-        self.store
+        // and the settle after it, from any time it may be reused (`kept.rs`).
+        let ttl = m.config.batching_window + m.function.timeout + SLOT_LEASE_MARGIN + REUSE;
+        let taken = Instant::now();
+        let slot = self
+            .store
             .mapping_slot(&m.name, m.config.max_concurrency, ttl, cancel)
-            .await
+            .await?;
+        Ok(slot.map(|slot| Shared { slot, taken }))
     }
 
     /// One invocation: runs the function, frees its slot, then settles.

@@ -319,11 +319,11 @@ impl Store {
         cancel: &CancellationToken,
     ) -> Result<Option<MappingSlot>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(_) => Ok(Some(MappingSlot { _held: None })),
+            Backend::Sqlite(_) => Ok(Some(MappingSlot { held: None })),
             Backend::Postgres(l) => {
                 let r = l.store()?.mapping_slot(mapping, max, ttl, cancel).await;
                 Ok(l.observed(r, |_, _| {})?
-                    .map(|s| MappingSlot { _held: Some(s) }))
+                    .map(|s| MappingSlot { held: Some(s) }))
             }
         }
     }
@@ -333,5 +333,13 @@ impl Store {
 #[derive(Debug)]
 pub struct MappingSlot {
     /// PostgreSQL's leased slot, given back by its own `Drop`; none on SQLite.
-    _held: Option<PgSlot>,
+    held: Option<PgSlot>,
+}
+
+impl MappingSlot {
+    /// Whether the slot is a row shared with other instances (PostgreSQL), whose taking and
+    /// giving back cost a transaction each.
+    pub fn is_shared(&self) -> bool {
+        self.held.is_some()
+    }
 }

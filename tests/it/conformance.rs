@@ -14,6 +14,7 @@ mod control;
 mod events;
 mod extras;
 mod fifo;
+mod group_commit;
 pub(crate) mod harness;
 mod lifecycle;
 mod mappings;

@@ -35,11 +35,17 @@ async fn claim(
 ) -> Result<Vec<MessageRow>, StoreError> {
     if !q.name.is_fifo() {
         // A requeued message (its lease ran out) goes before messages never received, as AWS
-        // hands them out; then by `visible_at`.
+        // hands them out; then by `visible_at`. Two range scans of `messages_claim`, each in
+        // its order (one `ORDER BY in_flight DESC, ...` sorted every visible row of the queue:
+        // 25 ms per claim with 25k queued).
         let sql = format!(
-            "UPDATE messages m {SET} WHERE m.id IN (\
-             SELECT id FROM messages WHERE queue_id = $4 AND visible_at <= $2 AND retain_from > $6 \
-             ORDER BY in_flight DESC, visible_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
+            "WITH requeued AS (SELECT id FROM messages WHERE queue_id = $4 AND in_flight \
+             AND visible_at <= $2 AND retain_from > $6 ORDER BY visible_at, id LIMIT $5 \
+             FOR UPDATE SKIP LOCKED), \
+             fresh AS (SELECT id FROM messages WHERE queue_id = $4 AND NOT in_flight \
+             AND visible_at <= $2 AND retain_from > $6 ORDER BY visible_at, id \
+             LIMIT $5 - (SELECT COUNT(*) FROM requeued) FOR UPDATE SKIP LOCKED) \
+             UPDATE messages m {SET} WHERE m.id IN (SELECT id FROM requeued UNION ALL SELECT id FROM fresh) \
              RETURNING {MESSAGE_COLUMNS}"
         );
         let mut rows: Vec<MessageRow> = sqlx::query_as(&sql)
@@ -244,7 +250,13 @@ async fn next_visible(
          WHERE queue_id = $1 AND group_id IS NOT NULL AND retain_from > $3 ORDER BY group_id, id) h \
          WHERE visible_at > $2"
     } else {
-        "SELECT MIN(visible_at) FROM messages WHERE queue_id = $1 AND visible_at > $2 AND retain_from > $3"
+        // The first row of each half of `messages_claim` past `now` (one `MIN` over both read
+        // every message in flight: 18 ms with a few thousand).
+        "SELECT LEAST(\
+         (SELECT visible_at FROM messages WHERE queue_id = $1 AND in_flight AND visible_at > $2 \
+          AND retain_from > $3 ORDER BY visible_at LIMIT 1), \
+         (SELECT visible_at FROM messages WHERE queue_id = $1 AND NOT in_flight AND visible_at > $2 \
+          AND retain_from > $3 ORDER BY visible_at LIMIT 1))"
     };
     let (at,): (Option<i64>,) = sqlx::query_as(sql)
         .bind(q.id)

@@ -161,6 +161,27 @@ pub(super) async fn notify(tx: &mut Tx, queue: &QueueName, n: u64) -> Result<(),
     Ok(())
 }
 
+/// Sends the wake-ups for `n` messages of each queue of `wakes` at the commit of `tx`, in one
+/// statement.
+pub(super) async fn notify_many(
+    tx: &mut Tx,
+    wakes: &[(&QueueName, u64)],
+) -> Result<(), StoreError> {
+    if wakes.is_empty() {
+        return Ok(());
+    }
+    let payloads: Vec<String> = wakes
+        .iter()
+        .map(|(queue, n)| format!("{n} {}", queue.as_str()))
+        .collect();
+    sqlx::query("SELECT pg_notify($1, p) FROM UNNEST($2::text[]) AS p")
+        .bind(CHANNEL)
+        .bind(&payloads)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Sends a signal on `channel` ([`MOVES`] or [`EVENTS`]) at the commit of `tx`.
 pub(super) async fn signal(tx: &mut Tx, channel: &str) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_notify($1, '')")

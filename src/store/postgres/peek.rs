@@ -15,7 +15,7 @@ use super::super::sql::claim::receiver_of;
 use super::super::sql::peek::{PeekRow, TombRow};
 use super::super::sql::tombstones::Fate;
 use super::super::types::EntryResults;
-use super::{claim, queues, settle, tombstones, PgStore, QueueInfo, StoreError};
+use super::{claim, group, queues, tombstones, PgStore, QueueInfo, StoreError};
 use crate::domain::message::Message;
 use crate::domain::queue::QueueName;
 use crate::domain::Timestamp;
@@ -135,7 +135,7 @@ impl PgStore {
         queue: &QueueName,
         handles: &[String],
     ) -> Result<EntryResults<()>, StoreError> {
-        settle::delete(self, queue, handles, Fate::FilteredOut).await
+        group::delete(self, queue, handles, Fate::FilteredOut).await
     }
 
     /// The queue named `name`; `Rejected(QueueDoesNotExist)` if there is none.

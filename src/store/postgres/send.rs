@@ -1,54 +1,74 @@
-//! Storing messages on PostgreSQL: a standard queue's accepted entries in one multi-row insert;
-//! a FIFO queue's one by one under the queue's advisory lock (deduplication within the 5-minute
+//! Storing messages on PostgreSQL, within a group writer's transaction (`group.rs`): a
+//! standard queue's accepted entries of every send in the group in one multi-row insert; a FIFO
+//! queue's one by one under the queue's advisory lock (deduplication within the 5-minute
 //! window, sequence numbers). The receipt (id and MD5s) and the attributes' stored form are
-//! computed as the SQLite store computes them (`sql/send.rs`), and the commit notifies waiters
-//! (`listen.rs`).
+//! computed as the SQLite store computes them (`sql/send.rs`); the writer updates the count and
+//! notifies waiters (`listen.rs`) once per queue.
 
 use sha2::{Digest, Sha256};
-use sqlx::{Postgres, QueryBuilder};
 
 use super::super::rows::to_ms;
 use super::super::sql::send::{prepare, Prepared};
-use super::{listen, lock_fifo, queues, tally, EntryResults, PgStore, QueueInfo, StoreError, Tx};
+use super::{EntryResults, QueueInfo, StoreError, Tx};
 use crate::domain::message::{NewMessage, SendReceipt};
-use crate::domain::queue::{DedupScope, QueueName, DEDUP_WINDOW};
+use crate::domain::queue::{DedupScope, DEDUP_WINDOW};
 use crate::domain::Rejection;
 
-/// Most rows one insert takes.
-const CHUNK: usize = 64;
+/// What [`stage`] did: each batch's results, and the messages it stored.
+pub(super) struct Staged {
+    pub results: Vec<EntryResults<SendReceipt>>,
+    /// Messages stored (duplicates within a FIFO queue's window are not).
+    pub stored: u64,
+    /// Waiters to wake: one per visible message, and one if any is delayed (so that it sets
+    /// its timer for the delay).
+    pub wake: u64,
+}
 
-/// Sends one batch: each entry validated on its own; a rejected entry does not stop the others.
-pub(super) async fn send(
-    s: &PgStore,
-    queue: &QueueName,
-    batch: &[NewMessage],
-) -> Result<EntryResults<SendReceipt>, StoreError> {
-    let prepared = prepare(batch);
-    let mut tx = s.begin().await?;
-    let q = queues::require(&mut tx, queue).await?;
-    lock_fifo(&mut tx, &q).await?;
-    let now = s.now();
-    let mut results: EntryResults<SendReceipt> = batch
+/// Stores `batches` sent to queue `q` in `tx` (the group writer's, `group.rs`; the caller holds
+/// the queue's advisory lock if it is FIFO): each entry validated on its own, a rejected entry
+/// not stopping the others; a standard queue's accepted entries of every batch in one insert.
+pub(super) async fn stage(
+    tx: &mut Tx,
+    q: &QueueInfo,
+    batches: &[&[NewMessage]],
+    now: i64,
+) -> Result<Staged, StoreError> {
+    let prepared: Vec<Vec<Prepared>> = batches.iter().map(|b| prepare(b)).collect();
+    let mut results: Vec<EntryResults<SendReceipt>> = batches
         .iter()
         .zip(&prepared)
-        .map(|(m, p)| {
-            m.validate(queue.kind(), &q.settings, false)
-                .map(|()| p.receipt.clone())
+        .map(|(batch, prepared)| {
+            batch
+                .iter()
+                .zip(prepared)
+                .map(|(m, p)| {
+                    m.validate(q.name.kind(), &q.settings, false)
+                        .map(|()| p.receipt.clone())
+                })
+                .collect()
         })
         .collect();
-    let (visible, delayed) = if queue.is_fifo() {
-        send_fifo(&mut tx, &q, batch, &prepared, &mut results, now).await?
+    let (mut visible, mut delayed) = (0, 0);
+    if q.name.is_fifo() {
+        for ((batch, prepared), results) in batches.iter().zip(&prepared).zip(&mut results) {
+            let (v, d) = send_fifo(tx, q, batch, prepared, results, now).await?;
+            visible += v;
+            delayed += d;
+        }
     } else {
-        insert_standard(&mut tx, &q, batch, &prepared, &results, now).await?
-    };
-    tally::add(&mut tx, q.id, (visible + delayed) as i64).await?;
-    // A delayed message wakes one waiter, so that it sets its timer for the delay.
-    let wake = visible + u64::from(delayed > 0);
-    if wake > 0 {
-        listen::notify(&mut tx, queue, wake).await?;
+        let mut rows = Vec::new();
+        for ((batch, prepared), results) in batches.iter().zip(&prepared).zip(&results) {
+            let (v, d) = standard_rows(q, batch, prepared, results, now, &mut rows);
+            visible += v;
+            delayed += d;
+        }
+        insert(tx, q, &rows, now).await?;
     }
-    tx.commit().await?;
-    Ok(results)
+    Ok(Staged {
+        results,
+        stored: visible + delayed,
+        wake: visible + u64::from(delayed > 0),
+    })
 }
 
 /// One row to insert.
@@ -60,45 +80,50 @@ struct Row<'a> {
     visible_at: i64,
 }
 
-/// Inserts `rows`, up to [`CHUNK`] per statement, with the time `now`.
+/// Inserts `rows`, in one statement, with the time `now`.
 async fn insert(tx: &mut Tx, q: &QueueInfo, rows: &[Row<'_>], now: i64) -> Result<(), StoreError> {
-    for chunk in rows.chunks(CHUNK) {
-        let mut insert = QueryBuilder::<Postgres>::new(
-            "INSERT INTO messages (queue_id, message_id, body, attributes, md5_of_body, md5_of_attributes, \
-             trace_header, group_id, dedup_id, sequence_number, sent_at, retain_from, visible_at) ",
-        );
-        insert.push_values(chunk, |mut b, r| {
-            b.push_bind(q.id)
-                .push_bind(r.receipt.message_id.clone())
-                .push_bind(r.m.body.clone())
-                .push_bind(r.attributes.map(str::to_owned))
-                .push_bind(r.receipt.md5_of_body.clone())
-                .push_bind(r.receipt.md5_of_attributes.clone())
-                .push_bind(r.m.trace_header.clone())
-                // A standard queue keeps a MessageGroupId as an attribute (fair queues).
-                .push_bind(r.m.group_id.clone())
-                .push_bind(r.dedup_id.map(str::to_owned))
-                .push_bind(r.receipt.sequence_number.clone())
-                .push_bind(now)
-                .push_bind(now)
-                .push_bind(r.visible_at);
-        });
-        insert.build().execute(&mut **tx).await?;
+    if rows.is_empty() {
+        return Ok(());
     }
+    let text =
+        |f: fn(&Row<'_>) -> Option<String>| -> Vec<Option<String>> { rows.iter().map(f).collect() };
+    // One statement text whatever the number of rows: a `VALUES` list was parsed and planned
+    // anew for each row count, up to 12 ms for a large group.
+    sqlx::query(
+        "INSERT INTO messages (queue_id, sent_at, retain_from, message_id, body, attributes, \
+         md5_of_body, md5_of_attributes, trace_header, group_id, dedup_id, sequence_number, visible_at) \
+         SELECT $1, $2, $2, r.* FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], \
+         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int8[]) AS r",
+    )
+    .bind(q.id)
+    .bind(now)
+    .bind(text(|r| Some(r.receipt.message_id.clone())))
+    .bind(text(|r| Some(r.m.body.clone())))
+    .bind(text(|r| r.attributes.map(str::to_owned)))
+    .bind(text(|r| Some(r.receipt.md5_of_body.clone())))
+    .bind(text(|r| r.receipt.md5_of_attributes.clone()))
+    .bind(text(|r| r.m.trace_header.clone()))
+    // A standard queue keeps a MessageGroupId as an attribute (fair queues).
+    .bind(text(|r| r.m.group_id.clone()))
+    .bind(text(|r| r.dedup_id.map(str::to_owned)))
+    .bind(text(|r| r.receipt.sequence_number.clone()))
+    .bind(rows.iter().map(|r| r.visible_at).collect::<Vec<i64>>())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
-/// Inserts a standard queue's accepted messages; returns how many are visible and delayed.
-async fn insert_standard(
-    tx: &mut Tx,
+/// Adds a standard queue's accepted messages of one batch to `rows`; returns how many are
+/// visible and delayed.
+fn standard_rows<'a>(
     q: &QueueInfo,
-    batch: &[NewMessage],
-    prepared: &[Prepared],
-    results: &EntryResults<SendReceipt>,
+    batch: &'a [NewMessage],
+    prepared: &'a [Prepared],
+    results: &'a EntryResults<SendReceipt>,
     now: i64,
-) -> Result<(u64, u64), StoreError> {
+    rows: &mut Vec<Row<'a>>,
+) -> (u64, u64) {
     let (mut visible, mut delayed) = (0, 0);
-    let mut rows = Vec::new();
     for ((m, p), r) in batch.iter().zip(prepared).zip(results) {
         let Ok(receipt) = r else { continue };
         let delay = m.delay.unwrap_or(q.settings.delay);
@@ -115,8 +140,7 @@ async fn insert_standard(
             visible_at: now + to_ms(delay),
         });
     }
-    insert(tx, q, &rows, now).await?;
-    Ok((visible, delayed))
+    (visible, delayed)
 }
 
 /// Stores a FIFO queue's accepted messages one by one (the caller holds the queue's advisory

@@ -2,8 +2,9 @@
 //! delete by receipt handle (standard: a handle whose visibility ran out still deletes unless
 //! the message was received again since, in which case the call succeeds and deletes nothing;
 //! FIFO: refused once the visibility ran out), change visibility within the 12-hour cap; and
-//! the counts by state and the retention sweep. Deletes and the sweep leave tombstones and take
-//! what they delete off the queues' counts (`tombstones.rs`).
+//! the counts by state and the retention sweep. Deletes run in a group writer's transaction
+//! (`group.rs`), which takes what they delete off the queues' counts; they and the sweep leave
+//! tombstones (`tombstones.rs`).
 
 use std::time::Duration;
 
@@ -12,7 +13,9 @@ use std::collections::BTreeMap;
 use super::super::rows::to_ms;
 use super::super::sql::tombstones::Fate;
 use super::tombstones::{self, Gone, GONE_COLUMNS};
-use super::{listen, lock_fifo, queues, EntryResults, PgStore, QueueCounts, QueueInfo, StoreError};
+use super::{
+    listen, lock_fifo, queues, EntryResults, PgStore, QueueCounts, QueueInfo, StoreError, Tx,
+};
 use crate::domain::message::ReceiptHandle;
 use crate::domain::queue::{QueueName, MAX_VISIBILITY_TIMEOUT};
 use crate::domain::{RejectCode, Rejection, Timestamp};
@@ -56,21 +59,35 @@ async fn lease(tx: &mut super::Tx, h: &ReceiptHandle) -> Result<Option<Lease>, S
     .await?)
 }
 
-/// Deletes by receipt handle; the tombstones say `fate` (deleted, or filtered out by a mapping).
-pub(super) async fn delete(
+/// What [`stage_delete`] did: each list's results, and the messages it deleted.
+pub(super) struct Staged {
+    pub results: Vec<EntryResults<()>>,
+    /// Messages deleted.
+    pub removed: u64,
+    /// Waiters to wake: on a FIFO queue, one per delete (the next message of its group).
+    pub wake: u64,
+}
+
+/// Deletes by receipt handle, in `tx` (the group writer's, `group.rs`; the caller holds a FIFO
+/// queue's advisory lock), the handles of each of `lists`; the tombstones say `fate`
+/// (deleted, or filtered out by a mapping). A standard queue's deletes of every list share one
+/// statement; the caller takes the deleted messages off the queue's count.
+pub(super) async fn stage_delete(
     s: &PgStore,
-    queue: &QueueName,
-    handles: &[String],
+    tx: &mut Tx,
+    q: &QueueInfo,
+    lists: &[&[String]],
     fate: Fate,
-) -> Result<EntryResults<()>, StoreError> {
-    let mut tx = s.begin().await?;
-    let q = queues::require(&mut tx, queue).await?;
-    lock_fifo(&mut tx, &q).await?;
-    let now = s.now();
-    let parsed: Vec<_> = handles.iter().map(|h| parse_for(&q, h)).collect();
-    if !queue.is_fifo() {
+    now: i64,
+) -> Result<Staged, StoreError> {
+    let parsed: Vec<Vec<_>> = lists
+        .iter()
+        .map(|handles| handles.iter().map(|h| parse_for(q, h)).collect())
+        .collect();
+    if !q.name.is_fifo() {
         let (ids, tokens): (Vec<i64>, Vec<i64>) = parsed
             .iter()
+            .flatten()
             .filter_map(|h| h.as_ref().ok())
             .map(|h| (h.row_id, h.token))
             .unzip();
@@ -85,51 +102,61 @@ pub(super) async fn delete(
         .bind(q.id)
         .bind(&ids)
         .bind(&tokens)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await?;
-        tombstones::removed(s, &mut tx, q.id, fate, None, &gone).await?;
-        tx.commit().await?;
-        return Ok(parsed.into_iter().map(|h| h.map(|_| ())).collect());
+        tombstones::write(s, tx, q.id, fate, None, &gone).await?;
+        return Ok(Staged {
+            results: parsed
+                .into_iter()
+                .map(|list| list.into_iter().map(|h| h.map(|_| ())).collect())
+                .collect(),
+            removed: gone.len() as u64,
+            wake: 0,
+        });
     }
-    let mut results = Vec::with_capacity(handles.len());
+    let mut all = Vec::with_capacity(lists.len());
     let mut deleted: Vec<Gone> = Vec::new();
-    for (handle, h) in handles.iter().zip(parsed) {
-        let h = match h {
-            Ok(h) => h,
-            Err(r) => {
-                results.push(Err(r));
+    for (handles, parsed) in lists.iter().zip(parsed) {
+        let mut results = Vec::with_capacity(handles.len());
+        for (handle, h) in handles.iter().zip(parsed) {
+            let h = match h {
+                Ok(h) => h,
+                Err(r) => {
+                    results.push(Err(r));
+                    continue;
+                }
+            };
+            let Some(row) = lease(tx, &h).await? else {
+                // Already deleted (or expired): deleting again succeeds.
+                results.push(Ok(()));
+                continue;
+            };
+            if !(row.holds(&h) && row.visible_at > now) {
+                results.push(Err(Rejection::bad_value(
+                    "ReceiptHandle",
+                    handle,
+                    "The receipt handle has expired.",
+                )));
                 continue;
             }
-        };
-        let Some(row) = lease(&mut tx, &h).await? else {
-            // Already deleted (or expired): deleting again succeeds.
+            let gone: Gone = sqlx::query_as(&format!(
+                "DELETE FROM messages WHERE id = $1 RETURNING {GONE_COLUMNS}"
+            ))
+            .bind(h.row_id)
+            .fetch_one(&mut **tx)
+            .await?;
+            deleted.push(gone);
             results.push(Ok(()));
-            continue;
-        };
-        if !(row.holds(&h) && row.visible_at > now) {
-            results.push(Err(Rejection::bad_value(
-                "ReceiptHandle",
-                handle,
-                "The receipt handle has expired.",
-            )));
-            continue;
         }
-        let gone: Gone = sqlx::query_as(&format!(
-            "DELETE FROM messages WHERE id = $1 RETURNING {GONE_COLUMNS}"
-        ))
-        .bind(h.row_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        deleted.push(gone);
-        results.push(Ok(()));
+        all.push(results);
     }
-    if !deleted.is_empty() {
-        tombstones::removed(s, &mut tx, q.id, fate, None, &deleted).await?;
+    tombstones::write(s, tx, q.id, fate, None, &deleted).await?;
+    Ok(Staged {
+        results: all,
+        removed: deleted.len() as u64,
         // The next message of each group the deletes unblocked.
-        listen::notify(&mut tx, queue, deleted.len() as u64).await?;
-    }
-    tx.commit().await?;
-    Ok(results)
+        wake: deleted.len() as u64,
+    })
 }
 
 pub(super) async fn change_visibility(

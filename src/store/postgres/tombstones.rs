@@ -31,11 +31,21 @@ pub(super) async fn removed(
     dead_letter_queue: Option<&str>,
     gone: &[Gone],
 ) -> Result<(), StoreError> {
-    if gone.is_empty() {
-        return Ok(());
-    }
     tally::add(tx, queue_id, -(gone.len() as i64)).await?;
-    if s.tombstone_ms <= 0 {
+    write(s, tx, queue_id, fate, dead_letter_queue, gone).await
+}
+
+/// Writes the tombstones of `gone`, deleted from queue `queue_id` by `tx`, when they are kept;
+/// the caller takes them off the queue's count.
+pub(super) async fn write(
+    s: &PgStore,
+    tx: &mut Tx,
+    queue_id: i64,
+    fate: Fate,
+    dead_letter_queue: Option<&str>,
+    gone: &[Gone],
+) -> Result<(), StoreError> {
+    if gone.is_empty() || s.tombstone_ms <= 0 {
         return Ok(());
     }
     // The receive that moves a message to the dead-letter queue does not count (as in the
