@@ -314,6 +314,7 @@ impl SqliteStore {
         // The writer prepares each shape of multi-row statement once (`messages::CHUNK` rows at
         // most, so up to that many shapes per statement kind); keep them all prepared. A local
         // SQLite connection does not go stale, so no ping before each group either.
+        let full = cfg.synchronous == Synchronous::Full;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -321,22 +322,26 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .idle_timeout(None)
             .max_lifetime(None)
-            .after_release(|conn, _| {
+            .after_release(move |conn, _| {
                 Box::pin(async move {
-                    // After an error SQLite may have rolled the transaction back by itself
-                    // (SQLITE_FULL does), so sqlx's own ROLLBACK fails and the connection stays
-                    // marked as in a transaction, refusing every later BEGIN. A committed
-                    // group leaves it unmarked (the fast path). Otherwise the ping runs after
-                    // the queued ROLLBACK, and a connection still marked is replaced.
-                    if !conn.is_in_transaction() {
-                        return Ok(true);
+                    // After an error SQLite may have rolled back by itself (SQLITE_FULL does),
+                    // so sqlx's ROLLBACK fails and the connection stays marked as in a
+                    // transaction: the ping runs after the queued ROLLBACK, and a connection
+                    // still marked is replaced.
+                    if conn.is_in_transaction() {
+                        conn.ping().await?;
+                        if conn.is_in_transaction() {
+                            tracing::warn!("the database connection was left inside a transaction after an error; replacing it");
+                            return Ok(false);
+                        }
                     }
-                    conn.ping().await?;
-                    let stuck = conn.is_in_transaction();
-                    if stuck {
-                        tracing::warn!("the database connection was left inside a transaction after an error; replacing it");
+                    // The writer task commits with NORMAL and flushes beside (`writer/sync.rs`).
+                    if full {
+                        sqlx::query("PRAGMA synchronous = FULL")
+                            .execute(&mut *conn)
+                            .await?;
                     }
-                    Ok(!stuck)
+                    Ok(true)
                 })
             })
             .connect_with(
@@ -364,8 +369,7 @@ impl SqliteStore {
         if let Some(pages) = max_pages {
             warn_if_over(&writer, &path, pages, page_size).await;
         }
-        // Readers serve counts, listings and long-poll wake-up checks: a small page cache each
-        // (the writer keeps the large one), and no ping on every acquire.
+        // Readers (counts, listings, wake-up checks): a small page cache each, no ping.
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -389,6 +393,7 @@ impl SqliteStore {
             send_limit,
             reserve: reserve.clone(),
             tombstones: !cfg.tombstone_retention.is_zero(),
+            flush_beside: (cfg.synchronous == Synchronous::Full).then(|| path.clone()),
         });
         if !reserve.ensure() {
             tracing::warn!(path = %path.display(), "the disk has no room for esmd's disk reserve: sends are refused (as a full database) until it has; receives, deletes and purges go on");

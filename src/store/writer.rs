@@ -1,8 +1,9 @@
 //! Group commit: the message operations (send, receive, delete, change visibility) go through one
 //! writer task, which runs every operation waiting in its queue inside ONE transaction and
-//! answers them all after ONE commit. While a commit's fsync is in progress new requests pile up
-//! and share the next one, so `synchronous = full` costs one fsync per group rather than per
-//! request, and no acknowledged write is ever answered before it is durable.
+//! answers them all after ONE commit. With `synchronous = full` the WAL is flushed beside the
+//! writer (`sync.rs`) while it runs the next group, and sends, deletes and visibility changes
+//! are answered after that flush: one fsync per group or fewer, none on the writer's path, and
+//! no acknowledged write answered before it is durable.
 //!
 //! Within the transaction, operations of one kind on one queue share a statement (`plan.rs`).
 //! An operation that is rejected (an SQS rule) has written nothing, so the group goes on. A
@@ -18,6 +19,7 @@
 mod handle;
 mod plan;
 pub(super) mod room;
+mod sync;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -139,6 +141,9 @@ struct Writer {
     reserve: Arc<Reserve>,
     /// See [`Start::tombstones`].
     tombstones: bool,
+    /// Flushes the WAL beside the writer and answers after it (`sync.rs`); `None` when
+    /// SQLite flushes at each commit or not at all.
+    sync: Option<sync::Syncer>,
 }
 
 impl Writer {
@@ -182,6 +187,19 @@ impl Writer {
                     continue;
                 }
             };
+            if self.sync.is_some() {
+                // The flush runs beside the writer (`sync.rs`); the pool sets FULL again when
+                // the connection goes back (`open.rs`).
+                if let Err(e) = sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *conn)
+                    .await
+                {
+                    let error = Arc::new(e);
+                    self.refused(&error, ops.len());
+                    ops.into_iter().for_each(|op| op.fail(&database(&error)));
+                    continue;
+                }
+            }
             let held = Instant::now();
             loop {
                 ops = match self.unless_broken(ops) {
@@ -203,6 +221,22 @@ impl Writer {
                 }
                 self.inject_fault(&ops);
             }
+        }
+    }
+
+    /// Answers a committed group: at once, or, with the flush beside the writer, receives at
+    /// once and the rest after the flush (`sync.rs`).
+    fn answer(&mut self, ops: Vec<Op>, outcomes: Vec<Outcome>) {
+        let mut after_flush = Vec::new();
+        for (op, outcome) in ops.into_iter().zip(outcomes) {
+            if self.sync.is_some() && !op.is_receive() {
+                after_flush.push((op, outcome));
+            } else if let Some(release) = op.answer(outcome) {
+                self.pending.push(release);
+            }
+        }
+        if let (Some(sync), false) = (&self.sync, after_flush.is_empty()) {
+            sync.after_flush(after_flush);
         }
     }
 
@@ -260,11 +294,7 @@ impl Writer {
                         operations: ops.len(),
                     });
                     fx.apply(&self.wake, &self.observer, &self.tally);
-                    let released = ops
-                        .into_iter()
-                        .zip(outcomes)
-                        .filter_map(|(op, o)| op.answer(o));
-                    self.pending.extend(released);
+                    self.answer(ops, outcomes);
                     return Executed::Committed;
                 }
                 Err(Failed { error, .. }) if room::release_reserve(&self.reserve, &error) => {

@@ -1,7 +1,7 @@
 //! The database file taken from under the running daemon, with the real binary: deleted
 //! (`rm esmd.db*`) or made unwritable (`chattr +i`), esmd stops acknowledging, turns not ready
 //! with the cause, logs an ERROR naming the file and exits 1 for systemd to restart it; and it
-//! refuses to start on a file it cannot write. (`chmod` does not stop root, and CI runs as root:
+//! refuses to start on a file it cannot write; a write-ahead log it cannot flush stops it too. (`chmod` does not stop root, and CI runs as root:
 //! the unwritable file is an immutable one, and those tests say so and pass when `chattr` is
 //! not available here.)
 
@@ -135,6 +135,31 @@ async fn a_database_deleted_under_the_daemon_stops_acknowledging_and_exits_1() {
     assert_eq!(send(&esmd, "orders", "later").await, 503);
     let db = PathBuf::from("esmd.db");
     exits_1_with_error(esmd, &db, "deleted").await;
+}
+
+/// With `synchronous = "full"` the writer commits without flushing and a flush of the WAL,
+/// opened by its path, follows before any send is answered (docs/store.md): if the WAL is not
+/// there to flush, the send that committed into it is not acknowledged, and esmd stops.
+#[tokio::test]
+async fn a_write_ahead_log_that_cannot_be_flushed_stops_acknowledging_and_exits_1() {
+    let dir = TempDir::new().expect("temp dir");
+    let started = dir.path().join("started");
+    let esmd = EsmdProcess::start(dir.path(), &config(&started), &[]).await;
+    assert_eq!(
+        send(&esmd, "orders", "before").await,
+        201,
+        "a send is stored"
+    );
+    let wal = dir.path().join("esmd.db-wal");
+    std::fs::remove_file(&wal).unwrap_or_else(|e| panic!("rm {}: {e}", wal.display()));
+    let status = send(&esmd, "orders", "after").await;
+    assert!(
+        status >= 500,
+        "a send whose WAL could not be flushed is not acknowledged (got {status}); log:\n{}",
+        esmd.tail(40)
+    );
+    let db = PathBuf::from("esmd.db-wal");
+    exits_1_with_error(esmd, &db, "flush").await;
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ use super::super::reserve::Reserve;
 use super::super::tally::Tally;
 use super::super::types::WriterFault;
 use super::super::wake::Wakers;
+use super::sync::Syncer;
 use super::{Op, Writer};
 use crate::clock::Clock;
 
@@ -57,6 +58,9 @@ pub(in crate::store) struct Start {
     pub reserve: Arc<Reserve>,
     /// Whether deletes leave tombstones (`storage.tombstone_retention` > 0).
     pub tombstones: bool,
+    /// The database file, when the writer flushes its WAL beside it (`sync.rs`):
+    /// `storage.synchronous = "full"`.
+    pub flush_beside: Option<std::path::PathBuf>,
 }
 
 impl Handle {
@@ -64,6 +68,13 @@ impl Handle {
     pub(in crate::store) fn start(start: Start) -> Handle {
         let (ops, rx) = mpsc::channel(4096);
         let (state_tx, state) = watch::channel(State::Running);
+        let (sync, flusher) = match start.flush_beside {
+            Some(path) => {
+                let (sync, flusher) = Syncer::new(path);
+                (Some(sync), Some(flusher))
+            }
+            None => (None, None),
+        };
         let writer = Writer {
             pool: start.pool,
             clock: start.clock,
@@ -77,10 +88,21 @@ impl Handle {
             send_limit: start.send_limit,
             reserve: start.reserve,
             tombstones: start.tombstones,
+            sync,
         };
         let stop = start.stop.clone();
         start.tasks.spawn(async move {
-            let ended = AssertUnwindSafe(writer.run(rx, stop)).catch_unwind().await;
+            // The flusher ends after the writer (which holds its sender) and what it was
+            // handed; a panic in either is the writer's failure.
+            let both = async move {
+                let flushing = async move {
+                    if let Some(flusher) = flusher {
+                        flusher.await;
+                    }
+                };
+                tokio::join!(writer.run(rx, stop), flushing);
+            };
+            let ended = AssertUnwindSafe(both).catch_unwind().await;
             let state = match ended {
                 Ok(()) => State::Closed,
                 Err(panic) => {

@@ -101,6 +101,11 @@ impl Op {
         None
     }
 
+    /// Whether it is a receive (answered at its commit, without waiting for a flush).
+    pub(super) fn is_receive(&self) -> bool {
+        matches!(self, Op::Receive { .. })
+    }
+
     /// Refuses the operation with a database error.
     pub(super) fn fail(self, e: &StoreError) {
         let err = || e.clone();
