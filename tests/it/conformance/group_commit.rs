@@ -8,10 +8,10 @@ use std::collections::HashSet;
 use esmd::domain::message::NewMessage;
 use esmd::domain::queue::QueueSettings;
 use esmd::domain::RejectCode;
-use esmd::store::QueueStore;
+use esmd::store::{PgStore, QueueStore};
 use sqlx::postgres::PgPool;
 
-use super::harness::{self, Keep};
+use super::harness::{self, Fixture, Keep};
 use super::rejection;
 use crate::common::{q, secs, within};
 
@@ -25,15 +25,21 @@ async fn next_xid(pool: &PgPool) -> i64 {
     xid
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_sends_and_deletes_share_transactions() {
-    let Some(f) = harness::postgres().await else {
-        return;
-    };
+/// A PostgreSQL fixture and a pool of the test's own on its database.
+async fn with_pool() -> Option<(Fixture<PgStore>, PgPool)> {
+    let f = harness::postgres().await?;
     let Keep::Database(options) = &f.keep else {
         unreachable!("a PostgreSQL fixture keeps its database's options")
     };
     let pool = PgPool::connect_with((**options).clone()).await.unwrap();
+    Some((f, pool))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_and_deletes_share_transactions() {
+    let Some((f, pool)) = with_pool().await else {
+        return;
+    };
     let name = f.queue("grouped", QueueSettings::default()).await;
     const SENDS: usize = 64;
     const PER_SEND: usize = 5;
@@ -116,13 +122,9 @@ async fn concurrent_sends_and_deletes_share_transactions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_error_fails_only_the_operation_that_met_it() {
-    let Some(f) = harness::postgres().await else {
+    let Some((f, pool)) = with_pool().await else {
         return;
     };
-    let Keep::Database(options) = &f.keep else {
-        unreachable!("a PostgreSQL fixture keeps its database's options")
-    };
-    let pool = PgPool::connect_with((**options).clone()).await.unwrap();
     // The database refuses one body, as a full disk or a broken row would refuse a statement.
     sqlx::raw_sql(
         "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
