@@ -136,9 +136,13 @@ async fn success_and_failure_records_reach_their_destinations_after_the_retries(
         ),
         2.0
     );
+    // A destination's record is receivable at its commit; the delivery counts once its send
+    // is answered, after the WAL flush (docs/architecture.md §2).
     for (function, condition) in [("echo", "Success"), ("fails", "RetriesExhausted")] {
         let labels = [("function", function), ("condition", condition)];
-        assert_eq!(d.metric("esmd_async_events_delivered_total", &labels), 1.0);
+        let delivered = "esmd_async_events_delivered_total";
+        d.wait_metric(delivered, &labels, WAIT, |v| v >= 1.0).await;
+        assert_eq!(d.metric(delivered, &labels), 1.0);
     }
     assert_eq!(
         d.counts("ok-q").await.visible + d.counts("failed-q").await.visible,
@@ -182,11 +186,13 @@ async fn an_event_older_than_max_event_age_goes_to_on_failure_as_event_age_excee
     let r: Value = serde_json::from_str(&got[0].body).expect("JSON");
     check_common(&r, &id, "fails", "EventAgeExceeded", &payload);
     assert_eq!(r["requestContext"]["approximateInvokeCount"], 1, "{r}");
+    let delivered = [("function", "fails"), ("condition", "EventAgeExceeded")];
+    d.wait_metric("esmd_async_events_delivered_total", &delivered, WAIT, |v| {
+        v >= 1.0
+    })
+    .await;
     assert_eq!(
-        d.metric(
-            "esmd_async_events_delivered_total",
-            &[("function", "fails"), ("condition", "EventAgeExceeded")]
-        ),
+        d.metric("esmd_async_events_delivered_total", &delivered),
         1.0
     );
     d.stop().await;

@@ -681,7 +681,9 @@ async fn filters_delete_on_the_remote_and_retry_backoff_changes_its_visibility()
         seen.is_empty(),
         "filtered records reached the function: {seen:?}"
     );
+    // A's queue is empty at the deletes' commit there; B counts them once they are answered.
     let deleted = [("mapping", "remote"), ("event", "deleted")];
+    wait_metric(&b, "esmd_mapping_events_total", &deleted, 2.0).await;
     assert_eq!(
         metric(&b, "esmd_mapping_events_total", &deleted).await,
         Some(2.0)
