@@ -7,9 +7,10 @@
 //! so under load many requests share a round trip, as in the SQLite store's writer.
 //!
 //! Failure: an operation on a queue that does not exist is answered `QueueDoesNotExist` alone
-//! (its lookup wrote nothing). A database error rolls the whole group back, and each of its
-//! operations runs again in a transaction of its own, so a fault is answered to the operation
-//! that met it; nothing is acknowledged before its commit.
+//! (its lookup wrote nothing). An error PostgreSQL reports for a statement rolls the whole
+//! group back, and each of its operations runs again in a transaction of its own, so a fault is
+//! answered to the operation that met it; a fault of the connection (PostgreSQL unreachable)
+//! is answered to them all at once. Nothing is acknowledged before its commit.
 //!
 //! Lock order, so that groups (of this instance or another) never wait on each other in a
 //! circle: a group takes the FIFO queues' advisory locks in queue-name order and updates the
@@ -201,7 +202,12 @@ async fn run(s: &PgStore, ops: Vec<Op>) {
             .into_iter()
             .zip(answers)
             .for_each(|(op, a)| op.answer(a)),
-        Err(e) if ops.len() == 1 => ops.into_iter().for_each(|op| op.fail(e.clone())),
+        // One operation, or a fault of the connection or the server rather than of a
+        // statement (PostgreSQL unreachable, the pool timed out): every operation would meet
+        // it again, one acquire timeout each.
+        Err(e) if ops.len() == 1 || !statement_error(&e) => {
+            ops.into_iter().for_each(|op| op.fail(e.clone()))
+        }
         Err(e) => {
             tracing::debug!(
                 error = %chain(&e),
@@ -217,6 +223,12 @@ async fn run(s: &PgStore, ops: Vec<Op>) {
             }
         }
     }
+}
+
+/// Whether `e` is an error PostgreSQL reported for a statement (a constraint, a trigger, a
+/// deadlock), which may be one operation's alone.
+fn statement_error(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database { source, .. } if matches!(**source, sqlx::Error::Database(_)))
 }
 
 /// What a group did to one queue, applied once at its end.
