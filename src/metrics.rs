@@ -240,7 +240,7 @@ impl Metrics {
             ),
             store_commits: hist(
                 "esmd_store_commit_operations",
-                "Operations (sends, receives, deletes, visibility changes) per committed write transaction: how well group commit shares fsyncs.",
+                "Operations (sends, receives, deletes, visibility changes) per committed write transaction: how many requests each commit carried (group commit).",
                 &[],
                 vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 512.0],
             ),

@@ -118,7 +118,7 @@ batch_size = 10
                 if m:
                     found = m.group(1)
                 else:
-                    time.sleep(0.05)  # waiting for another process to log that it is ready
+                    time.sleep(0.05)  # sleep-ok: waiting for another process to log that it is ready
             if found is None:
                 sys.exit(f"esmd {i} did not start")
             addr = addr or found

@@ -63,7 +63,7 @@ pg_port=$(free_port)
 pids+=($!)
 for _ in $(seq 1 200); do
   "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" && break
-  sleep 0.05 # waiting for PostgreSQL to accept connections
+  sleep 0.05 # sleep-ok: waiting for PostgreSQL to accept connections
 done
 psql -q -h 127.0.0.1 -p "$pg_port" -U esmd -d postgres -c "CREATE DATABASE bench"
 db="postgres://esmd@127.0.0.1:$pg_port/bench"
@@ -122,14 +122,14 @@ CONF
   for _ in $(seq 1 600); do
     addr=$(sed -n 's/.*esmd ready address=\([0-9.:]*\).*/\1/p' "$work/esmd$i.log" | head -1)
     [ -n "$addr" ] && break
-    sleep 0.05 # waiting for another process to log that it is ready
+    sleep 0.05 # sleep-ok: waiting for another process to log that it is ready
   done
   [ -n "$addr" ] || { echo "esmd $i did not start:" >&2; cat "$work/esmd$i.log" >&2; exit 1; }
   urls+=("http://$addr")
 done
 for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$fn_port/" -d x >/dev/null && break
-  sleep 0.05 # waiting for nginx to listen
+  sleep 0.05 # sleep-ok: waiting for nginx to listen
 done
 
 cat > "$work/send.lua" <<'LUA'
@@ -171,14 +171,14 @@ count_left() { psql -qtA -h 127.0.0.1 -p "$pg_port" -U esmd -d bench -c "SELECT 
 while :; do
   [ "$(count_left)" = 0 ] && break
   [ "$(date +%s)" -lt "$deadline" ] || break
-  sleep 0.1 # polling the database while the instances drain it
+  sleep 0.1 # sleep-ok: polling the database while the instances drain it
 done
 # The last deletes' counters are raised as their answers come back.
 for _ in $(seq 1 50); do
   sent=$(metric esmd_messages_sent_total)
   deleted=$(metric esmd_messages_deleted_total)
   [ "$deleted" -ge "$sent" ] && break
-  sleep 0.1 # polling other processes' counters
+  sleep 0.1 # sleep-ok: polling other processes' counters
 done
 done_at=$(date +%s.%N)
 cpu_end=$(cpu)

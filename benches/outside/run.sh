@@ -107,13 +107,13 @@ cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "
 for _ in $(seq 1 300); do
   addr=$(sed -n 's/.*esmd ready address=\([0-9.:]*\).*/\1/p' "$work/esmd.log" | head -1)
   [ -n "$addr" ] && break
-  sleep 0.05 # waiting for another process to log that it is ready
+  sleep 0.05 # sleep-ok: waiting for another process to log that it is ready
 done
 [ -n "${addr:-}" ] || { echo "esmd did not start:" >&2; cat "$work/esmd.log" >&2; exit 1; }
 url="http://$addr"
 for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$fn_port/" -d x >/dev/null && break
-  sleep 0.05 # waiting for nginx to listen
+  sleep 0.05 # sleep-ok: waiting for nginx to listen
 done
 
 cat > "$work/send.lua" <<'LUA'
@@ -139,7 +139,7 @@ while :; do
   deleted=$(metric esmd_messages_deleted_total)
   [ "$deleted" -ge "$sent" ] && break
   [ "$(date +%s)" -lt "$deadline" ] || break
-  sleep 0.1 # polling another process's counters while it drains
+  sleep 0.1 # sleep-ok: polling another process's counters while it drains
 done
 done_at=$(date +%s.%N)
 cpu_end=$(cpu)

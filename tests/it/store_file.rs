@@ -138,7 +138,7 @@ async fn a_database_deleted_under_the_daemon_stops_acknowledging_and_exits_1() {
 }
 
 /// With `synchronous = "full"` the writer commits without flushing and a flush of the WAL,
-/// opened by its path, follows before any send is answered (docs/store.md): if the WAL is not
+/// opened by its path, follows before any send is answered (docs/architecture.md §2): if the WAL is not
 /// there to flush, the send that committed into it is not acknowledged, and esmd stops.
 #[tokio::test]
 async fn a_write_ahead_log_that_cannot_be_flushed_stops_acknowledging_and_exits_1() {
