@@ -18,6 +18,7 @@
 # the script ends only the processes it started, by their id.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/outside/nginx_function.sh
 instances=${1:-1}
 seconds=${2:-20}
 batch=${3:-10}
@@ -68,28 +69,8 @@ done
 psql -q -h 127.0.0.1 -p "$pg_port" -U esmd -d postgres -c "CREATE DATABASE bench"
 db="postgres://esmd@127.0.0.1:$pg_port/bench"
 
-fn_port=$(free_port)
-mkdir -p "$work/nginx"
-cat > "$work/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-error_log $work/nginx/error.log;
-pid $work/nginx/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$fn_port;
-    client_max_body_size 10m;
-    client_body_buffer_size 1m;
-    location / { default_type application/json; return 200 '{}'; }
-  }
-}
-CONF
-nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
-pids+=($!)
+# The function: nginx answering {} to every POST (nginx_function.sh).
+start_nginx_function
 
 urls=()
 esmd_pids=()
@@ -127,10 +108,7 @@ CONF
   [ -n "$addr" ] || { echo "esmd $i did not start:" >&2; cat "$work/esmd$i.log" >&2; exit 1; }
   urls+=("http://$addr")
 done
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$fn_port/" -d x >/dev/null && break
-  sleep 0.05 # sleep-ok: waiting for nginx to listen
-done
+wait_nginx_function
 
 cat > "$work/send.lua" <<'LUA'
 wrk.method = "POST"

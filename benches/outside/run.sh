@@ -17,6 +17,7 @@
 # Everything listens on 127.0.0.1; the script ends only the processes it started, by their id.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/outside/nginx_function.sh
 seconds=${1:-20}
 batch=${2:-10}
 concurrency=${3:-5}
@@ -42,29 +43,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The function: nginx answering {} to every POST, on a free loopback port it reports itself.
-fn_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$work/nginx"
-cat > "$work/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-error_log $work/nginx/error.log;
-pid $work/nginx/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$fn_port;
-    client_max_body_size 10m;
-    client_body_buffer_size 1m;
-    location / { default_type application/json; return 200 '{}'; }
-  }
-}
-CONF
-nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
-pids+=($!)
+# The function: nginx answering {} to every POST (nginx_function.sh).
+start_nginx_function
 
 if [ -n "${ESMD_RUNTIME_BOOTSTRAP:-}" ]; then
   function="[functions.fn]
@@ -111,10 +91,7 @@ for _ in $(seq 1 300); do
 done
 [ -n "${addr:-}" ] || { echo "esmd did not start:" >&2; cat "$work/esmd.log" >&2; exit 1; }
 url="http://$addr"
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$fn_port/" -d x >/dev/null && break
-  sleep 0.05 # sleep-ok: waiting for nginx to listen
-done
+wait_nginx_function
 
 cat > "$work/send.lua" <<'LUA'
 wrk.method = "POST"
