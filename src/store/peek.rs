@@ -114,6 +114,37 @@ pub struct Tombstone {
     pub kept_until: Timestamp,
 }
 
+impl TombRow {
+    /// Whether the tombstone names who held the message (deleted or filtered out), which the
+    /// store resolves from the receipt's receiver number.
+    pub(super) fn names_holder(&self) -> bool {
+        matches!(self.fate(), Fate::Deleted | Fate::FilteredOut)
+    }
+
+    fn fate(&self) -> Fate {
+        Fate::from_code(self.state).unwrap_or(Fate::Deleted)
+    }
+
+    /// The tombstone of `message_id`, held by `by`, kept for `keep_ms`: the same on both
+    /// backends.
+    pub(super) fn into_tombstone(
+        self,
+        message_id: &str,
+        by: Option<Receiver>,
+        keep_ms: i64,
+    ) -> Tombstone {
+        Tombstone {
+            message_id: message_id.to_owned(),
+            fate: self.fate(),
+            at: Timestamp::from_millis(self.at),
+            receive_count: u32::try_from(self.receive_count).unwrap_or(0),
+            by,
+            dead_letter_queue: self.dead_letter_queue,
+            kept_until: Timestamp::from_millis(self.at.saturating_add(keep_ms)),
+        }
+    }
+}
+
 /// What [`Store::explain`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Explained {
@@ -298,20 +329,12 @@ impl SqliteStore {
         t: TombRow,
         keep_ms: i64,
     ) -> Result<Tombstone, StoreError> {
-        let fate = Fate::from_code(t.state).unwrap_or(Fate::Deleted);
-        let by = match fate {
-            Fate::Deleted | Fate::FilteredOut => self.receiver_named(t.receipt).await?,
-            Fate::Expired | Fate::DeadLettered => None,
+        let by = if t.names_holder() {
+            self.receiver_named(t.receipt).await?
+        } else {
+            None
         };
-        Ok(Tombstone {
-            message_id: message_id.to_owned(),
-            fate,
-            at: Timestamp::from_millis(t.at),
-            receive_count: u32::try_from(t.receive_count).unwrap_or(0),
-            by,
-            dead_letter_queue: t.dead_letter_queue,
-            kept_until: Timestamp::from_millis(t.at.saturating_add(keep_ms)),
-        })
+        Ok(t.into_tombstone(message_id, by, keep_ms))
     }
 
     async fn peeked(

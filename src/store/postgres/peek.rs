@@ -198,20 +198,12 @@ impl PgStore {
         t: TombRow,
         keep_ms: i64,
     ) -> Result<Tombstone, StoreError> {
-        let fate = Fate::from_code(t.state).unwrap_or(Fate::Deleted);
-        let by = match fate {
-            Fate::Deleted | Fate::FilteredOut => self.receiver_named(t.receipt).await?,
-            Fate::Expired | Fate::DeadLettered => None,
+        let by = if t.names_holder() {
+            self.receiver_named(t.receipt).await?
+        } else {
+            None
         };
-        Ok(Tombstone {
-            message_id: message_id.to_owned(),
-            fate,
-            at: Timestamp::from_millis(t.at),
-            receive_count: u32::try_from(t.receive_count).unwrap_or(0),
-            by,
-            dead_letter_queue: t.dead_letter_queue,
-            kept_until: Timestamp::from_millis(t.at.saturating_add(keep_ms)),
-        })
+        Ok(t.into_tombstone(message_id, by, keep_ms))
     }
 
     /// The earliest message of `group` before row `id` that is not visible at `now` (what keeps
