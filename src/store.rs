@@ -29,6 +29,7 @@ mod error;
 mod events;
 mod facade;
 mod health;
+mod hidden;
 mod mappings;
 mod migrate;
 mod moves;
@@ -97,6 +98,10 @@ pub struct SqliteStore {
     moves: moves::MoveSignal,
     /// Raised on every change of an asynchronous invocation (`events.rs`).
     events: events::EventSignal,
+    /// The full in-flight and delayed counts of queues too deep to count at each scrape.
+    hidden: hidden::HiddenCap,
+    /// The owner's tracker, for the background recounts of `hidden`.
+    tasks: TaskTracker,
 }
 
 /// How a store is run, beyond its configuration.
@@ -201,18 +206,85 @@ impl SqliteStore {
         }
     }
 
-    /// Every queue's counts, sorted by name, in one read (what `/metrics` shows): its cost is
-    /// the number of queues plus the messages in flight or delayed.
+    /// Every queue's counts, sorted by name (what `/metrics` shows): one read whose cost is the
+    /// number of queues, each read up to a cap; a queue over it shows a full count at most a
+    /// few seconds old (`hidden.rs`).
     pub async fn all_counts(&self) -> Result<Vec<(QueueName, QueueCounts)>, StoreError> {
         let now = self.now();
-        let rows = self.reported(sql::retention::hidden(&self.reader, now).await)?;
+        let rows =
+            self.reported(sql::retention::hidden(&self.reader, now, self.hidden.cap()).await)?;
+        let big: Vec<i64> = rows
+            .iter()
+            .filter(|r| self.hidden.reached(r.in_flight, r.delayed))
+            .map(|r| r.id)
+            .collect();
+        let mut plan = self.hidden.plan(&big, now);
+        for id in std::mem::take(&mut plan.count_now) {
+            let key = rows.iter().find(|r| r.id == id).map(|r| r.key.as_str());
+            let full = self.count_hidden(id, key.unwrap_or_default()).await?;
+            self.hidden.keep(id, full);
+            plan.kept.insert(id, full);
+        }
+        let refresh: Vec<(i64, String)> = rows
+            .iter()
+            .filter(|r| plan.refresh.contains(&r.id))
+            .map(|r| (r.id, r.key.clone()))
+            .collect();
+        if !refresh.is_empty() {
+            self.refresh_hidden(refresh);
+        }
         Ok(rows
             .into_iter()
-            .filter_map(|(name, in_flight, delayed, oldest)| {
-                let counts = self.kept(&name, in_flight, delayed, oldest);
-                QueueName::from_key(&name).ok().map(|q| (q, counts))
+            .filter_map(|r| {
+                let counts = match plan.kept.get(&r.id) {
+                    Some(full) => QueueCounts {
+                        visible: full.total.saturating_sub(full.in_flight + full.delayed),
+                        in_flight: full.in_flight,
+                        delayed: full.delayed,
+                        oldest_sent_at: r.oldest,
+                    },
+                    None => self.kept(&r.key, r.in_flight, r.delayed, r.oldest),
+                };
+                QueueName::from_key(&r.key).ok().map(|q| (q, counts))
             })
             .collect())
+    }
+
+    /// Sets how many index entries a `/metrics` read counts at most per queue and state before
+    /// the queue's figures come from a full count (`hidden.rs`): tests make it small.
+    #[doc(hidden)]
+    pub fn set_scrape_cap(&self, cap: u64) {
+        self.hidden.set_cap(cap);
+    }
+
+    /// A full count of queue `id`'s (`key`'s) messages in flight and delayed, with its total.
+    async fn count_hidden(&self, id: i64, key: &str) -> Result<hidden::Full, StoreError> {
+        let at = self.now();
+        let (in_flight, delayed, _) =
+            self.reported(sql::retention::hidden_of(&self.reader, id, at).await)?;
+        Ok(hidden::Full {
+            at,
+            total: self.tally.total(key),
+            in_flight,
+            delayed,
+        })
+    }
+
+    /// Counts the big queues (id, key) in full again, in a task on the store's tracker.
+    fn refresh_hidden(&self, queues: Vec<(i64, String)>) {
+        let store = self.clone();
+        self.tasks.spawn(async move {
+            for (id, key) in queues {
+                match store.count_hidden(id, &key).await {
+                    Ok(full) => store.hidden.keep(id, full),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "a big queue's count was not refreshed");
+                        break;
+                    }
+                }
+            }
+            store.hidden.refreshed();
+        });
     }
 
     /// Message counts by state from a read of every row of the queue: what [`Store::counts`]

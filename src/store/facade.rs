@@ -152,6 +152,20 @@ impl Store {
         }
     }
 
+    /// Sets how many index entries a `/metrics` read counts at most per queue and state
+    /// (`hidden.rs`; tests make it small). On PostgreSQL it holds until a reconnect.
+    #[doc(hidden)]
+    pub fn set_scrape_cap(&self, cap: u64) {
+        match &self.backend {
+            Backend::Sqlite(s) => s.set_scrape_cap(cap),
+            Backend::Postgres(l) => {
+                if let Ok(s) = l.store() {
+                    s.set_scrape_cap(cap);
+                }
+            }
+        }
+    }
+
     /// Checks that the SQLite file is still the one opened; `None` on PostgreSQL.
     pub fn check_file(&self) -> Option<Arc<str>> {
         match &self.backend {

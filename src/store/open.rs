@@ -4,8 +4,7 @@
 //!
 //! An existing file is checked before anything may write to it, on a read-only connection (no
 //! journal-mode switch, no migration, no checkpoint on close): it must be an SQLite file, pass
-//! SQLite's
-//! `quick_check` (which reads it once, so a truncated or damaged file is found here rather than
+//! SQLite's `quick_check` (which reads it once, so a truncated or damaged file is found here rather than
 //! by a later write), be esmd's (or empty), and carry no migration newer than this build knows.
 //! Any of these failing refuses the start with an [`OpenError`] naming the file, and the file is
 //! left byte for byte as it was. Then a write that is rolled back checks that the file can be
@@ -21,6 +20,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection as _, SqlitePool};
 
+use super::hidden::{HiddenCap, DEFAULT_CAP};
 use super::{health::Health, tally::Tally, wake::Wakers, writer, SqliteStore, StoreOptions};
 use crate::clock::Clock;
 use crate::config::{StorageConfig, Synchronous};
@@ -367,7 +367,7 @@ impl SqliteStore {
                 .map_err(open_err)?;
         }
         if let Some(pages) = max_pages {
-            warn_if_over(&writer, &path, pages, page_size).await;
+            writer::room::warn_if_over(&writer, &path, pages, page_size).await;
         }
         // Readers (counts, listings, wake-up checks): a small page cache each, no ping.
         let reader = SqlitePoolOptions::new()
@@ -380,6 +380,7 @@ impl SqliteStore {
         let tally = Tally::load(&writer).await.map_err(open_err)?;
         let wake = Wakers::default();
         let send_limit = max_pages.map(|pages| writer::room::send_limit(pages, page_size));
+        let tasks = opts.tasks.unwrap_or_default();
         let ops = writer::Handle::start(writer::Start {
             pool: writer.clone(),
             clock: clock.clone(),
@@ -388,7 +389,7 @@ impl SqliteStore {
             fault: opts.writer_fault,
             health: health.clone(),
             tally: tally.clone(),
-            tasks: opts.tasks.unwrap_or_default(),
+            tasks: tasks.clone(),
             stop: opts.stop.unwrap_or_default(),
             send_limit,
             reserve: reserve.clone(),
@@ -413,6 +414,8 @@ impl SqliteStore {
             receivers: Default::default(),
             moves: Default::default(),
             events: Default::default(),
+            hidden: HiddenCap::new(DEFAULT_CAP),
+            tasks,
             sweep_policy: super::sql::retention::SweepPolicy {
                 tombstone_retention_ms: super::rows::to_ms(cfg.tombstone_retention),
                 send_limit,
@@ -470,31 +473,4 @@ async fn check_writable(writer: &SqlitePool, path: &Path) -> Result<(), OpenErro
     wrote.map_err(read_only)?;
     rolled_back.map_err(read_only)?;
     Ok(())
-}
-
-/// SQLite never lowers `max_page_count` below the file's current size: say so when the file is
-/// already at or over `storage.max_size`, since new messages will be refused until some are
-/// deleted.
-async fn warn_if_over(writer: &SqlitePool, path: &Path, max_pages: u64, page_size: u64) {
-    let counts: Result<((i64,), (i64,)), sqlx::Error> = async {
-        let pages = sqlx::query_as("PRAGMA page_count")
-            .fetch_one(writer)
-            .await?;
-        let free = sqlx::query_as("PRAGMA freelist_count")
-            .fetch_one(writer)
-            .await?;
-        Ok((pages, free))
-    }
-    .await;
-    if let Ok(((pages,), (free,))) = counts {
-        let used = u64::try_from(pages - free).unwrap_or(0);
-        if used >= max_pages {
-            tracing::warn!(
-                path = %path.display(),
-                used_bytes = used * page_size,
-                max_size = max_pages * page_size,
-                "the database is already full (storage.max_size); sends are refused until messages are deleted"
-            );
-        }
-    }
 }

@@ -110,6 +110,9 @@ pub struct PgStore {
     /// The group-commit writers that sends and deletes go through (`group.rs`); `None` in the
     /// writers' own handle, which runs them directly.
     writers: Option<group::Writers>,
+    /// The full in-flight and delayed counts of queues too deep to count at each scrape
+    /// (`hidden.rs`).
+    hidden: super::hidden::HiddenCap,
     /// Stops the listener task when the last handle is dropped.
     _listener: Arc<listen::Guard>,
 }
@@ -154,6 +157,7 @@ impl PgStore {
             signals,
             receivers: Arc::default(),
             writers: None,
+            hidden: super::hidden::HiddenCap::new(super::hidden::DEFAULT_CAP),
             _listener: Arc::new(listener),
         };
         Ok(PgStore {

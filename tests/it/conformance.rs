@@ -11,6 +11,7 @@
 //! `shared_control` runs them across two `PgStore`s.
 
 mod control;
+mod deep_counts;
 mod events;
 mod extras;
 mod fifo;
@@ -99,4 +100,5 @@ conformance!(
     extras::peek_and_explain_tell_where_a_message_stands,
     extras::tombstones_of_expiry_and_dead_letters_are_swept,
     extras::all_counts_agree_with_a_scan,
+    deep_counts::a_deep_queue_shows_a_full_count_renewed_in_the_background,
 );

@@ -1,7 +1,8 @@
 //! The counts the store keeps as writes commit (what `/metrics` shows without reading every
 //! message) agree with a full count of the rows, after mixed traffic on standard, FIFO and
 //! dead-letter queues, with the manual clock moving delays and visibility timeouts past their
-//! end, retention expiring messages, a purge, a queue deleted and a restart.
+//! end, retention expiring messages, a purge, a queue deleted and a restart. (A queue deeper than
+//! a scrape reads: `conformance::extras`, on both backends.)
 
 use std::time::Duration;
 

@@ -45,36 +45,46 @@ pub(super) async fn expire(
     Ok(gone.len() as u64)
 }
 
-/// The messages of every queue in flight and delayed at `now` (those with `visible_at > now`,
-/// read on the `messages_claim` index, so the cost is the number of queues plus the messages
-/// not visible, never the visible backlog) and when its oldest was sent (the retention
-/// index's first entry). One statement on the reader pool; visible is the kept total less
-/// these (`Store::all_counts`).
+/// Every queue's id and key, its messages in flight and delayed at `now` (those with
+/// `visible_at > now`, read on the `messages_claim` index, at most `cap` of each per queue, so the
+/// cost is the number of queues times at most `cap`, never the depth: `hidden.rs`) and when its
+/// oldest was sent (the retention index's first entry). One statement on the reader pool;
+/// visible is the kept total less these (`Store::all_counts`).
 pub(crate) async fn hidden(
     reader: &SqlitePool,
     now: i64,
-) -> Result<Vec<(String, u64, u64, Option<Timestamp>)>, StoreError> {
-    let rows: Vec<(String, i64, i64, Option<i64>)> = sqlx::query_as(&format!(
-        "SELECT {QUEUE_KEY}, \
-         (SELECT COUNT(*) FROM messages m WHERE m.queue_id = q.id AND m.visible_at > ?1 AND m.in_flight = 1), \
-         (SELECT COUNT(*) FROM messages m WHERE m.queue_id = q.id AND m.visible_at > ?1 AND m.in_flight = 0), \
+    cap: u64,
+) -> Result<Vec<Hidden>, StoreError> {
+    let rows: Vec<(i64, String, i64, i64, Option<i64>)> = sqlx::query_as(&format!(
+        "SELECT q.id, {QUEUE_KEY}, \
+         (SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.queue_id = q.id AND m.visible_at > ?1 AND m.in_flight = 1 LIMIT ?2)), \
+         (SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.queue_id = q.id AND m.visible_at > ?1 AND m.in_flight = 0 LIMIT ?2)), \
          (SELECT MIN(retain_from) FROM messages m WHERE m.queue_id = q.id) \
          FROM queues q ORDER BY q.region, q.name"
     ))
     .bind(now)
+    .bind(i64::try_from(cap).unwrap_or(i64::MAX))
     .fetch_all(reader)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(name, in_flight, delayed, oldest)| {
-            (
-                name,
-                in_flight as u64,
-                delayed as u64,
-                oldest.map(Timestamp::from_millis),
-            )
+        .map(|(id, key, in_flight, delayed, oldest)| Hidden {
+            id,
+            key,
+            in_flight: in_flight as u64,
+            delayed: delayed as u64,
+            oldest: oldest.map(Timestamp::from_millis),
         })
         .collect())
+}
+
+/// One queue's row of [`hidden`].
+pub(crate) struct Hidden {
+    pub id: i64,
+    pub key: String,
+    pub in_flight: u64,
+    pub delayed: u64,
+    pub oldest: Option<Timestamp>,
 }
 
 /// [`hidden`] for one queue (by id).

@@ -112,3 +112,35 @@ pub(in crate::store) fn release_reserve(reserve: &Reserve, e: &sqlx::Error) -> b
     }
     released
 }
+
+/// SQLite never lowers `max_page_count` below the file's current size: say so when the file is
+/// already at or over `storage.max_size`, since new messages will be refused until some are
+/// deleted.
+pub(in crate::store) async fn warn_if_over(
+    writer: &sqlx::SqlitePool,
+    path: &std::path::Path,
+    max_pages: u64,
+    page_size: u64,
+) {
+    let counts: Result<((i64,), (i64,)), sqlx::Error> = async {
+        let pages = sqlx::query_as("PRAGMA page_count")
+            .fetch_one(writer)
+            .await?;
+        let free = sqlx::query_as("PRAGMA freelist_count")
+            .fetch_one(writer)
+            .await?;
+        Ok((pages, free))
+    }
+    .await;
+    if let Ok(((pages,), (free,))) = counts {
+        let used = u64::try_from(pages - free).unwrap_or(0);
+        if used >= max_pages {
+            tracing::warn!(
+                path = %path.display(),
+                used_bytes = used * page_size,
+                max_size = max_pages * page_size,
+                "the database is already full (storage.max_size); sends are refused until messages are deleted"
+            );
+        }
+    }
+}

@@ -70,6 +70,7 @@ pub trait Control: QueueStore {
     async fn delete_filtered(&self, queue: &QueueName, handles: &[String]) -> R<EntryResults<()>>;
     async fn all_counts(&self) -> R<Vec<(QueueName, QueueCounts)>>;
     async fn counts_scanned(&self, name: &QueueName) -> R<QueueCounts>;
+    fn set_scrape_cap(&self, cap: u64);
 }
 
 /// The same delegation for both backends.
@@ -198,6 +199,9 @@ macro_rules! delegate {
             }
             async fn counts_scanned(&self, name: &QueueName) -> R<QueueCounts> {
                 <$t>::counts_scanned(self, name).await
+            }
+            fn set_scrape_cap(&self, cap: u64) {
+                <$t>::set_scrape_cap(self, cap)
             }
         }
     };
