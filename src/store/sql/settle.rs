@@ -193,15 +193,8 @@ async fn delete_standard<'h>(
             });
             b.push(")");
         };
-        // The tombstones first, over the same rows, in the same transaction.
-        let wrote = tombs.record(tx, fate, now, None, rows).await?;
-        let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM messages WHERE ");
-        rows(&mut delete);
-        let n = delete.build().execute(&mut **tx).await?.rows_affected();
-        if !wrote {
-            tombs.missed(n);
-        }
-        deleted += n;
+        // The tombstones first, over the same rows, in the same round trip.
+        deleted += tombs.delete(tx, fate, now, rows).await?;
     }
     Ok(deleted)
 }

@@ -124,6 +124,62 @@ impl Tombs {
         if !self.allowed(tx).await? {
             return Ok(false);
         }
+        let mut insert = QueryBuilder::<Sqlite>::new("");
+        self.push_insert(&mut insert, fate, now, dead_letter_queue);
+        rows(&mut insert);
+        match insert.build().execute(&mut **tx).await {
+            Ok(done) => {
+                self.written += done.rows_affected();
+                Ok(true)
+            }
+            Err(e) => Err(self.failing(e.into())),
+        }
+    }
+
+    /// Deletes the rows of `messages` that `rows` selects (it pushes the condition after
+    /// `WHERE`), with a tombstone of `fate` for each when allowed: the tombstone insert and the
+    /// delete go to SQLite as one statement list, one round trip to its thread instead of two.
+    /// Returns how many rows were deleted. Both statements select the same rows, and SQLite
+    /// counts one change per tombstone inserted (a replaced one included) and per row deleted,
+    /// so the deleted rows are half the changes. A full database met by the pair is taken as
+    /// the tombstones' ([`Tombs::failed`]): the group runs again without them.
+    pub(crate) async fn delete<'q>(
+        &mut self,
+        tx: &mut Tx<'_>,
+        fate: Fate,
+        now: i64,
+        rows: impl Fn(&mut QueryBuilder<'q, Sqlite>),
+    ) -> Result<u64, StoreError> {
+        let mut b = QueryBuilder::<Sqlite>::new("");
+        let wanted = self.allowed(tx).await?;
+        if wanted {
+            self.push_insert(&mut b, fate, now, None);
+            rows(&mut b);
+            b.push("; ");
+        }
+        b.push("DELETE FROM messages WHERE ");
+        rows(&mut b);
+        let changes = match b.build().execute(&mut **tx).await {
+            Ok(done) => done.rows_affected(),
+            Err(e) => return Err(self.failing(e.into())),
+        };
+        if !wanted {
+            self.missed(changes);
+            return Ok(changes);
+        }
+        debug_assert!(changes % 2 == 0, "a tombstone per deleted row");
+        self.written += changes / 2;
+        Ok(changes / 2)
+    }
+
+    /// Pushes the tombstone insert up to its `WHERE`.
+    fn push_insert<'q>(
+        &self,
+        b: &mut QueryBuilder<'q, Sqlite>,
+        fate: Fate,
+        now: i64,
+        dead_letter_queue: Option<&'q str>,
+    ) {
         // The receive that moves a message to the dead-letter queue does not count (as in the
         // dead-letter queue itself): the tombstone says after how many receives it went.
         let count = if fate == Fate::DeadLettered {
@@ -131,37 +187,30 @@ impl Tombs {
         } else {
             "receive_count"
         };
-        let mut insert = QueryBuilder::<Sqlite>::new(
+        b.push(
             "INSERT OR REPLACE INTO tombstones (at, queue_id, message_id, state, receive_count, receipt, \
              dead_letter_queue) SELECT ",
-        );
-        insert
-            .push_bind(now)
-            .push(", queue_id, message_id, ")
-            .push_bind(fate as i64)
-            .push(format!(", {count}, receipt, "))
-            .push_bind(dead_letter_queue)
-            .push(" FROM messages WHERE ");
-        rows(&mut insert);
-        match insert.build().execute(&mut **tx).await {
-            Ok(done) => {
-                self.written += done.rows_affected();
-                Ok(true)
+        )
+        .push_bind(now)
+        .push(", queue_id, message_id, ")
+        .push_bind(fate as i64)
+        .push(format!(", {count}, receipt, "))
+        .push_bind(dead_letter_queue)
+        .push(" FROM messages WHERE ");
+    }
+
+    /// A tombstone statement's error, marking a full database as the tombstones' failure.
+    fn failing(&mut self, e: StoreError) -> StoreError {
+        if matches!(
+            &e,
+            StoreError::Database {
+                fault: DbFault::Full,
+                ..
             }
-            Err(e) => {
-                let e = StoreError::from(e);
-                if matches!(
-                    &e,
-                    StoreError::Database {
-                        fault: DbFault::Full,
-                        ..
-                    }
-                ) {
-                    self.failed = true;
-                }
-                Err(e)
-            }
+        ) {
+            self.failed = true;
         }
+        e
     }
 
     /// `n` messages were deleted after [`Tombs::record`] wrote nothing for them.
