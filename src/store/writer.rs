@@ -144,6 +144,11 @@ struct Writer {
     /// Flushes the WAL beside the writer and answers after it (`sync.rs`); `None` when
     /// SQLite flushes at each commit or not at all.
     sync: Option<sync::Syncer>,
+    /// The queue rows looked up since the connection was taken from the pool (`None`: no such
+    /// queue). Only the write connection changes queues, and the writer holds the only one, so
+    /// a row read while it is held stays right until it goes back; it is forgotten at every
+    /// acquire.
+    held: HashMap<QueueName, Option<QueueInfo>>,
 }
 
 impl Writer {
@@ -200,6 +205,7 @@ impl Writer {
                     continue;
                 }
             }
+            self.held.clear();
             let held = Instant::now();
             loop {
                 ops = match self.unless_broken(ops) {
@@ -342,7 +348,8 @@ impl Writer {
     /// group, each a round trip to SQLite's thread, near the number of queues rather than of
     /// requests. Sends run first so that receives in the same group see them. Each queue is
     /// looked up once per group: message operations never change a queue's row, and queue
-    /// changes take the same connection between groups.
+    /// changes take the same connection between groups, so the rows are kept while the
+    /// connection is held (`held`).
     async fn attempt(
         &mut self,
         conn: &mut SqliteConnection,
@@ -386,9 +393,16 @@ impl Writer {
             let at = match known.get(name) {
                 Some(at) => *at,
                 None => {
-                    let info = queues::lookup(&mut tx, name)
-                        .await
-                        .map_err(|e| Failed::of(e, vec![k]))?;
+                    let info = match self.held.get(name) {
+                        Some(info) => info.clone(),
+                        None => {
+                            let info = queues::lookup(&mut tx, name)
+                                .await
+                                .map_err(|e| Failed::of(e, vec![k]))?;
+                            self.held.insert(name.clone(), info.clone());
+                            info
+                        }
+                    };
                     let at = info.map(|info| {
                         found.push(info);
                         found.len() - 1

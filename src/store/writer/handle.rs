@@ -89,6 +89,7 @@ impl Handle {
             reserve: start.reserve,
             tombstones: start.tombstones,
             sync,
+            held: HashMap::new(),
         };
         let stop = start.stop.clone();
         start.tasks.spawn(async move {
