@@ -158,7 +158,11 @@ async fn delete_fifo(
     Ok(Ok(()))
 }
 
-/// Deletes a standard queue's messages by handle in one statement. A handle whose visibility
+/// Most statements of [`CHUNK`] handles sent to SQLite's thread in one round trip.
+const CHUNKS_PER_TRIP: usize = 8;
+
+/// Deletes a standard queue's messages by handle, in one round trip for up to
+/// [`CHUNKS_PER_TRIP`] × [`CHUNK`] handles. A handle whose visibility
 /// ran out still deletes, unless the message was received again since (the newer receiver owns
 /// it and the call is a no-op); a handle of a message already gone succeeds too.
 async fn delete_standard<'h>(
@@ -169,17 +173,30 @@ async fn delete_standard<'h>(
     fate: Fate,
     now: i64,
 ) -> Result<u64, StoreError> {
-    let pairs: Vec<(i64, i64)> = parsed
+    let mut pairs: Vec<(i64, i64)> = parsed
         .filter_map(|h| h.as_ref().ok())
         .filter(|h| h.token != UNRECEIVED)
         .map(|h| (h.row_id, h.token))
         .collect();
+    if pairs.is_empty() {
+        return Ok(0);
+    }
+    // Padded with pairs that match no row (no message has id 0) to a power of two, or past
+    // one chunk to whole chunks, so the statement texts are few and each is prepared once.
+    let padded = if pairs.len() <= CHUNK {
+        pairs.len().next_power_of_two()
+    } else {
+        pairs.len().div_ceil(CHUNK) * CHUNK
+    };
+    pairs.resize(padded, (0, 0));
     let mut deleted = 0;
-    for chunk in pairs.chunks(CHUNK) {
+    for list in pairs.chunks(CHUNK * CHUNKS_PER_TRIP) {
+        let chunks: Vec<&[(i64, i64)]> = list.chunks(CHUNK).collect();
         // `id IN (...)` makes the plan one primary-key lookup per handle at any depth, and the
         // pair test checks each row's current receipt; `+queue_id` keeps SQLite from scanning
         // the queue through an index on `queue_id` instead.
-        let rows = |b: &mut QueryBuilder<'_, Sqlite>| {
+        let rows = |b: &mut QueryBuilder<'_, Sqlite>, k: usize| {
+            let chunk = chunks[k];
             b.push("id IN (");
             let mut ids = b.separated(", ");
             for (id, _) in chunk {
@@ -193,8 +210,8 @@ async fn delete_standard<'h>(
             });
             b.push(")");
         };
-        // The tombstones first, over the same rows, in the same round trip.
-        deleted += tombs.delete(tx, fate, now, rows).await?;
+        // The tombstones first, over the same rows; every chunk in one round trip.
+        deleted += tombs.delete(tx, fate, now, chunks.len(), rows).await?;
     }
     Ok(deleted)
 }

@@ -136,29 +136,36 @@ impl Tombs {
         }
     }
 
-    /// Deletes the rows of `messages` that `rows` selects (it pushes the condition after
-    /// `WHERE`), with a tombstone of `fate` for each when allowed: the tombstone insert and the
-    /// delete go to SQLite as one statement list, one round trip to its thread instead of two.
-    /// Returns how many rows were deleted. Both statements select the same rows, and SQLite
-    /// counts one change per tombstone inserted (a replaced one included) and per row deleted,
-    /// so the deleted rows are half the changes. A full database met by the pair is taken as
-    /// the tombstones' ([`Tombs::failed`]): the group runs again without them.
+    /// Deletes the rows of `messages` that `rows(b, k)` selects for each `k` below `lists` (it
+    /// pushes the condition after `WHERE`), with a tombstone of `fate` for each row when
+    /// allowed: every tombstone insert and delete go to SQLite as one statement list, one round
+    /// trip to its thread. Returns how many rows were deleted. Each insert selects the rows its
+    /// delete then deletes, and SQLite counts one change per tombstone inserted (a replaced one
+    /// included) and per row deleted, so the deleted rows are half the changes. A full database
+    /// met by the list is taken as the tombstones' ([`Tombs::failed`]): the group runs again
+    /// without them.
     pub(crate) async fn delete<'q>(
         &mut self,
         tx: &mut Tx<'_>,
         fate: Fate,
         now: i64,
-        rows: impl Fn(&mut QueryBuilder<'q, Sqlite>),
+        lists: usize,
+        rows: impl Fn(&mut QueryBuilder<'q, Sqlite>, usize),
     ) -> Result<u64, StoreError> {
         let mut b = QueryBuilder::<Sqlite>::new("");
         let wanted = self.allowed(tx).await?;
-        if wanted {
-            self.push_insert(&mut b, fate, now, None);
-            rows(&mut b);
-            b.push("; ");
+        for k in 0..lists {
+            if k > 0 {
+                b.push("; ");
+            }
+            if wanted {
+                self.push_insert(&mut b, fate, now, None);
+                rows(&mut b, k);
+                b.push("; ");
+            }
+            b.push("DELETE FROM messages WHERE ");
+            rows(&mut b, k);
         }
-        b.push("DELETE FROM messages WHERE ");
-        rows(&mut b);
         let changes = match b.build().execute(&mut **tx).await {
             Ok(done) => done.rows_affected(),
             Err(e) => return Err(self.failing(e.into())),
