@@ -311,8 +311,8 @@ impl SqliteStore {
         if let Some(pages) = max_pages {
             base = base.pragma("max_page_count", pages.to_string());
         }
-        // The writer prepares each shape of multi-row statement once (`messages::CHUNK` rows at
-        // most, so up to that many shapes per statement kind); keep them all prepared. A local
+        // The writer prepares each shape of multi-row statement list once (`sql::padded`: 14
+        // per kind); keep them all prepared. A local
         // SQLite connection does not go stale, so no ping before each group either.
         let full = cfg.synchronous == Synchronous::Full;
         let writer = SqlitePoolOptions::new()

@@ -32,6 +32,22 @@ use sqlx::{Sqlite, Transaction};
 /// A write transaction.
 pub(crate) type Tx<'c> = Transaction<'c, Sqlite>;
 
-/// Most rows one multi-row statement takes. Every row count up to this is a distinct statement
-/// text, each prepared once and kept (the writer's statement cache holds them all).
+/// Most rows one multi-row statement takes.
 pub(crate) const CHUNK: usize = 64;
+
+/// Most statements of [`CHUNK`] rows sent to SQLite's thread as one statement list (one round
+/// trip): a group's deletes. (Sends too were measured so, padded with rows of NULLs that a
+/// `WHERE` drops: no faster, BENCHMARKS.md session 8.)
+pub(crate) const CHUNKS_PER_TRIP: usize = 8;
+
+/// The row count a multi-row statement list is padded to, with rows that change nothing: a
+/// power of two up to [`CHUNK`], whole chunks past it. So a statement list has one of 14 texts
+/// (1, 2, 4 … 64 rows, then 2 … 8 chunks of 64), each prepared once and kept in the writer's
+/// statement cache, however many rows a group brings.
+pub(crate) fn padded(rows: usize) -> usize {
+    if rows <= CHUNK {
+        rows.next_power_of_two()
+    } else {
+        rows.div_ceil(CHUNK) * CHUNK
+    }
+}

@@ -11,7 +11,7 @@ use super::super::report::{Counter, Effects};
 use super::super::rows::{to_ms, UNRECEIVED};
 use super::super::types::{EntryResults, QueueInfo};
 use super::tombstones::{Fate, Tombs};
-use super::{fifo, Tx, CHUNK};
+use super::{fifo, padded, Tx, CHUNK, CHUNKS_PER_TRIP};
 use crate::domain::message::ReceiptHandle;
 use crate::domain::queue::MAX_VISIBILITY_TIMEOUT;
 use crate::domain::{RejectCode, Rejection};
@@ -158,9 +158,6 @@ async fn delete_fifo(
     Ok(Ok(()))
 }
 
-/// Most statements of [`CHUNK`] handles sent to SQLite's thread in one round trip.
-const CHUNKS_PER_TRIP: usize = 8;
-
 /// Deletes a standard queue's messages by handle, in one round trip for up to
 /// [`CHUNKS_PER_TRIP`] × [`CHUNK`] handles. A handle whose visibility
 /// ran out still deletes, unless the message was received again since (the newer receiver owns
@@ -183,12 +180,7 @@ async fn delete_standard<'h>(
     }
     // Padded with pairs that match no row (no message has id 0) to a power of two, or past
     // one chunk to whole chunks, so the statement texts are few and each is prepared once.
-    let padded = if pairs.len() <= CHUNK {
-        pairs.len().next_power_of_two()
-    } else {
-        pairs.len().div_ceil(CHUNK) * CHUNK
-    };
-    pairs.resize(padded, (0, 0));
+    pairs.resize(padded(pairs.len()), (0, 0));
     let mut deleted = 0;
     for list in pairs.chunks(CHUNK * CHUNKS_PER_TRIP) {
         let chunks: Vec<&[(i64, i64)]> = list.chunks(CHUNK).collect();
