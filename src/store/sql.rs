@@ -27,10 +27,9 @@ pub(crate) mod send;
 pub(crate) mod settle;
 pub(crate) mod tombstones;
 
-use sqlx::{Sqlite, Transaction};
-
-/// A write transaction.
-pub(crate) type Tx<'c> = Transaction<'c, Sqlite>;
+/// The connection of a write transaction: a `sqlx::Transaction` (which dereferences to it), or
+/// the writer's own connection inside the transaction it manages (`writer.rs`).
+pub(crate) type Tx<'c> = sqlx::SqliteConnection;
 
 /// Most rows one multi-row statement takes.
 pub(crate) const CHUNK: usize = 64;

@@ -20,12 +20,13 @@ mod handle;
 mod plan;
 pub(super) mod room;
 mod sync;
+mod txn;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::{Connection as _, SqliteConnection, SqlitePool};
+use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -66,16 +67,6 @@ enum Executed {
     /// Some operations were refused and the connection was left unusable (SQLite rolled the
     /// transaction back by itself); these run again on a connection from the pool.
     Retry(Vec<Op>),
-}
-
-/// Whether the connection can take the next transaction after a failed one: sqlx's queued
-/// ROLLBACK runs with the ping, and a connection still marked as inside a transaction is not
-/// (the pool replaces it on release; see `open.rs`).
-async fn usable(conn: &mut SqliteConnection) -> bool {
-    if !conn.is_in_transaction() {
-        return true;
-    }
-    conn.ping().await.is_ok() && !conn.is_in_transaction()
 }
 
 /// Adds the operations already waiting, up to [`MAX_GROUP`].
@@ -149,6 +140,10 @@ struct Writer {
     /// a row read while it is held stays right until it goes back; it is forgotten at every
     /// acquire.
     held: HashMap<QueueName, Option<QueueInfo>>,
+    /// SQLite is inside a transaction of the writer's (`txn.rs`).
+    open: bool,
+    /// A rollback failed: the connection is closed rather than pooled (`txn.rs`).
+    discard: bool,
 }
 
 impl Writer {
@@ -212,8 +207,10 @@ impl Writer {
                     Some(ops) => ops,
                     None => break,
                 };
-                match self.execute(&mut conn, ops).await {
-                    Executed::Committed if held.elapsed() < HOLD => {}
+                // The next group's BEGIN goes with this one's commit when it is already waiting.
+                let more = || held.elapsed() < HOLD && !rx.is_empty();
+                match self.execute(&mut conn, ops, &more).await {
+                    Executed::Committed if self.open || held.elapsed() < HOLD => {}
                     Executed::Committed | Executed::Refused => break,
                     Executed::Retry(rest) => {
                         retry = Some(rest);
@@ -226,6 +223,11 @@ impl Writer {
                     break;
                 }
                 self.inject_fault(&ops);
+            }
+            // A pooled connection is never inside a transaction.
+            self.roll_back(&mut conn).await;
+            if std::mem::take(&mut self.discard) {
+                conn.close_on_drop();
             }
         }
     }
@@ -286,7 +288,12 @@ impl Writer {
     /// operations it served are refused and the others run again in a fresh transaction, so a
     /// send that does not fit never takes a poller's deletes down with it. Nothing is answered
     /// before its commit.
-    async fn execute(&mut self, conn: &mut SqliteConnection, mut ops: Vec<Op>) -> Executed {
+    async fn execute(
+        &mut self,
+        conn: &mut SqliteConnection,
+        mut ops: Vec<Op>,
+        more: &(dyn Fn() -> bool + Sync),
+    ) -> Executed {
         let mut room_for_tombstones = true;
         loop {
             let tombs = if !room_for_tombstones {
@@ -294,7 +301,7 @@ impl Writer {
             } else {
                 Tombs::new(self.tombstones, self.send_limit)
             };
-            match self.attempt(conn, &ops, tombs).await {
+            match self.attempt(conn, &ops, tombs, more).await {
                 Ok((outcomes, fx)) => {
                     self.observer.emit(StoreEvent::Committed {
                         operations: ops.len(),
@@ -304,7 +311,7 @@ impl Writer {
                     return Executed::Committed;
                 }
                 Err(Failed { error, .. }) if room::release_reserve(&self.reserve, &error) => {
-                    if !usable(conn).await {
+                    if !self.usable(conn).await {
                         return Executed::Retry(ops);
                     }
                 }
@@ -315,7 +322,7 @@ impl Writer {
                 }) if room_for_tombstones => {
                     tracing::warn!("the database is full: deletes go on without tombstones");
                     room_for_tombstones = false;
-                    if !usable(conn).await {
+                    if !self.usable(conn).await {
                         return Executed::Retry(ops);
                     }
                 }
@@ -329,7 +336,7 @@ impl Writer {
                     for k in culprits.into_iter().rev() {
                         ops.remove(k).fail(&database(&error));
                     }
-                    if !usable(conn).await {
+                    if !self.usable(conn).await {
                         return Executed::Retry(ops);
                     }
                 }
@@ -355,14 +362,16 @@ impl Writer {
         conn: &mut SqliteConnection,
         ops: &[Op],
         mut tombs: Tombs,
+        more: &(dyn Fn() -> bool + Sync),
     ) -> Result<(Vec<Outcome>, Effects), Failed> {
-        match self.attempt_with(conn, ops, &mut tombs).await {
+        match self.attempt_with(conn, ops, &mut tombs, more).await {
             Ok((outcomes, mut fx)) => {
                 fx.tombstones(tombs.written, tombs.skipped);
                 Ok((outcomes, fx))
             }
             Err(mut failed) => {
                 failed.tombstones = tombs.failed;
+                self.roll_back(conn).await;
                 Err(failed)
             }
         }
@@ -374,13 +383,15 @@ impl Writer {
         conn: &mut SqliteConnection,
         ops: &[Op],
         tombs: &mut Tombs,
+        more: &(dyn Fn() -> bool + Sync),
     ) -> Result<(Vec<Outcome>, Effects), Failed> {
         let whole = |e: sqlx::Error| Failed {
             error: Arc::new(e),
             culprits: Vec::new(),
             tombstones: false,
         };
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(whole)?;
+        self.begin(conn).await.map_err(whole)?;
+        let tx = &mut *conn;
         let now = self.clock.now().as_millis();
         let mut fx = Effects::default();
         let mut outcomes: Vec<Option<Outcome>> = ops.iter().map(|_| None).collect();
@@ -396,7 +407,7 @@ impl Writer {
                     let info = match self.held.get(name) {
                         Some(info) => info.clone(),
                         None => {
-                            let info = queues::lookup(&mut tx, name)
+                            let info = queues::lookup(tx, name)
                                 .await
                                 .map_err(|e| Failed::of(e, vec![k]))?;
                             self.held.insert(name.clone(), info.clone());
@@ -418,10 +429,10 @@ impl Writer {
         }
 
         for (at, shared) in &plan.sends {
-            let results = sql::send::send(&mut tx, &mut fx, &found[*at], &shared.items, now)
+            let results = sql::send::send(tx, &mut fx, &found[*at], &shared.items, now)
                 .await
                 .map_err(|e| Failed::of(e, shared.ops.clone()))?;
-            room::check(&mut tx, self.send_limit, &self.reserve)
+            room::check(tx, self.send_limit, &self.reserve)
                 .await
                 .map_err(|e| Failed::of(e.into(), shared.ops.clone()))?;
             for (&k, r) in shared.ops.iter().zip(results) {
@@ -429,8 +440,7 @@ impl Writer {
             }
         }
         for &(k, at, entries) in &plan.visibility {
-            let r =
-                sql::settle::change_visibility(&mut tx, &mut fx, &found[at], entries, now).await;
+            let r = sql::settle::change_visibility(tx, &mut fx, &found[at], entries, now).await;
             if let Some(error) = db_error(&r) {
                 return Err(Failed {
                     error,
@@ -443,7 +453,7 @@ impl Writer {
         for ((at, fate), shared) in &plan.deletes {
             let fate = Fate::from_code(i64::from(*fate)).unwrap_or(Fate::Deleted);
             let q = &found[*at];
-            let results = sql::settle::delete(&mut tx, &mut fx, tombs, q, &shared.items, fate, now)
+            let results = sql::settle::delete(tx, &mut fx, tombs, q, &shared.items, fate, now)
                 .await
                 .map_err(|e| Failed::of(e, shared.ops.clone()))?;
             for (&k, r) in shared.ops.iter().zip(results) {
@@ -460,14 +470,14 @@ impl Writer {
                 now,
                 expire_first: expire,
             };
-            let got = sql::claim::receive(&mut tx, &mut fx, tombs, q, claim)
+            let got = sql::claim::receive(tx, &mut fx, tombs, q, claim)
                 .await
                 .map_err(|e| Failed::of(e, shared.ops.clone()))?;
             for (&k, r) in shared.ops.iter().zip(got) {
                 outcomes[k] = Some(Outcome::Receive(Ok(r)));
             }
         }
-        tx.commit().await.map_err(whole)?;
+        self.commit(tx, more()).await.map_err(whole)?;
         let outcomes = ops
             .iter()
             .zip(outcomes)

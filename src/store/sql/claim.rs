@@ -48,7 +48,7 @@ async fn claim(
             .bind(q.id)
             .bind(i64::from(want))
             .bind(cutoff)
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *tx)
             .await?
             .into_iter()
             .map(Claimed::from_row)
@@ -66,7 +66,7 @@ async fn claim(
         .bind(now)
         .bind(token)
         .bind(json_array(&ids))
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?
         .into_iter()
         .map(Claimed::from_row)
@@ -134,11 +134,11 @@ async fn dead_letter(
         .bind(is_head)
         .bind(row.id)
         .bind(UNRECEIVED)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM messages WHERE id = ?")
             .bind(row.id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
     }
     if src.name.is_fifo() {
@@ -306,7 +306,7 @@ async fn next_visible(
     let (at,): (Option<i64>,) = sqlx::query_as(sql)
         .bind(q.id)
         .bind(now)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await?;
     Ok(at.map(Timestamp::from_millis))
 }

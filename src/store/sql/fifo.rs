@@ -28,7 +28,7 @@ pub(crate) async fn pick(
     .bind(queue_id)
     .bind(now)
     .bind(i64::from(want))
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     let mut ids = Vec::new();
     for (group,) in heads {
@@ -42,7 +42,7 @@ pub(crate) async fn pick(
         .bind(queue_id)
         .bind(&group)
         .bind(remaining)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?;
         ids.extend(
             run.into_iter()
@@ -63,7 +63,7 @@ pub(crate) async fn is_empty_group(
         sqlx::query_as("SELECT 1 FROM messages WHERE queue_id = ? AND group_id = ? LIMIT 1")
             .bind(queue_id)
             .bind(group)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
     Ok(row.is_none())
 }
@@ -82,7 +82,7 @@ pub(crate) async fn rehead<'a>(
         )
         .bind(queue_id)
         .bind(g)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
     Ok(())
@@ -106,7 +106,7 @@ pub(crate) async fn next_sequences(
     .bind(now.saturating_mul(1000))
     .bind(n)
     .bind(queue_id)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?;
     Ok(((last - n + 1)..=last)
         .map(|v| (10u128.pow(19) + v as u128).to_string())

@@ -67,7 +67,7 @@ pub(crate) fn filters_json(s: &EsmSettings) -> String {
 
 /// The mapping of `function` and `queue` other than `except`, if any.
 async fn same_pair(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut super::Tx<'_>,
     s: &EsmSettings,
     except: &str,
 ) -> Result<Option<String>, StoreError> {
@@ -77,7 +77,7 @@ async fn same_pair(
     .bind(&s.function)
     .bind(s.queue.as_str())
     .bind(except)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     Ok(found.map(|(u,)| u))
 }

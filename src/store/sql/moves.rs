@@ -268,7 +268,7 @@ pub(crate) async fn step(
 
 /// Ends a task with `status` (and a failure reason) and commits.
 async fn end(
-    mut tx: Tx<'_>,
+    mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
     task_id: &str,
     status: &str,
     reason: Option<&str>,
@@ -309,7 +309,7 @@ async fn pick(
         )
         .bind(ids)
         .bind(cutoff)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?);
     }
     Ok(sqlx::query_as(
@@ -320,7 +320,7 @@ async fn pick(
     .bind(now)
     .bind(cutoff)
     .bind(i64::from(max))
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?)
 }
 
@@ -359,7 +359,7 @@ async fn insert_moved(
     .bind(UNRECEIVED)
     .bind(is_head)
     .bind(row.id)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Sqlite, SqlitePool};
+
+use super::Tx;
 
 use super::super::error::StoreError;
 use super::super::rows::{to_ms, QueueRow, QUEUE_COLUMNS};
@@ -13,7 +15,7 @@ use crate::domain::queue::{Encryption, QueueName, QueueSettings, PURGE_INTERVAL}
 use crate::domain::{RejectCode, Rejection};
 
 pub(crate) async fn lookup(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     name: &QueueName,
 ) -> Result<Option<QueueInfo>, StoreError> {
     let row: Option<QueueRow> = sqlx::query_as(&format!(
@@ -21,22 +23,19 @@ pub(crate) async fn lookup(
     ))
     .bind(name.region())
     .bind(name.name())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     Ok(row.map(QueueRow::into_info).transpose()?)
 }
 
-pub(crate) async fn require(
-    tx: &mut Transaction<'_, Sqlite>,
-    name: &QueueName,
-) -> Result<QueueInfo, StoreError> {
+pub(crate) async fn require(tx: &mut Tx<'_>, name: &QueueName) -> Result<QueueInfo, StoreError> {
     lookup(tx, name)
         .await?
         .ok_or_else(|| Rejection::no_queue().into())
 }
 
 async fn check_dead_letter(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     name: &QueueName,
     settings: &QueueSettings,
 ) -> Result<(), StoreError> {
@@ -97,7 +96,7 @@ fn bind_settings<'q>(query: Query<'q>, s: &'q QueueSettings) -> Query<'q> {
 }
 
 async fn insert(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     name: &QueueName,
     s: &QueueSettings,
     tags: &BTreeMap<String, String>,
@@ -118,7 +117,7 @@ async fn insert(
         .bind(now)
         .bind(now)
         .bind(s.deduplication_scope.as_str())
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
@@ -133,7 +132,7 @@ enum DedupApplied {
 }
 
 async fn update(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     name: &QueueName,
     s: &QueueSettings,
     now: i64,
@@ -153,7 +152,7 @@ async fn update(
         .bind(s.deduplication_scope.as_str())
         .bind(name.region())
         .bind(name.name())
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }

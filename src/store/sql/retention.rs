@@ -34,7 +34,7 @@ pub(super) async fn expire(
     )
     .bind(q.id)
     .bind(cutoff)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     if !wrote {
         tombs.missed(gone.len() as u64);

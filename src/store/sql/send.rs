@@ -150,7 +150,7 @@ async fn insert_standard(
                 .push_bind(now)
                 .push_bind(UNRECEIVED);
         });
-        insert.build().execute(&mut **tx).await?;
+        insert.build().execute(&mut *tx).await?;
     }
     Ok(())
 }
@@ -189,7 +189,7 @@ async fn send_fifo(
         .bind(scope)
         .bind(&id)
         .bind(now)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
         if let Some((message_id, sequence_number)) = seen {
             // Accepted, not delivered: the original's id and sequence number.
@@ -208,7 +208,7 @@ async fn send_fifo(
         .bind(&receipt.message_id)
         .bind(&seq)
         .bind(now + to_ms(DEDUP_WINDOW))
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
         let is_head = fifo::is_empty_group(tx, q.id, group).await?;
         receipt.sequence_number = Some(seq);
@@ -237,7 +237,7 @@ async fn send_fifo(
         .bind(now)
         .bind(now)
         .bind(UNRECEIVED)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
         stored.add(delay);
     }

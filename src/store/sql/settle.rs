@@ -60,7 +60,7 @@ async fn lease(tx: &mut Tx<'_>, h: &ReceiptHandle) -> Result<Option<LeaseRow>, S
     )
     .bind(h.row_id)
     .bind(h.queue_id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?)
 }
 
@@ -146,7 +146,7 @@ async fn delete_fifo(
         .await?;
     sqlx::query("DELETE FROM messages WHERE id = ?")
         .bind(id)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     if !wrote {
         tombs.missed(1);
@@ -245,7 +245,7 @@ pub(crate) async fn change_visibility(
         sqlx::query("UPDATE messages SET visible_at = ?, in_flight = 1 WHERE id = ?")
             .bind(until)
             .bind(h.row_id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         let _ = row.visible_at;
         if *timeout == Duration::ZERO {

@@ -95,10 +95,10 @@ impl Tombs {
             None => true,
             Some(limit) => {
                 let (pages,): (i64,) = sqlx::query_as("PRAGMA page_count")
-                    .fetch_one(&mut **tx)
+                    .fetch_one(&mut *tx)
                     .await?;
                 let (free,): (i64,) = sqlx::query_as("PRAGMA freelist_count")
-                    .fetch_one(&mut **tx)
+                    .fetch_one(&mut *tx)
                     .await?;
                 u64::try_from(pages - free).unwrap_or(0) < limit
             }
@@ -127,7 +127,7 @@ impl Tombs {
         let mut insert = QueryBuilder::<Sqlite>::new("");
         self.push_insert(&mut insert, fate, now, dead_letter_queue);
         rows(&mut insert);
-        match insert.build().execute(&mut **tx).await {
+        match insert.build().execute(&mut *tx).await {
             Ok(done) => {
                 self.written += done.rows_affected();
                 Ok(true)
@@ -166,7 +166,7 @@ impl Tombs {
             b.push("DELETE FROM messages WHERE ");
             rows(&mut b, k);
         }
-        let changes = match b.build().execute(&mut **tx).await {
+        let changes = match b.build().execute(&mut *tx).await {
             Ok(done) => done.rows_affected(),
             Err(e) => return Err(self.failing(e.into())),
         };

@@ -90,6 +90,8 @@ impl Handle {
             tombstones: start.tombstones,
             sync,
             held: HashMap::new(),
+            open: false,
+            discard: false,
         };
         let stop = start.stop.clone();
         start.tasks.spawn(async move {
