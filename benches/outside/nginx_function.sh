@@ -1,4 +1,4 @@
-# Sourced by run.sh and postgres.sh: the benchmark's function, nginx answering {} to every POST
+# Sourced by run.sh and postgres.sh (after common.sh): the benchmark's function, nginx answering {} to every POST
 # on a free loopback port. `start_nginx_function` needs `$work` (a scratch directory) and `pids`
 # (the array of processes the script ends, by id); it sets `fn_port`. `wait_nginx_function`
 # returns once nginx answers.

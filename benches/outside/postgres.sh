@@ -18,6 +18,7 @@
 # the script ends only the processes it started, by their id.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/outside/common.sh
 . benches/outside/nginx_function.sh
 instances=${1:-1}
 seconds=${2:-20}
@@ -31,21 +32,9 @@ for tool in wrk nginx curl psql; do
 done
 pg_bin=${ESMD_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 [ -x "$pg_bin/initdb" ] || { echo "no PostgreSQL in $pg_bin (apt-get install postgresql)" >&2; exit 2; }
-esmd_bin=${ESMD_BIN:-}
-if [ -z "$esmd_bin" ]; then
-  cargo build --release --locked --bin esmd >/dev/null 2>&1 || cargo build --release --locked --bin esmd
-  esmd_bin="${CARGO_TARGET_DIR:-target}/release/esmd"
-fi
-
-work=$(mktemp -d)
+esmd_binary
+start_work
 chmod 755 "$work"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
 [ -z "${ESMD_PG_LOG_TO:-}" ] || trap 'cp "$work/pg/log" "$ESMD_PG_LOG_TO" 2>/dev/null; cleanup' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -99,27 +88,12 @@ CONF
   "$esmd_bin" run --config "$work/esmd$i.toml" 2> "$work/esmd$i.log" &
   pids+=($!)
   esmd_pids+=($!)
-  addr=""
-  for _ in $(seq 1 600); do
-    addr=$(sed -n 's/.*esmd ready address=\([0-9.:]*\).*/\1/p' "$work/esmd$i.log" | head -1)
-    [ -n "$addr" ] && break
-    sleep 0.05 # sleep-ok: waiting for another process to log that it is ready
-  done
-  [ -n "$addr" ] || { echo "esmd $i did not start:" >&2; cat "$work/esmd$i.log" >&2; exit 1; }
+  wait_ready "$work/esmd$i.log"
   urls+=("http://$addr")
 done
 wait_nginx_function
 
-cat > "$work/send.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/x-amz-json-1.0"
-wrk.headers["X-Amz-Target"] = "AmazonSQS.SendMessageBatch"
-local entries = {}
-for i = 1, 10 do
-  entries[#entries + 1] = string.format('{"Id":"m%d","MessageBody":"message %d of a batch from wrk"}', i, i)
-end
-wrk.body = '{"QueueUrl":"http://localhost/000000000000/bench","Entries":[' .. table.concat(entries, ",") .. ']}'
-LUA
+write_send_lua "$work/send.lua" "http://localhost/000000000000/bench"
 
 # A series summed over every instance.
 metric() {

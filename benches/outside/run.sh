@@ -17,6 +17,7 @@
 # Everything listens on 127.0.0.1; the script ends only the processes it started, by their id.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/outside/common.sh
 . benches/outside/nginx_function.sh
 seconds=${1:-20}
 batch=${2:-10}
@@ -27,21 +28,8 @@ connections=${ESMD_OUTSIDE_CONNECTIONS:-16}
 for tool in wrk nginx curl; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install wrk nginx-light curl)" >&2; exit 2; }
 done
-# ESMD_BIN runs a binary built already (to compare two builds in alternating runs).
-esmd_bin=${ESMD_BIN:-}
-if [ -z "$esmd_bin" ]; then
-  cargo build --release --locked --bin esmd >/dev/null 2>&1 || cargo build --release --locked --bin esmd
-  esmd_bin="${CARGO_TARGET_DIR:-target}/release/esmd"
-fi
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+esmd_binary
+start_work
 
 # The function: nginx answering {} to every POST (nginx_function.sh).
 start_nginx_function
@@ -84,26 +72,11 @@ pids+=($!)
 esmd_pid=$!
 # CPU seconds esmd has used (user + system), from its /proc entry.
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "/proc/$esmd_pid/stat"; }
-for _ in $(seq 1 300); do
-  addr=$(sed -n 's/.*esmd ready address=\([0-9.:]*\).*/\1/p' "$work/esmd.log" | head -1)
-  [ -n "$addr" ] && break
-  sleep 0.05 # sleep-ok: waiting for another process to log that it is ready
-done
-[ -n "${addr:-}" ] || { echo "esmd did not start:" >&2; cat "$work/esmd.log" >&2; exit 1; }
+wait_ready "$work/esmd.log"
 url="http://$addr"
 wait_nginx_function
 
-cat > "$work/send.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/x-amz-json-1.0"
-wrk.headers["X-Amz-Target"] = "AmazonSQS.SendMessageBatch"
-local entries = {}
-for i = 1, 10 do
-  entries[#entries + 1] = string.format('{"Id":"m%d","MessageBody":"message %d of a batch from wrk"}', i, i)
-end
-wrk.body = '{"QueueUrl":"QUEUE_URL","Entries":[' .. table.concat(entries, ",") .. ']}'
-LUA
-sed -i "s|QUEUE_URL|$url/000000000000/bench|" "$work/send.lua"
+write_send_lua "$work/send.lua" "$url/000000000000/bench"
 
 metric() { curl -s "$url/metrics" | awk -v m="$1" '$1 ~ "^"m"[{ ]" || $1 == m { s += $2 } END { printf "%d\n", s }'; }
 cpu_start=$(cpu)

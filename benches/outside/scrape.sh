@@ -11,24 +11,14 @@
 # started, by their id.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/outside/common.sh
 seconds=${1:-20}
 scrapes=${2:-20}
 for tool in wrk curl; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install wrk curl)" >&2; exit 2; }
 done
-esmd_bin=${ESMD_BIN:-}
-if [ -z "$esmd_bin" ]; then
-  cargo build --release --locked --bin esmd >/dev/null 2>&1 || cargo build --release --locked --bin esmd
-  esmd_bin="${CARGO_TARGET_DIR:-target}/release/esmd"
-fi
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+esmd_binary
+start_work
 cat > "$work/esmd.toml" <<CONF
 [server]
 listen = "127.0.0.1:0"
@@ -41,24 +31,9 @@ delay = "15min"
 CONF
 "$esmd_bin" run --config "$work/esmd.toml" 2> "$work/esmd.log" &
 pids+=($!)
-for _ in $(seq 1 300); do
-  addr=$(sed -n 's/.*esmd ready address=\([0-9.:]*\).*/\1/p' "$work/esmd.log" | head -1)
-  [ -n "$addr" ] && break
-  sleep 0.05 # sleep-ok: waiting for another process to log that it is ready
-done
-[ -n "${addr:-}" ] || { echo "esmd did not start:" >&2; cat "$work/esmd.log" >&2; exit 1; }
+wait_ready "$work/esmd.log"
 url="http://$addr"
-cat > "$work/send.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/x-amz-json-1.0"
-wrk.headers["X-Amz-Target"] = "AmazonSQS.SendMessageBatch"
-local entries = {}
-for i = 1, 10 do
-  entries[#entries + 1] = string.format('{"Id":"m%d","MessageBody":"message %d of a batch from wrk"}', i, i)
-end
-wrk.body = '{"QueueUrl":"QUEUE_URL","Entries":[' .. table.concat(entries, ",") .. ']}'
-LUA
-sed -i "s|QUEUE_URL|$url/000000000000/deep|" "$work/send.lua"
+write_send_lua "$work/send.lua" "$url/000000000000/deep"
 wrk -t 2 -c 16 -d "${seconds}s" -s "$work/send.lua" "$url/" > "$work/wrk.txt"
 times=()
 for _ in $(seq 1 "$scrapes"); do
