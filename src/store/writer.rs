@@ -45,7 +45,7 @@ use crate::domain::queue::QueueName;
 use crate::domain::Rejection;
 pub(super) use handle::{Handle, Start};
 pub(super) use plan::Op;
-use plan::{database, internal, Outcome, Plan};
+use plan::{database, db_error, internal, Failed, Outcome, Plan};
 
 /// Most operations one transaction takes.
 const MAX_GROUP: usize = 512;
@@ -76,38 +76,6 @@ fn fill(rx: &mut mpsc::Receiver<Op>, ops: &mut Vec<Op>) {
             Ok(op) => ops.push(op),
             Err(_) => break,
         }
-    }
-}
-
-/// Why a group did not commit: the database error, and the operations whose statement hit it
-/// (none when the transaction as a whole failed to begin or commit).
-struct Failed {
-    error: Arc<sqlx::Error>,
-    culprits: Vec<usize>,
-    /// A tombstone insert found the database full: the group runs again without tombstones.
-    tombstones: bool,
-}
-
-impl Failed {
-    fn of(e: StoreError, culprits: Vec<usize>) -> Failed {
-        let error = match e {
-            StoreError::Database { source, .. } => source,
-            // Rejections are answered per entry and never abort a group; should one arrive here,
-            // the operations are refused rather than answered wrongly.
-            other => Arc::new(sqlx::Error::Protocol(other.to_string())),
-        };
-        Failed {
-            error,
-            culprits,
-            tombstones: false,
-        }
-    }
-}
-
-fn db_error<T>(r: &Result<T, StoreError>) -> Option<Arc<sqlx::Error>> {
-    match r {
-        Err(StoreError::Database { source, .. }) => Some(source.clone()),
-        _ => None,
     }
 }
 

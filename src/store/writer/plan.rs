@@ -1,7 +1,8 @@
 //! The operations the writer takes and how one group of them is planned: operations of one kind
 //! on one queue share a statement (every send to a queue is one insert, every delete one
 //! delete, every standard receive with the same visibility timeout one claim dealt out in
-//! order), and each operation's answer waits for the group's commit.
+//! order), and each operation's answer waits for the group's commit; and how a group that did
+//! not commit is described ([`Failed`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -226,5 +227,37 @@ pub(super) fn database(e: &Arc<sqlx::Error>) -> StoreError {
     StoreError::Database {
         fault: super::super::error::DbFault::of(e),
         source: e.clone(),
+    }
+}
+
+/// Why a group did not commit: the database error, and the operations whose statement hit it
+/// (none when the transaction as a whole failed to begin or commit).
+pub(super) struct Failed {
+    pub error: Arc<sqlx::Error>,
+    pub culprits: Vec<usize>,
+    /// A tombstone insert found the database full: the group runs again without tombstones.
+    pub tombstones: bool,
+}
+
+impl Failed {
+    pub(super) fn of(e: StoreError, culprits: Vec<usize>) -> Failed {
+        let error = match e {
+            StoreError::Database { source, .. } => source,
+            // Rejections are answered per entry and never abort a group; should one arrive here,
+            // the operations are refused rather than answered wrongly.
+            other => Arc::new(sqlx::Error::Protocol(other.to_string())),
+        };
+        Failed {
+            error,
+            culprits,
+            tombstones: false,
+        }
+    }
+}
+
+pub(super) fn db_error<T>(r: &Result<T, StoreError>) -> Option<Arc<sqlx::Error>> {
+    match r {
+        Err(StoreError::Database { source, .. }) => Some(source.clone()),
+        _ => None,
     }
 }
