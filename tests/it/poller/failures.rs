@@ -387,7 +387,7 @@ max_receive_count = 1
 
 [functions.sleeper]
 type = "command"
-command = ["sleep", "30"]
+command = ["sleep", "30"]  # sleep-ok: the function hangs past its 1 s timeout on purpose
 timeout = "1s"
 
 [mappings.slow]

@@ -220,7 +220,7 @@ shutdown_grace = "1s"
 visibility_timeout = "30s"
 [functions.slow]
 type = "command"
-command = ["sh", "-c", "sleep 60 & echo $$ $! > {pids}.tmp; mv {pids}.tmp {pids}; wait"]
+command = ["sh", "-c", "sleep 60 & echo $$ $! > {pids}.tmp; mv {pids}.tmp {pids}; wait"]  # sleep-ok: a function and its child that outlive the shutdown grace on purpose
 timeout = "30s"
 [mappings.m]
 queue = "q"
