@@ -48,6 +48,7 @@ mod wait;
 mod wake;
 mod writer;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -218,25 +219,26 @@ impl SqliteStore {
             .filter(|r| self.hidden.reached(r.in_flight, r.delayed))
             .map(|r| r.id)
             .collect();
-        let mut plan = self.hidden.plan(&big, now);
-        for id in std::mem::take(&mut plan.count_now) {
-            let key = rows.iter().find(|r| r.id == id).map(|r| r.key.as_str());
-            let full = self.count_hidden(id, key.unwrap_or_default()).await?;
-            self.hidden.keep(id, full);
-            plan.kept.insert(id, full);
-        }
-        let refresh: Vec<(i64, String)> = rows
+        let keys: HashMap<i64, String> = rows
             .iter()
-            .filter(|r| plan.refresh.contains(&r.id))
+            .filter(|r| big.contains(&r.id))
             .map(|r| (r.id, r.key.clone()))
             .collect();
-        if !refresh.is_empty() {
-            self.refresh_hidden(refresh);
-        }
+        let store = self.clone();
+        let count: hidden::Count = Arc::new(move |id| {
+            let (store, key) = (store.clone(), keys.get(&id).cloned().unwrap_or_default());
+            Box::pin(async move { store.count_hidden(id, &key).await })
+        });
+        let kept = self
+            .hidden
+            .figures(&big, now, count, |task| {
+                self.tasks.spawn(task);
+            })
+            .await?;
         Ok(rows
             .into_iter()
             .filter_map(|r| {
-                let counts = match plan.kept.get(&r.id) {
+                let counts = match kept.get(&r.id) {
                     Some(full) => QueueCounts {
                         visible: full.total.saturating_sub(full.in_flight + full.delayed),
                         in_flight: full.in_flight,
@@ -268,23 +270,6 @@ impl SqliteStore {
             in_flight,
             delayed,
         })
-    }
-
-    /// Counts the big queues (id, key) in full again, in a task on the store's tracker.
-    fn refresh_hidden(&self, queues: Vec<(i64, String)>) {
-        let store = self.clone();
-        self.tasks.spawn(async move {
-            for (id, key) in queues {
-                match store.count_hidden(id, &key).await {
-                    Ok(full) => store.hidden.keep(id, full),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "a big queue's count was not refreshed");
-                        break;
-                    }
-                }
-            }
-            store.hidden.refreshed();
-        });
     }
 
     /// Message counts by state from a read of every row of the queue: what [`Store::counts`]

@@ -7,15 +7,19 @@
 //! per queue and state (a few milliseconds). A queue that reaches the cap ("big") is shown by a
 //! full count kept here: the first scrape that finds the queue big counts it in full; later
 //! ones show the kept count and, once it is [`FRESH_MS`] old, start a new full count in a
-//! task on the store's tracker, so no later scrape waits for it. A big queue's two figures are
-//! thus at most a few seconds behind, all three of one moment (the total is kept with them; AWS's
-//! own `ApproximateNumberOf…` are approximate too);
+//! task (on the SQLite store's tracker; a plain task on PostgreSQL), so no later scrape waits.
+//! A big queue's two figures are thus at most a few seconds behind, all three of one moment
+//! (the total is kept with them; AWS's own `ApproximateNumberOf…` are approximate too);
 //! every queue under the cap is counted exactly at each scrape. GetQueueAttributes counts its
 //! one queue exactly (`Store::counts`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use futures_util::future::BoxFuture;
+
+use super::error::StoreError;
 
 /// Index entries a scrape reads at most per queue and state (about 2 ms each on SQLite).
 pub(crate) const DEFAULT_CAP: u64 = 50_000;
@@ -49,16 +53,20 @@ struct Inner {
     refreshing: bool,
 }
 
+/// A full count of one big queue (by id), as a backend takes it.
+pub(super) type Count =
+    Arc<dyn Fn(i64) -> BoxFuture<'static, Result<Full, StoreError>> + Send + Sync>;
+
 /// What a scrape does about its big queues.
 #[derive(Debug, Default)]
-pub(super) struct Plan {
+struct Plan {
     /// Kept figures to show, by queue id.
-    pub kept: HashMap<i64, Full>,
+    kept: HashMap<i64, Full>,
     /// Big queues with no kept figure: counted in full by this scrape.
-    pub count_now: Vec<i64>,
+    count_now: Vec<i64>,
     /// Big queues whose figure is old: counted again in the background (empty when a refresh
     /// is already running).
-    pub refresh: Vec<i64>,
+    refresh: Vec<i64>,
 }
 
 impl HiddenCap {
@@ -92,7 +100,7 @@ impl HiddenCap {
     /// The plan for a scrape at `now` that found the queues `big` over the cap. Queues no longer
     /// big lose their kept figure. Claims the refresh when it returns a non-empty `refresh`:
     /// the caller then runs it and calls [`HiddenCap::refreshed`].
-    pub(super) fn plan(&self, big: &[i64], now: i64) -> Plan {
+    fn plan(&self, big: &[i64], now: i64) -> Plan {
         let mut inner = self.inner();
         inner.full.retain(|id, _| big.contains(id));
         let mut plan = Plan::default();
@@ -116,13 +124,47 @@ impl HiddenCap {
     }
 
     /// Keeps a full count of queue `id`.
-    pub(super) fn keep(&self, id: i64, full: Full) {
+    fn keep(&self, id: i64, full: Full) {
         self.inner().full.insert(id, full);
     }
 
     /// The refresh claimed by [`HiddenCap::plan`] ended (however it ended).
-    pub(super) fn refreshed(&self) {
+    fn refreshed(&self) {
         self.inner().refreshing = false;
+    }
+
+    /// The full counts a scrape at `now` shows for the queues `big` it found over the cap: the
+    /// kept ones, those missing counted now with `count`, and, when old, counted again with
+    /// `count` in the task handed to `spawn` (the backend's way of running one).
+    pub(super) async fn figures(
+        &self,
+        big: &[i64],
+        now: i64,
+        count: Count,
+        spawn: impl FnOnce(BoxFuture<'static, ()>),
+    ) -> Result<HashMap<i64, Full>, StoreError> {
+        let mut plan = self.plan(big, now);
+        for id in std::mem::take(&mut plan.count_now) {
+            let full = count(id).await?;
+            self.keep(id, full);
+            plan.kept.insert(id, full);
+        }
+        if !plan.refresh.is_empty() {
+            let (kept, ids) = (self.clone(), plan.refresh);
+            spawn(Box::pin(async move {
+                for id in ids {
+                    match count(id).await {
+                        Ok(full) => kept.keep(id, full),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "a big queue's count was not renewed");
+                            break;
+                        }
+                    }
+                }
+                kept.refreshed();
+            }));
+        }
+        Ok(plan.kept)
     }
 }
 

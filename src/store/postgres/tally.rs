@@ -7,7 +7,9 @@
 //! row. [`PgStore::counts_scanned`] reads every row instead: what the kept counts must agree
 //! with. Both count messages past retention until the sweep deletes them (as SQLite's do).
 
-use super::super::hidden::Full;
+use std::sync::Arc;
+
+use super::super::hidden::{Count, Full};
 use super::{PgStore, QueueCounts, StoreError, Tx};
 use crate::domain::queue::QueueName;
 use crate::domain::Timestamp;
@@ -72,35 +74,21 @@ impl PgStore {
             .filter(|r| self.hidden.reached(n(r.4), n(r.5)))
             .map(|r| r.0)
             .collect();
-        let mut plan = self.hidden.plan(&big, now);
-        for id in std::mem::take(&mut plan.count_now) {
-            let full = count_hidden(&self.pool, id, now).await?;
-            self.hidden.keep(id, full);
-            plan.kept.insert(id, full);
-        }
-        if !plan.refresh.is_empty() {
-            let (pool, hidden, clock) =
-                (self.pool.clone(), self.hidden.clone(), self.clock.clone());
-            let ids = std::mem::take(&mut plan.refresh);
-            // Reads only and ends by itself; a closed pool ends it at once.
-            tokio::spawn(async move {
-                for id in ids {
-                    match count_hidden(&pool, id, clock.now().as_millis()).await {
-                        Ok(full) => hidden.keep(id, full),
-                        Err(e) => {
-                            tracing::debug!(error = %e, "a big queue's count was not refreshed");
-                            break;
-                        }
-                    }
-                }
-                hidden.refreshed();
-            });
-        }
+        let (pool, clock) = (self.pool.clone(), self.clock.clone());
+        let count: Count =
+            Arc::new(move |id| Box::pin(count_hidden(pool.clone(), id, clock.now().as_millis())));
+        // The renewal reads only and ends by itself; a closed pool ends it at once.
+        let kept = self
+            .hidden
+            .figures(&big, now, count, |task| {
+                tokio::spawn(task);
+            })
+            .await?;
         Ok(rows
             .into_iter()
             .filter_map(|(id, region, name, total, in_flight, delayed, oldest)| {
                 let name = QueueName::parse(&name).ok()?.in_region(&region);
-                let full = plan.kept.get(&id).copied().unwrap_or(Full {
+                let full = kept.get(&id).copied().unwrap_or(Full {
                     at: now,
                     total: n(total),
                     in_flight: n(in_flight),
@@ -120,7 +108,7 @@ impl PgStore {
 
 /// A full count of queue `id`'s messages in flight and delayed at `now`, with its kept total,
 /// in one snapshot.
-async fn count_hidden(pool: &sqlx::PgPool, id: i64, now: i64) -> Result<Full, StoreError> {
+async fn count_hidden(pool: sqlx::PgPool, id: i64, now: i64) -> Result<Full, StoreError> {
     let (total, in_flight, delayed): (i64, i64, i64) = sqlx::query_as(
         "SELECT COALESCE((SELECT SUM(total) FROM queue_counts WHERE queue_id = $2), 0)::BIGINT, \
          (SELECT COUNT(*) FROM messages WHERE queue_id = $2 AND in_flight AND visible_at > $1), \
@@ -128,7 +116,7 @@ async fn count_hidden(pool: &sqlx::PgPool, id: i64, now: i64) -> Result<Full, St
     )
     .bind(now)
     .bind(id)
-    .fetch_one(pool)
+    .fetch_one(&pool)
     .await?;
     Ok(Full {
         at: now,
