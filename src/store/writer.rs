@@ -279,7 +279,7 @@ impl Writer {
                     return Executed::Committed;
                 }
                 Err(Failed { error, .. }) if room::release_reserve(&self.reserve, &error) => {
-                    if !self.usable(conn).await {
+                    if !self.usable() {
                         return Executed::Retry(ops);
                     }
                 }
@@ -290,7 +290,7 @@ impl Writer {
                 }) if room_for_tombstones => {
                     tracing::warn!("the database is full: deletes go on without tombstones");
                     room_for_tombstones = false;
-                    if !self.usable(conn).await {
+                    if !self.usable() {
                         return Executed::Retry(ops);
                     }
                 }
@@ -304,7 +304,7 @@ impl Writer {
                     for k in culprits.into_iter().rev() {
                         ops.remove(k).fail(&database(&error));
                     }
-                    if !self.usable(conn).await {
+                    if !self.usable() {
                         return Executed::Retry(ops);
                     }
                 }

@@ -11,7 +11,7 @@
 //! ([`Writer::discard`](super::Writer)).
 
 use futures_util::StreamExt as _;
-use sqlx::{Connection as _, Executor as _, SqliteConnection};
+use sqlx::{Executor as _, SqliteConnection};
 
 use super::Writer;
 
@@ -76,16 +76,10 @@ impl Writer {
         }
     }
 
-    /// Whether the connection can take the next transaction after a failed one: not in doubt,
-    /// and not inside a `sqlx::Transaction` (a connection still marked so is replaced by the
-    /// pool on release; see `open.rs`).
-    pub(super) async fn usable(&self, conn: &mut SqliteConnection) -> bool {
-        if self.discard {
-            return false;
-        }
-        if !conn.is_in_transaction() {
-            return true;
-        }
-        conn.ping().await.is_ok() && !conn.is_in_transaction()
+    /// Whether the connection can take the next transaction after a failed one: it was rolled
+    /// back ([`Writer::roll_back`]) and is not in doubt. (The writer never holds a
+    /// `sqlx::Transaction`, so sqlx has nothing of its own to roll back.)
+    pub(super) fn usable(&self) -> bool {
+        !self.discard
     }
 }
