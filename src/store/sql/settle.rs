@@ -139,19 +139,11 @@ async fn delete_fifo(
         )));
     }
     let id = h.row_id;
-    let wrote = tombs
-        .record(tx, fate, now, None, |b| {
+    *deleted += tombs
+        .delete(tx, fate, now, 1, |b, _| {
             b.push("id = ").push_bind(id);
         })
         .await?;
-    sqlx::query("DELETE FROM messages WHERE id = ?")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    if !wrote {
-        tombs.missed(1);
-    }
-    *deleted += 1;
     if row.is_head {
         fifo::rehead(tx, q.id, row.group_id.as_deref()).await?;
     }
